@@ -1,0 +1,170 @@
+//! Bootstrap commands: the first platform operator, and a demo workgroup to look at.
+
+use std::path::Path;
+
+use anyhow::Context;
+use base64::Engine;
+use rand::RngCore;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::auth::password;
+use crate::devices::credentials;
+
+fn random_password() -> String {
+    let mut bytes = [0u8; 18];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Creates the account if the e-mail has none (setting the password), and makes it a
+/// platform operator. An existing account keeps its password unless one is given.
+pub async fn create_operator(db: &PgPool, email: &str, name: &str, password: Option<String>) -> anyhow::Result<()> {
+    let user_id = ensure_user(db, email, name, password).await?;
+    sqlx::query("INSERT INTO platform_operators (user_id) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(user_id)
+        .execute(db)
+        .await?;
+    println!("platform operator: {email}");
+    Ok(())
+}
+
+/// Returns the account's id, creating it or updating its password as needed, and prints a
+/// generated password (the only time it is shown).
+async fn ensure_user(db: &PgPool, email: &str, name: &str, password: Option<String>) -> anyhow::Result<Uuid> {
+    anyhow::ensure!(crate::workgroups::members::valid_email(email), "not an e-mail address: {email}");
+    let existing: Option<Uuid> = sqlx::query_scalar("SELECT id FROM users WHERE lower(email) = lower($1)")
+        .bind(email)
+        .fetch_optional(db)
+        .await?;
+    let (password, generated) = match (password, existing) {
+        (Some(password), _) => (Some(password), false),
+        (None, None) => (Some(random_password()), true),
+        (None, Some(_)) => (None, false),
+    };
+    if let Some(password) = &password {
+        anyhow::ensure!(password.chars().count() >= password::MIN_LENGTH, "passwords need at least 12 characters");
+    }
+    let hash = match password.clone() {
+        Some(p) => Some(password::hash(p).await?),
+        None => None,
+    };
+    let id = match existing {
+        Some(id) => {
+            sqlx::query("UPDATE users SET password_hash = coalesce($2, password_hash) WHERE id = $1")
+                .bind(id)
+                .bind(hash)
+                .execute(db)
+                .await?;
+            id
+        }
+        None => {
+            let id = Uuid::now_v7();
+            sqlx::query("INSERT INTO users (id, email, name, password_hash) VALUES ($1, $2, $3, $4)")
+                .bind(id)
+                .bind(email)
+                .bind(name)
+                .bind(hash)
+                .execute(db)
+                .await?;
+            id
+        }
+    };
+    if generated {
+        println!("generated password for {email}: {}", password.unwrap_or_default());
+    }
+    Ok(id)
+}
+
+const DEMO_WORKGROUP: &str = "Demo Quarries";
+const DEMO_SITE: &str = "North Pit";
+const DEMO_ADMIN: &str = "admin@demo.myscanner.local";
+const DEMO_DEVICES: [(&str, &str, &str); 3] = [
+    ("DEMO-LVS-0001", "lvs", "Weighbridge 1"),
+    ("DEMO-LVS-0002", "lvs", "Weighbridge 2"),
+    ("DEMO-MPS-0001", "mps", "Pit exit"),
+];
+
+/// A demo workgroup with one site, three scanners and an admin holding every permission.
+/// Running it again reuses what exists and rotates the scanners' credentials.
+pub async fn demo(db: &PgPool, devices_dir: &Path, password: Option<String>) -> anyhow::Result<()> {
+    let mut tx = db.begin().await?;
+    let workgroup_id: Uuid = match sqlx::query_scalar("SELECT id FROM workgroups WHERE name = $1 ORDER BY id LIMIT 1")
+        .bind(DEMO_WORKGROUP)
+        .fetch_optional(&mut *tx)
+        .await?
+    {
+        Some(id) => id,
+        None => {
+            sqlx::query_scalar("INSERT INTO workgroups (id, name) VALUES ($1, $2) RETURNING id")
+                .bind(Uuid::now_v7())
+                .bind(DEMO_WORKGROUP)
+                .fetch_one(&mut *tx)
+                .await?
+        }
+    };
+    let site_id: Uuid = sqlx::query_scalar(
+        "INSERT INTO sites (id, workgroup_id, name, time_zone) VALUES ($1, $2, $3, 'Australia/Perth')
+         ON CONFLICT ON CONSTRAINT sites_name_key DO UPDATE SET name = EXCLUDED.name RETURNING id",
+    )
+    .bind(Uuid::now_v7())
+    .bind(workgroup_id)
+    .bind(DEMO_SITE)
+    .fetch_one(&mut *tx)
+    .await?;
+    std::fs::create_dir_all(devices_dir).with_context(|| format!("creating {}", devices_dir.display()))?;
+    for (serial, kind, name) in DEMO_DEVICES {
+        let device_id: Uuid = sqlx::query_scalar(
+            "INSERT INTO devices (id, workgroup_id, site_id, kind, serial, name) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT ON CONSTRAINT devices_serial_key DO UPDATE SET name = devices.name RETURNING id",
+        )
+        .bind(Uuid::now_v7())
+        .bind(workgroup_id)
+        .bind(site_id)
+        .bind(kind)
+        .bind(serial)
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
+        let credential =
+            credentials::issue(&mut tx, workgroup_id, device_id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let file = devices_dir.join(format!("{serial}.toml"));
+        write_private(
+            &file,
+            &format!(
+                "# Device credential of demo scanner {serial} ({name})\nserial = \"{serial}\"\ndevice_id = \"{device_id}\"\ncredential = \"{}\"\n",
+                credential.secret
+            ),
+        )?;
+    }
+    tx.commit().await?;
+    let admin = ensure_user(db, DEMO_ADMIN, "Demo admin", password).await?;
+    sqlx::query(
+        "INSERT INTO memberships (workgroup_id, user_id, permissions) VALUES ($1, $2, $3)
+         ON CONFLICT (workgroup_id, user_id) DO UPDATE SET permissions = EXCLUDED.permissions",
+    )
+    .bind(workgroup_id)
+    .bind(admin)
+    .bind(vec!["control_devices", "manage_workgroup", "view_data"])
+    .execute(db)
+    .await?;
+    println!(
+        "demo workgroup \"{DEMO_WORKGROUP}\" ({workgroup_id}): admin {DEMO_ADMIN}, device credentials in {}",
+        devices_dir.display()
+    );
+    Ok(())
+}
+
+/// Credentials are written readable by their owner only.
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}

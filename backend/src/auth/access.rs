@@ -1,0 +1,92 @@
+//! What a caller may do in a workgroup: one guard used by every workgroup-scoped handler.
+//!
+//! A caller with no standing in a workgroup gets 404 — the same answer as for a workgroup
+//! that does not exist — so ids of other tenants reveal nothing. Inside a workgroup, a missing
+//! permission is a 403 naming it.
+
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::principal::{Caller, CurrentUser};
+use crate::http::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Permission {
+    /// Read measurements, load profiles and exports.
+    ViewData,
+    /// Remote control and Security Services.
+    ControlDevices,
+    /// Users, sites, devices and API tokens of the workgroup.
+    ManageWorkgroup,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 3] = [Permission::ViewData, Permission::ControlDevices, Permission::ManageWorkgroup];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::ViewData => "view_data",
+            Permission::ControlDevices => "control_devices",
+            Permission::ManageWorkgroup => "manage_workgroup",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Permission> {
+        Permission::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// A caller's standing in one workgroup.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub workgroup_id: Uuid,
+    permissions: Vec<Permission>,
+}
+
+impl Access {
+    pub fn require(&self, permission: Permission) -> Result<(), Error> {
+        if self.permissions.contains(&permission) { Ok(()) } else { Err(Error::Forbidden(permission.as_str())) }
+    }
+}
+
+impl CurrentUser {
+    /// The user's permissions in `workgroup_id`. Platform operators manage every workgroup
+    /// (they provision devices and first admins) but read data only where they are members.
+    pub async fn access(&self, db: &PgPool, workgroup_id: Uuid) -> Result<Access, Error> {
+        let row: Option<(Option<Vec<String>>,)> = sqlx::query_as(
+            "SELECT m.permissions FROM workgroups w
+             LEFT JOIN memberships m ON m.workgroup_id = w.id AND m.user_id = $2
+             WHERE w.id = $1",
+        )
+        .bind(workgroup_id)
+        .bind(self.id)
+        .fetch_optional(db)
+        .await?;
+        let granted = match row {
+            Some((Some(granted),)) => granted,
+            Some((None,)) if self.is_operator => vec![],
+            _ => return Err(Error::NotFound),
+        };
+        let mut permissions: Vec<Permission> = granted.iter().filter_map(|p| Permission::parse(p)).collect();
+        if self.is_operator && !permissions.contains(&Permission::ManageWorkgroup) {
+            permissions.push(Permission::ManageWorkgroup);
+        }
+        Ok(Access { workgroup_id, permissions })
+    }
+}
+
+impl Caller {
+    /// The caller's standing in `workgroup_id`; an API token only ever views its own.
+    pub async fn access(&self, db: &PgPool, workgroup_id: Uuid) -> Result<Access, Error> {
+        match self {
+            Caller::User(user) => user.access(db, workgroup_id).await,
+            Caller::ApiToken(token) if token.workgroup_id == workgroup_id => {
+                Ok(Access { workgroup_id, permissions: vec![Permission::ViewData] })
+            }
+            Caller::ApiToken(_) => Err(Error::NotFound),
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! The address a request came from: the TCP peer, or — only when that peer is one of the
+//! configured trusted proxies — the nearest untrusted hop of `X-Forwarded-For`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use ipnet::IpNet;
+
+use crate::http::Error;
+use crate::startup::AppState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip())
+            .ok_or_else(|| anyhow::anyhow!("server started without connection info"))?;
+        let forwarded = parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok());
+        Ok(ClientAddr(resolve(peer, forwarded, &state.config.server.trusted_proxies)))
+    }
+}
+
+/// Walks `X-Forwarded-For` from the right (the hop our proxy added) while the hop is a
+/// trusted proxy; the first untrusted address is the client. Entries left of it could have
+/// been written by anyone and are ignored.
+pub fn resolve<'a>(peer: IpAddr, forwarded: impl Iterator<Item = &'a str>, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = forwarded.flat_map(|v| v.split(',')).filter_map(|hop| hop.trim().parse().ok()).collect();
+    let mut client = peer;
+    for hop in hops.into_iter().rev() {
+        client = hop;
+        if !is_trusted(&hop) {
+            break;
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_only_counts_from_trusted_proxies() {
+        let trusted: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        // Untrusted peer: its header is ignored.
+        assert_eq!(resolve(ip("127.1.0.9"), ["127.0.0.5"].into_iter(), &[]), ip("127.1.0.9"));
+        // Trusted proxy: the nearest untrusted hop, not a spoofed leftmost one.
+        assert_eq!(
+            resolve(ip("127.0.0.1"), ["198.51.100.1, 203.0.113.7, 127.0.0.2"].into_iter(), &trusted),
+            ip("203.0.113.7")
+        );
+        // Trusted proxy without a header: the proxy itself.
+        assert_eq!(resolve(ip("127.0.0.1"), std::iter::empty(), &trusted), ip("127.0.0.1"));
+    }
+}

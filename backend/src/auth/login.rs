@@ -1,0 +1,169 @@
+//! Signing in, and the signed-in user's own account.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::access::Permission;
+use super::client_addr::ClientAddr;
+use super::principal::CurrentUser;
+use super::{password, throttle};
+use crate::http::{Error, Json, Result};
+use crate::startup::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    #[schema(example = "admin@example.com")]
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// A JWT to send as `Authorization: Bearer <access_token>`.
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the token expires; sign in again then.
+    pub expires_in: u64,
+}
+
+/// Sign in with e-mail and password.
+///
+/// Repeated failures lock the account, and separately the client address, for a while
+/// (429 with `Retry-After`).
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, body = LoginResponse),
+        (status = 401, description = "Wrong e-mail or password", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed sign-ins; see Retry-After", body = crate::http::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn login(
+    State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
+    Json(request): Json<LoginRequest>,
+) -> Result<Json<LoginResponse>> {
+    let keys = throttle::Keys::new(&request.email, address);
+    throttle::check(&state.db, &keys).await?;
+    let user: Option<(Uuid, String)> =
+        sqlx::query_as("SELECT id, password_hash FROM users WHERE lower(email) = lower($1)")
+            .bind(request.email.trim())
+            .fetch_optional(&state.db)
+            .await?;
+    let (id, hash) = user.map_or((None, None), |(id, hash)| (Some(id), Some(hash)));
+    let valid = password::verify(request.password, hash).await?;
+    let Some(id) = id.filter(|_| valid) else {
+        throttle::record_failure(&state.db, &keys, &state.config.auth.login_throttle).await?;
+        return Err(Error::Unauthorized("wrong e-mail or password"));
+    };
+    throttle::clear_account(&state.db, &keys).await?;
+    let (access_token, expires_in) = state.jwt.issue(id)?;
+    tracing::info!(user.id = %id, "signed in");
+    Ok(Json(LoginResponse { access_token, token_type: "Bearer", expires_in }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    /// The vendor's staff: may create workgroups and provision devices.
+    pub is_operator: bool,
+    pub memberships: Vec<MyMembership>,
+}
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct MyMembership {
+    pub workgroup_id: Uuid,
+    pub workgroup_name: String,
+    #[sqlx(try_from = "Vec<String>")]
+    pub permissions: Permissions,
+}
+
+/// A set of permissions as stored (`text[]`) and shown (an array of names).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(transparent)]
+pub struct Permissions(pub Vec<Permission>);
+
+impl TryFrom<Vec<String>> for Permissions {
+    type Error = String;
+    fn try_from(names: Vec<String>) -> std::result::Result<Self, String> {
+        names
+            .iter()
+            .map(|n| Permission::parse(n).ok_or_else(|| format!("unknown permission {n}")))
+            .collect::<std::result::Result<_, _>>()
+            .map(Permissions)
+    }
+}
+
+impl Permissions {
+    /// Sorted and without repeats, as stored.
+    pub fn normalized(mut self) -> Self {
+        self.0.sort();
+        self.0.dedup();
+        self
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.0.iter().map(|p| p.as_str()).collect()
+    }
+}
+
+/// The signed-in user, with the workgroups they belong to.
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth",
+    security(("user_jwt" = [])),
+    responses((status = 200, body = Me), (status = 401, body = crate::http::Problem, content_type = "application/problem+json")))]
+pub async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Me>> {
+    let (email, name): (String, String) =
+        sqlx::query_as("SELECT email, name FROM users WHERE id = $1").bind(user.id).fetch_one(&state.db).await?;
+    let memberships = sqlx::query_as::<_, MyMembership>(
+        "SELECT m.workgroup_id, w.name AS workgroup_name, m.permissions
+         FROM memberships m JOIN workgroups w ON w.id = m.workgroup_id
+         WHERE m.user_id = $1 ORDER BY w.name",
+    )
+    .bind(user.id)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(Me { id: user.id, email, name, is_operator: user.is_operator, memberships }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    pub current_password: String,
+    /// 12 to 256 characters.
+    pub new_password: String,
+}
+
+/// Change the signed-in user's password.
+#[utoipa::path(put, path = "/api/v1/me/password", tag = "auth",
+    security(("user_jwt" = [])),
+    request_body = ChangePassword,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Too short, or the current password is wrong", body = crate::http::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Json(request): Json<ChangePassword>,
+) -> Result<axum::http::StatusCode> {
+    password::check_strength("new_password", &request.new_password)?;
+    let stored: String =
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1").bind(user.id).fetch_one(&state.db).await?;
+    if !password::verify(request.current_password, Some(stored)).await? {
+        return Err(Error::invalid_field("current_password", "is not the current password"));
+    }
+    let hash = password::hash(request.new_password).await?;
+    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
+        .bind(user.id)
+        .bind(hash)
+        .execute(&state.db)
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

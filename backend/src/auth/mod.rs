@@ -1,0 +1,16 @@
+//! Authentication and authorisation: users (argon2id passwords, JWT sessions), customer
+//! integrations (read-only API tokens), devices (device credentials), and the permission
+//! guard every workgroup-scoped handler goes through.
+
+pub mod access;
+pub mod api_tokens;
+pub mod client_addr;
+pub mod jwt;
+pub mod login;
+pub mod password;
+pub mod principal;
+pub mod secret;
+pub mod throttle;
+
+pub use access::{Access, Permission};
+pub use principal::{AuthenticatedDevice, Caller, CurrentUser};

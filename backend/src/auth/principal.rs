@@ -1,0 +1,150 @@
+//! Who is calling: the authentication extractors. They fail closed — a missing, malformed,
+//! expired or revoked credential is a 401, never an anonymous caller.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use uuid::Uuid;
+
+use super::client_addr::ClientAddr;
+use super::secret::{self, API_TOKEN_PREFIX, DEVICE_PREFIX};
+use crate::http::Error;
+use crate::startup::AppState;
+
+/// A signed-in dashboard user (JWT).
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    pub id: Uuid,
+    pub is_operator: bool,
+}
+
+/// A customer integration's read-only API token.
+#[derive(Debug, Clone)]
+pub struct ApiTokenCaller {
+    pub token_id: Uuid,
+    pub workgroup_id: Uuid,
+}
+
+/// Either kind of caller that may read workgroup data.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    User(CurrentUser),
+    ApiToken(ApiTokenCaller),
+}
+
+/// A scanner, authenticated by its device credential. It can act only as itself.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedDevice {
+    pub device_id: Uuid,
+    pub workgroup_id: Uuid,
+    pub site_id: Uuid,
+}
+
+fn bearer(parts: &Parts) -> Result<&str, Error> {
+    let value = parts.headers.get(AUTHORIZATION).ok_or(Error::Unauthorized("missing bearer token"))?;
+    let value = value.to_str().map_err(|_| Error::Unauthorized("malformed Authorization header"))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
+        _ => Err(Error::Unauthorized("expected `Authorization: Bearer <token>`")),
+    }
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let token = bearer(parts)?;
+        if secret::parse(API_TOKEN_PREFIX, token).is_some() {
+            // A valid integration token on a route that changes data: say why it cannot.
+            api_token(state, token).await?;
+            return Err(Error::ReadOnlyToken);
+        }
+        let claims = state.jwt.verify(token).ok_or(Error::Unauthorized("invalid or expired token"))?;
+        let is_operator: Option<bool> = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM platform_operators WHERE user_id = u.id) FROM users u WHERE u.id = $1",
+        )
+        .bind(claims.sub)
+        .fetch_optional(&state.db)
+        .await?;
+        let is_operator = is_operator.ok_or(Error::Unauthorized("the account no longer exists"))?;
+        tracing::Span::current().record("user.id", tracing::field::display(claims.sub));
+        Ok(CurrentUser { id: claims.sub, is_operator })
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let token = bearer(parts)?;
+        if secret::parse(API_TOKEN_PREFIX, token).is_some() {
+            return Ok(Caller::ApiToken(api_token(state, token).await?));
+        }
+        Ok(Caller::User(CurrentUser::from_request_parts(parts, state).await?))
+    }
+}
+
+async fn api_token(state: &AppState, token: &str) -> Result<ApiTokenCaller, Error> {
+    const INVALID: Error = Error::Unauthorized("invalid or revoked API token");
+    let (id, presented) = secret::parse(API_TOKEN_PREFIX, token).ok_or(INVALID)?;
+    let row: Option<(Uuid, Vec<u8>)> =
+        sqlx::query_as("SELECT workgroup_id, secret_hash FROM api_tokens WHERE id = $1 AND revoked_at IS NULL")
+            .bind(id)
+            .fetch_optional(&state.db)
+            .await?;
+    let (workgroup_id, stored) = row.ok_or(INVALID)?;
+    if !secret::matches(presented, &stored) {
+        return Err(INVALID);
+    }
+    // At most one write a minute per token: usage is for humans reviewing tokens.
+    sqlx::query(
+        "UPDATE api_tokens SET last_used_at = now()
+         WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+    )
+    .bind(id)
+    .execute(&state.db)
+    .await?;
+    Ok(ApiTokenCaller { token_id: id, workgroup_id })
+}
+
+impl FromRequestParts<AppState> for AuthenticatedDevice {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        const INVALID: Error = Error::Unauthorized("invalid or revoked device credential");
+        let (credential_id, presented) = secret::parse(DEVICE_PREFIX, bearer(parts)?).ok_or(INVALID)?;
+        let row: Option<(Uuid, Uuid, Uuid, Vec<u8>)> = sqlx::query_as(
+            "SELECT d.id, d.workgroup_id, d.site_id, c.secret_hash
+             FROM device_credentials c JOIN devices d ON d.id = c.device_id
+             WHERE c.id = $1 AND c.revoked_at IS NULL",
+        )
+        .bind(credential_id)
+        .fetch_optional(&state.db)
+        .await?;
+        let (device_id, workgroup_id, site_id, stored) = row.ok_or(INVALID)?;
+        if !secret::matches(presented, &stored) {
+            return Err(INVALID);
+        }
+        let address = ClientAddr::from_request_parts(parts, state).await?.0;
+        // Every authenticated call is a sign of life and shows the device's public address
+        // (what external security scans target). Written at most every 30 s unless it moved.
+        sqlx::query(
+            "UPDATE devices SET last_seen_at = now(), public_address = $2
+             WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at < now() - interval '30 seconds'
+                                OR public_address IS DISTINCT FROM $2)",
+        )
+        .bind(device_id)
+        .bind(ipnet::IpNet::from(address))
+        .execute(&state.db)
+        .await?;
+        sqlx::query(
+            "UPDATE device_credentials SET last_used_at = now()
+             WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+        )
+        .bind(credential_id)
+        .execute(&state.db)
+        .await?;
+        tracing::Span::current().record("device.id", tracing::field::display(device_id));
+        Ok(AuthenticatedDevice { device_id, workgroup_id, site_id })
+    }
+}

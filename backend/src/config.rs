@@ -1,0 +1,216 @@
+//! Typed, layered configuration: built-in defaults that work on a developer machine, then an
+//! optional TOML file (`--config`), then `MYSCANNER_*` environment variables, where `__`
+//! separates sections (`MYSCANNER_DATABASE__URL`, `MYSCANNER_AUTH__JWT_SECRET`).
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::bail;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// The JWT signing secret used when none is configured. Production refuses it.
+pub const DEV_JWT_SECRET: &str = "development-only-jwt-secret-do-not-deploy";
+/// The database password of the development set-up in `deploy/`. Production refuses it.
+pub const DEV_DATABASE_URL: &str = "postgres://myscanner:myscanner@127.0.0.1:5432/myscanner";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub environment: Environment,
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// A request that takes longer is answered 503 and its work dropped.
+    pub request_timeout_secs: u64,
+    pub body_limit_bytes: usize,
+    /// Origins of the web dashboard allowed to call the API from a browser.
+    pub cors_allowed_origins: Vec<String>,
+    /// Reverse proxies whose `X-Forwarded-For` is believed. Anyone else's is ignored.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// May hold a password, hence secret.
+    pub url: Secret,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 key of the dashboard's session tokens; at least 32 bytes in production.
+    pub jwt_secret: Secret,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub jwt_ttl_secs: u64,
+    pub login_throttle: LoginThrottleConfig,
+}
+
+/// Failed sign-ins allowed per account and per client address within a window; past them
+/// the key is locked until the window ends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginThrottleConfig {
+    pub max_failures_per_account: i32,
+    pub max_failures_per_address: i32,
+    pub window_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log collectors.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info,myscanner=debug`; `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            environment: Environment::Development,
+            server: ServerConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                request_timeout_secs: 30,
+                body_limit_bytes: 1024 * 1024,
+                cors_allowed_origins: vec!["http://localhost:3000".into()],
+                trusted_proxies: vec![],
+            },
+            database: DatabaseConfig { url: Secret::new(DEV_DATABASE_URL), max_connections: 20 },
+            auth: AuthConfig {
+                jwt_secret: Secret::new(DEV_JWT_SECRET),
+                jwt_issuer: "myscanner".into(),
+                jwt_audience: "myscanner-api".into(),
+                jwt_ttl_secs: 15 * 60,
+                login_throttle: LoginThrottleConfig {
+                    max_failures_per_account: 5,
+                    max_failures_per_address: 50,
+                    window_secs: 15 * 60,
+                },
+            },
+            log: LogConfig { format: LogFormat::Text, filter: "info,sqlx=warn".into() },
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file if given, then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        // Settings live in sections (`MYSCANNER_SECTION__KEY`) apart from `environment`; other
+        // MYSCANNER_* variables (MYSCANNER_CONFIG, the bootstrap passwords, test settings) are
+        // not settings. A misspelt key inside a section is still an error.
+        let env =
+            Env::prefixed("MYSCANNER_").filter(|key| key.as_str().contains("__") || key == "environment").split("__");
+        let config: Config = figment.merge(env).extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Refuses settings that would be unsafe, above all development secrets in production.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.environment == Environment::Production {
+            let secret = self.auth.jwt_secret.expose();
+            if secret == DEV_JWT_SECRET || secret.len() < 32 {
+                bail!("production needs auth.jwt_secret: at least 32 random bytes, not the development secret");
+            }
+            if self.database.url.expose() == DEV_DATABASE_URL {
+                bail!("production needs its own database.url, not the development one");
+            }
+        }
+        if self.server.request_timeout_secs == 0 || self.auth.jwt_ttl_secs == 0 {
+            bail!("server.request_timeout_secs and auth.jwt_ttl_secs must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// A configuration value that must never reach a log: `Debug` prints `[redacted]`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let printed = format!("{:?}", Config::default());
+        assert!(!printed.contains(DEV_JWT_SECRET));
+        assert!(!printed.contains("myscanner:myscanner"));
+        assert!(printed.contains("[redacted]"));
+    }
+
+    #[test]
+    fn production_refuses_development_secrets() {
+        let mut config = Config { environment: Environment::Production, ..Config::default() };
+        assert!(config.validate().is_err());
+        config.auth.jwt_secret = Secret::new("x".repeat(48));
+        assert!(config.validate().is_err(), "the development database URL is refused too");
+        config.database.url = Secret::new("postgres://app:s3cret@db.internal/myscanner");
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's test harness decides the closure's type
+    fn layers_file_then_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("myscanner.toml", "[server]\nlisten = \"127.0.0.1:9000\"\nrequest_timeout_secs = 5\n")?;
+            jail.set_env("MYSCANNER_SERVER__REQUEST_TIMEOUT_SECS", "7");
+            let config = Config::load(Some(Path::new("myscanner.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.server.listen.port(), 9000);
+            assert_eq!(config.server.request_timeout_secs, 7);
+            assert_eq!(config.auth.jwt_ttl_secs, 900);
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,90 @@
+//! The scanner-facing side: a device learns who it is and reports its settings. Everything
+//! here authenticates with the device credential and acts only on the device itself.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{Device, DeviceKind, DeviceSettings, device_columns};
+use crate::auth::AuthenticatedDevice;
+use crate::http::{Json, Result, Validator};
+use crate::startup::AppState;
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct AgentIdentity {
+    pub device_id: Uuid,
+    pub workgroup_id: Uuid,
+    pub site_id: Uuid,
+    pub kind: DeviceKind,
+    pub serial: String,
+    pub name: String,
+    /// The site's IANA time zone.
+    pub site_time_zone: String,
+    #[sqlx(flatten)]
+    pub settings: DeviceSettings,
+}
+
+/// Who the calling device is, as the cloud knows it.
+#[utoipa::path(get, path = "/api/v1/agent/me", tag = "agent",
+    security(("device_credential" = [])),
+    responses((status = 200, body = AgentIdentity)))]
+pub async fn me(State(state): State<AppState>, device: AuthenticatedDevice) -> Result<Json<AgentIdentity>> {
+    let identity = sqlx::query_as::<_, AgentIdentity>(
+        "SELECT d.id AS device_id, d.workgroup_id, d.site_id, d.kind, d.serial, d.name, s.time_zone AS site_time_zone,
+                d.measurement_transfer, d.allow_remote_control, d.reference_scan_sync, d.load_list_sync
+         FROM devices d JOIN sites s ON s.id = d.site_id WHERE d.id = $1",
+    )
+    .bind(device.device_id)
+    .fetch_one(&state.db)
+    .await?;
+    Ok(Json(identity))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsReport {
+    pub measurement_transfer: bool,
+    pub allow_remote_control: bool,
+    pub reference_scan_sync: bool,
+    pub load_list_sync: bool,
+    #[schema(example = "1.4.2")]
+    pub agent_version: String,
+}
+
+/// Report the device's settings and agent version. The scanner is authoritative over its
+/// own features; the cloud honours what it reports from now on.
+#[utoipa::path(put, path = "/api/v1/agent/settings", tag = "agent",
+    request_body = SettingsReport,
+    security(("device_credential" = [])),
+    responses((status = 200, body = Device)))]
+pub async fn report_settings(
+    State(state): State<AppState>,
+    device: AuthenticatedDevice,
+    Json(report): Json<SettingsReport>,
+) -> Result<Json<Device>> {
+    let version = report.agent_version.trim();
+    Validator::default()
+        .check(
+            (1..=64).contains(&version.len()) && version.chars().all(|c| c.is_ascii_graphic()),
+            "agent_version",
+            "1–64 printable characters",
+        )
+        .finish()?;
+    let s = &report;
+    let device = sqlx::query_as::<_, Device>(concat!(
+        "UPDATE devices SET measurement_transfer = $2, allow_remote_control = $3, reference_scan_sync = $4,
+                load_list_sync = $5, agent_version = $6, settings_reported_at = now()
+         WHERE id = $1 RETURNING ",
+        device_columns!()
+    ))
+    .bind(device.device_id)
+    .bind(s.measurement_transfer)
+    .bind(s.allow_remote_control)
+    .bind(s.reference_scan_sync)
+    .bind(s.load_list_sync)
+    .bind(version)
+    .fetch_one(&state.db)
+    .await?;
+    Ok(Json(device))
+}

@@ -1,0 +1,90 @@
+//! Device credentials: issued at provisioning, rotated when a scanner is replaced or a
+//! secret may have leaked, revoked to cut a device off at once. Stored only as SHA-256.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::secret::{self, DEVICE_PREFIX};
+use crate::auth::{CurrentUser, Permission};
+use crate::http::{Error, Json, Path, Result};
+use crate::startup::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuedCredential {
+    pub credential_id: Uuid,
+    /// The device's bearer secret. Shown only in this response: install it on the scanner.
+    pub secret: String,
+}
+
+/// Issues a new credential for the device, revoking any live one, in the caller's transaction.
+pub async fn issue(tx: &mut sqlx::PgConnection, workgroup_id: Uuid, device_id: Uuid) -> Result<IssuedCredential> {
+    sqlx::query("UPDATE device_credentials SET revoked_at = now() WHERE device_id = $1 AND revoked_at IS NULL")
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await?;
+    let issued = secret::issue(DEVICE_PREFIX);
+    sqlx::query("INSERT INTO device_credentials (id, workgroup_id, device_id, secret_hash) VALUES ($1, $2, $3, $4)")
+        .bind(issued.id)
+        .bind(workgroup_id)
+        .bind(device_id)
+        .bind(&issued.hash)
+        .execute(&mut *tx)
+        .await?;
+    Ok(IssuedCredential { credential_id: issued.id, secret: issued.token })
+}
+
+async fn exists(tx: &mut sqlx::PgConnection, workgroup_id: Uuid, device_id: Uuid) -> Result<()> {
+    // Locks the device so that concurrent rotations serialise.
+    sqlx::query("SELECT 1 FROM devices WHERE workgroup_id = $1 AND id = $2 FOR UPDATE")
+        .bind(workgroup_id)
+        .bind(device_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|_| ())
+        .ok_or(Error::NotFound)
+}
+
+/// Rotate the device credential: the old one stops working, the new one is returned once.
+#[utoipa::path(post, path = "/api/v1/workgroups/{workgroup_id}/devices/{device_id}/credentials/rotate", tag = "devices",
+    params(("workgroup_id" = Uuid, Path), ("device_id" = Uuid, Path)),
+    security(("user_jwt" = [])),
+    responses((status = 201, body = IssuedCredential)))]
+pub async fn rotate(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((workgroup_id, device_id)): Path<(Uuid, Uuid)>,
+) -> Result<(StatusCode, Json<IssuedCredential>)> {
+    user.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
+    let mut tx = state.db.begin().await?;
+    exists(&mut tx, workgroup_id, device_id).await?;
+    let credential = issue(&mut tx, workgroup_id, device_id).await?;
+    tx.commit().await?;
+    tracing::info!(device.id = %device_id, "device credential rotated");
+    Ok((StatusCode::CREATED, Json(credential)))
+}
+
+/// Revoke the device's credential: the device is cut off at once until a rotation issues a
+/// new one.
+#[utoipa::path(post, path = "/api/v1/workgroups/{workgroup_id}/devices/{device_id}/credentials/revoke", tag = "devices",
+    params(("workgroup_id" = Uuid, Path), ("device_id" = Uuid, Path)),
+    security(("user_jwt" = [])),
+    responses((status = 204, description = "Revoked")))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((workgroup_id, device_id)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode> {
+    user.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
+    let mut tx = state.db.begin().await?;
+    exists(&mut tx, workgroup_id, device_id).await?;
+    sqlx::query("UPDATE device_credentials SET revoked_at = now() WHERE device_id = $1 AND revoked_at IS NULL")
+        .bind(device_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(device.id = %device_id, "device credential revoked");
+    Ok(StatusCode::NO_CONTENT)
+}

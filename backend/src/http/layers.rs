@@ -1,0 +1,95 @@
+//! Middleware of the whole API: request ids, tracing, CORS, gzip, timeouts, body limits,
+//! panics, and a last pass that turns any bare error response into problem+json.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, Method, StatusCode, header};
+use axum::middleware;
+use axum::response::Response;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use super::error::{PROBLEM_JSON, Problem, problem_response, problem_type};
+use crate::config::ServerConfig;
+use crate::telemetry::{RequestDone, RequestSpan};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn apply(router: Router, config: &ServerConfig) -> Router {
+    let origins: Vec<_> = config.cors_allowed_origins.iter().filter_map(|o| o.parse().ok()).collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::IF_NONE_MATCH, header::ACCEPT])
+        .expose_headers([header::RETRY_AFTER, header::ETAG, REQUEST_ID])
+        .max_age(Duration::from_secs(3600));
+
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(RequestSpan).on_response(RequestDone))
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+            .layer(cors)
+            .layer(CompressionLayer::new())
+            .layer(middleware::map_response(problem_for_bare_errors))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Duration::from_secs(config.request_timeout_secs),
+            ))
+            .layer(CatchPanicLayer::new())
+            .layer(DefaultBodyLimit::max(config.body_limit_bytes)),
+    )
+}
+
+/// Errors produced outside our handlers (unknown route, wrong method, timeout, body limit,
+/// panic) come without a problem document; give them one so that clients see one format.
+async fn problem_for_bare_errors<B>(response: Response<B>) -> Response
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response.map(axum::body::Body::new);
+    }
+    let code = match status {
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_server_error() => "internal",
+        _ => "invalid-request",
+    };
+    let problem = Problem {
+        kind: problem_type(code),
+        title: status.canonical_reason().unwrap_or("Error").to_owned(),
+        status: status.as_u16(),
+        detail: None,
+        errors: vec![],
+    };
+    let (mut parts, _) = response.into_parts();
+    let mut fresh = problem_response(status, &problem);
+    // Keep headers such as Allow (405) and Retry-After; the body and its type are ours.
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(PROBLEM_JSON));
+    std::mem::swap(fresh.headers_mut(), &mut parts.headers);
+    fresh
+}
+
+/// The answer for a path no route matches.
+pub async fn not_found(_: Request) -> super::Error {
+    super::Error::NotFound
+}

@@ -1,0 +1,14 @@
+//! The HTTP layer shared by every domain: the error type, extractors, pagination, the one
+//! router, the OpenAPI document, middleware and health checks.
+
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod layers;
+pub mod openapi;
+pub mod page;
+pub mod router;
+
+pub use error::{Error, FieldError, Problem, Result, ResultExt};
+pub use extract::{Json, Path, Query, Validator};
+pub use page::{Page, PageParams};

@@ -1,0 +1,40 @@
+//! Every route of the API, in one place. Each line names the handlers of one path; the
+//! OpenAPI document is collected from the same lines, so the two cannot drift apart.
+
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{health, openapi};
+use crate::auth::{api_tokens, login};
+use crate::devices::{self, agent, credentials};
+use crate::startup::AppState;
+use crate::workgroups::{self, members, sites};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        // Operations
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(openapi::serve))
+        // People
+        .routes(routes!(login::login))
+        .routes(routes!(login::me))
+        .routes(routes!(login::change_password))
+        // Workgroups and what belongs to them
+        .routes(routes!(workgroups::list, workgroups::create))
+        .routes(routes!(workgroups::get, workgroups::update))
+        .routes(routes!(sites::list, sites::create))
+        .routes(routes!(sites::get, sites::update, sites::delete))
+        .routes(routes!(members::list, members::add))
+        .routes(routes!(members::get, members::update, members::remove))
+        .routes(routes!(api_tokens::list, api_tokens::create))
+        .routes(routes!(api_tokens::revoke))
+        .routes(routes!(devices::list, devices::provision))
+        .routes(routes!(devices::get, devices::update))
+        .routes(routes!(credentials::rotate))
+        .routes(routes!(credentials::revoke))
+        // Scanner-facing
+        .routes(routes!(agent::me))
+        .routes(routes!(agent::report_settings))
+}

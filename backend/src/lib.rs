@@ -1,0 +1,22 @@
+//! MyScanner Cloud: the backend a fleet of LVS and MPS scanners reports to.
+//!
+//! A guided tour:
+//! - [`startup`]: builds the application from its [`config`] and serves it until shutdown.
+//! - [`http`]: what every endpoint shares — the one error type, extractors, pagination, the
+//!   one router listing every route, the OpenAPI document, middleware, health checks.
+//! - [`auth`]: users, sessions (JWT), API tokens, device credentials, and the permission guard.
+//! - [`workgroups`]: the tenants, their sites and their members.
+//! - [`devices`]: scanners — provisioning, credentials, and the endpoints scanners call.
+//! - [`db`]: the PostgreSQL pool and migrations; [`telemetry`]: logging and request spans.
+//! - [`cli`] and [`admin`]: the `myscanner` command and its bootstrap commands.
+
+pub mod admin;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod devices;
+pub mod http;
+pub mod startup;
+pub mod telemetry;
+pub mod workgroups;

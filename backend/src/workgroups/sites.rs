@@ -1,0 +1,201 @@
+//! Sites (plants) of a workgroup. Each has the IANA time zone its reports are given in.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::{Caller, CurrentUser, Permission};
+use crate::http::{Error, Json, Page, PageParams, Path, Query, Result, ResultExt, Validator};
+use crate::startup::AppState;
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Site {
+    pub id: Uuid,
+    pub workgroup_id: Uuid,
+    #[schema(example = "North Pit")]
+    pub name: String,
+    /// IANA time zone name.
+    #[schema(example = "Australia/Perth")]
+    pub time_zone: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSite {
+    #[schema(example = "North Pit")]
+    pub name: String,
+    #[schema(example = "Australia/Perth")]
+    pub time_zone: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SiteChanges {
+    pub name: Option<String>,
+    pub time_zone: Option<String>,
+}
+
+macro_rules! site_columns {
+    () => {
+        "id, workgroup_id, name, time_zone, created_at"
+    };
+}
+
+async fn validate(db: &PgPool, name: Option<&str>, time_zone: Option<&str>) -> Result<()> {
+    let mut v = Validator::default();
+    if let Some(name) = name {
+        v.name("name", name);
+    }
+    if let Some(tz) = time_zone {
+        // PostgreSQL's own list, the one summaries will convert with.
+        let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)")
+            .bind(tz)
+            .fetch_one(db)
+            .await?;
+        v.check(known, "time_zone", "must be an IANA time zone name such as Europe/London");
+    }
+    v.finish()
+}
+
+fn name_taken() -> Error {
+    Error::conflict("site-name-taken", "the workgroup already has a site with this name")
+}
+
+/// List the workgroup's sites.
+#[utoipa::path(get, path = "/api/v1/workgroups/{workgroup_id}/sites", tag = "sites",
+    params(("workgroup_id" = Uuid, Path), PageParams),
+    security(("user_jwt" = []), ("api_token" = [])),
+    responses((status = 200, body = Page<Site>)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(workgroup_id): Path<Uuid>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<Page<Site>>> {
+    caller.access(&state.db, workgroup_id).await?;
+    let limit = page.limit()?;
+    let rows = sqlx::query_as::<_, Site>(concat!(
+        "SELECT ",
+        site_columns!(),
+        " FROM sites WHERE workgroup_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
+    ))
+    .bind(workgroup_id)
+    .bind(page.after::<Uuid>()?)
+    .bind(limit + 1)
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(Page::from_rows(rows, limit, |s| s.id)))
+}
+
+/// Create a site.
+#[utoipa::path(post, path = "/api/v1/workgroups/{workgroup_id}/sites", tag = "sites",
+    params(("workgroup_id" = Uuid, Path)),
+    request_body = NewSite,
+    security(("user_jwt" = [])),
+    responses((status = 201, body = Site),
+        (status = 409, description = "A site of that name exists", body = crate::http::Problem, content_type = "application/problem+json")))]
+pub async fn create(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(workgroup_id): Path<Uuid>,
+    Json(new): Json<NewSite>,
+) -> Result<(StatusCode, Json<Site>)> {
+    user.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
+    validate(&state.db, Some(&new.name), Some(&new.time_zone)).await?;
+    let site = sqlx::query_as::<_, Site>(concat!(
+        "INSERT INTO sites (id, workgroup_id, name, time_zone) VALUES ($1, $2, $3, $4) RETURNING ",
+        site_columns!()
+    ))
+    .bind(Uuid::now_v7())
+    .bind(workgroup_id)
+    .bind(new.name.trim())
+    .bind(&new.time_zone)
+    .fetch_one(&state.db)
+    .await
+    .on_constraint("sites_name_key", name_taken)?;
+    Ok((StatusCode::CREATED, Json(site)))
+}
+
+/// One site.
+#[utoipa::path(get, path = "/api/v1/workgroups/{workgroup_id}/sites/{site_id}", tag = "sites",
+    params(("workgroup_id" = Uuid, Path), ("site_id" = Uuid, Path)),
+    security(("user_jwt" = []), ("api_token" = [])),
+    responses((status = 200, body = Site)))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((workgroup_id, site_id)): Path<(Uuid, Uuid)>,
+) -> Result<Json<Site>> {
+    caller.access(&state.db, workgroup_id).await?;
+    let site = sqlx::query_as::<_, Site>(concat!(
+        "SELECT ",
+        site_columns!(),
+        " FROM sites WHERE workgroup_id = $1 AND id = $2"
+    ))
+    .bind(workgroup_id)
+    .bind(site_id)
+    .fetch_one(&state.db)
+    .await?;
+    Ok(Json(site))
+}
+
+/// Rename a site or change its time zone.
+#[utoipa::path(patch, path = "/api/v1/workgroups/{workgroup_id}/sites/{site_id}", tag = "sites",
+    params(("workgroup_id" = Uuid, Path), ("site_id" = Uuid, Path)),
+    request_body = SiteChanges,
+    security(("user_jwt" = [])),
+    responses((status = 200, body = Site),
+        (status = 409, description = "A site of that name exists", body = crate::http::Problem, content_type = "application/problem+json")))]
+pub async fn update(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((workgroup_id, site_id)): Path<(Uuid, Uuid)>,
+    Json(changes): Json<SiteChanges>,
+) -> Result<Json<Site>> {
+    user.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
+    validate(&state.db, changes.name.as_deref(), changes.time_zone.as_deref()).await?;
+    let site = sqlx::query_as::<_, Site>(concat!(
+        "UPDATE sites SET name = coalesce($3, name), time_zone = coalesce($4, time_zone)
+         WHERE workgroup_id = $1 AND id = $2 RETURNING ",
+        site_columns!()
+    ))
+    .bind(workgroup_id)
+    .bind(site_id)
+    .bind(changes.name.as_deref().map(str::trim))
+    .bind(changes.time_zone)
+    .fetch_one(&state.db)
+    .await
+    .on_constraint("sites_name_key", name_taken)?;
+    Ok(Json(site))
+}
+
+/// Delete a site that has no devices.
+#[utoipa::path(delete, path = "/api/v1/workgroups/{workgroup_id}/sites/{site_id}", tag = "sites",
+    params(("workgroup_id" = Uuid, Path), ("site_id" = Uuid, Path)),
+    security(("user_jwt" = [])),
+    responses((status = 204, description = "Deleted"),
+        (status = 409, description = "Devices are still on the site", body = crate::http::Problem, content_type = "application/problem+json")))]
+pub async fn delete(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path((workgroup_id, site_id)): Path<(Uuid, Uuid)>,
+) -> Result<StatusCode> {
+    user.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
+    let deleted = sqlx::query("DELETE FROM sites WHERE workgroup_id = $1 AND id = $2")
+        .bind(workgroup_id)
+        .bind(site_id)
+        .execute(&state.db)
+        .await
+        .on_constraint("devices_site_fkey", || {
+            Error::conflict("site-has-devices", "move or remove the site's devices first")
+        })?;
+    if deleted.rows_affected() == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs MyScanner Cloud on this machine: PostgreSQL and RabbitMQ (installed and started if
+# needed), the database migrated, a platform operator and a demo workgroup bootstrapped,
+# then the service in the foreground until Ctrl-C.
+#
+#   deploy/scripts/run.sh            # http://127.0.0.1:8080
+#   MYSCANNER_SERVER__LISTEN=0.0.0.0:8080 deploy/scripts/run.sh
+
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source deploy/scripts/services.sh
+
+ensure_services
+
+log "building myscanner (release)"
+cargo build --release --locked -p myscanner
+bin=target/release/myscanner
+export MYSCANNER_DATABASE__URL="${MYSCANNER_DATABASE__URL:-$MYSCANNER_DEV_DATABASE_URL}"
+
+# Development passwords are generated once and kept in .local/ (not committed).
+mkdir -p .local
+if [ ! -f .local/dev-credentials.env ]; then
+    umask 077
+    cat >.local/dev-credentials.env <<CREDS
+OPERATOR_EMAIL=operator@myscanner.local
+OPERATOR_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+DEMO_EMAIL=admin@demo.myscanner.local
+DEMO_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+CREDS
+fi
+source .local/dev-credentials.env
+
+log "migrating and bootstrapping"
+"$bin" migrate
+MYSCANNER_OPERATOR_PASSWORD="$OPERATOR_PASSWORD" "$bin" admin create-operator --email "$OPERATOR_EMAIL" >/dev/null
+MYSCANNER_DEMO_PASSWORD="$DEMO_PASSWORD" "$bin" admin demo --devices-dir .local/devices
+
+listen="${MYSCANNER_SERVER__LISTEN:-127.0.0.1:8080}"
+cat <<EOT
+
+  MyScanner Cloud is starting on http://$listen
+    API document:      http://$listen/api/v1/openapi.json
+    Sign in:           curl -s http://$listen/api/v1/auth/login -H 'content-type: application/json' \\
+                         -d '{"email":"$DEMO_EMAIL","password":"$DEMO_PASSWORD"}'
+    Demo workgroup admin: $DEMO_EMAIL / $DEMO_PASSWORD
+    Platform operator:    $OPERATOR_EMAIL / $OPERATOR_PASSWORD
+    Demo device credentials: .local/devices/*.toml
+  (these passwords live in .local/dev-credentials.env)
+
+EOT
+exec "$bin" serve

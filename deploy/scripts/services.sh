@@ -1,0 +1,81 @@
+# Sourced by deploy/scripts/*.sh: makes sure PostgreSQL and RabbitMQ are installed (from
+# Debian's packages), running, and that the development role and database exist. Reuses
+# whatever already runs; changes nothing it does not need to.
+
+set -euo pipefail
+
+DB_ROLE=myscanner
+DB_PASSWORD=myscanner # development only; production refuses this URL
+PG_HOST=127.0.0.1
+PG_PORT=5432
+export MYSCANNER_DEV_DATABASE_URL="postgres://${DB_ROLE}:${DB_PASSWORD}@${PG_HOST}:${PG_PORT}/myscanner"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_install() {
+    log "installing $* from Debian's packages"
+    if [ -z "${APT_UPDATED:-}" ]; then
+        as_root apt-get update -qq
+        APT_UPDATED=1
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+wait_for_port() { # host port what seconds
+    local i
+    for ((i = 0; i < $4 * 2; i++)); do
+        port_open "$1" "$2" && return 0
+        sleep 0.5
+    done
+    echo "$3 did not come up on $1:$2 within $4 s" >&2
+    return 1
+}
+
+# psql as a superuser: over TCP where trust allows it, else as the postgres system user
+# (peer authentication, the default of a fresh Debian install).
+pg_super() {
+    if psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -tAqc 'SELECT 1' >/dev/null 2>&1; then
+        psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -tAq "$@"
+    else
+        as_root runuser -u postgres -- psql -p "$PG_PORT" -d postgres -v ON_ERROR_STOP=1 -tAq "$@"
+    fi
+}
+
+ensure_postgres() {
+    command -v pg_ctlcluster >/dev/null || apt_install postgresql postgresql-client
+    if ! port_open "$PG_HOST" "$PG_PORT"; then
+        local version
+        version=$(ls /etc/postgresql | sort -V | tail -n 1)
+        log "starting PostgreSQL $version"
+        as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
+        wait_for_port "$PG_HOST" "$PG_PORT" PostgreSQL 60
+    fi
+    if [ "$(pg_super -c "SELECT 1 FROM pg_roles WHERE rolname = '$DB_ROLE'")" != 1 ]; then
+        log "creating database role $DB_ROLE"
+        pg_super -c "CREATE ROLE $DB_ROLE LOGIN CREATEDB PASSWORD '$DB_PASSWORD'"
+    fi
+    if [ "$(pg_super -c "SELECT 1 FROM pg_database WHERE datname = 'myscanner'")" != 1 ]; then
+        log "creating database myscanner"
+        pg_super -c "CREATE DATABASE myscanner OWNER $DB_ROLE"
+    fi
+}
+
+ensure_rabbitmq() {
+    command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+    if ! port_open 127.0.0.1 5672; then
+        log "starting RabbitMQ"
+        as_root rabbitmq-server -detached
+        wait_for_port 127.0.0.1 5672 RabbitMQ 120
+    fi
+}
+
+ensure_services() {
+    ensure_postgres
+    ensure_rabbitmq
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against real PostgreSQL and RabbitMQ, installing and starting
+# them if needed: formatting and lint checks, then every test of the workspace. Each test
+# creates its own database (myscanner_test_*), so tests run in parallel.
+
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source deploy/scripts/services.sh
+
+ensure_services
+
+# The test role may create databases; databases left by earlier runs are dropped first.
+export MYSCANNER_TEST_DATABASE_URL="${MYSCANNER_TEST_DATABASE_URL:-postgres://${DB_ROLE}:${DB_PASSWORD}@${PG_HOST}:${PG_PORT}/postgres}"
+for db in $(pg_super -c "SELECT datname FROM pg_database WHERE datname LIKE 'myscanner\_test\_%'"); do
+    pg_super -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+done
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+log "cargo test"
+cargo test --workspace --locked "$@"

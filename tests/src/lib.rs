@@ -1,0 +1,237 @@
+//! Test and benchmark support for MyScanner Cloud: a real service on a real PostgreSQL.
+//!
+//! [`TestApp::spawn`] creates a database of its own (so tests run in parallel), runs the
+//! migrations, serves the application on a free loopback port and offers typed helpers for
+//! what tests keep doing: signing in, creating workgroups, provisioning devices.
+
+use std::time::Duration;
+
+use myscanner::config::{Config, Secret};
+use myscanner::startup::Application;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Where tests may create databases: a role with CREATEDB (set by `deploy/scripts/test.sh`).
+pub fn admin_database_url() -> String {
+    std::env::var("MYSCANNER_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://myscanner:myscanner@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fresh, empty database named `myscanner_test_<random>`; returns its URL.
+pub async fn create_database() -> String {
+    let admin_url = admin_database_url();
+    let admin = PgPool::connect(&admin_url).await.expect("connect as the test role (MYSCANNER_TEST_DATABASE_URL)");
+    let name = format!("myscanner_test_{}", Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create test database");
+    admin.close().await;
+    let (base, _) = admin_url.rsplit_once('/').expect("a database URL ends in /<database>");
+    format!("{base}/{name}")
+}
+
+/// The configuration tests run with: a fresh database, port 0, a fast throttle.
+pub async fn test_config() -> Config {
+    let mut config = Config::default();
+    config.database.url = Secret::new(create_database().await);
+    config.database.max_connections = 5;
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.auth.jwt_secret = Secret::new(format!("test-secret-{}", Uuid::new_v4()));
+    config
+}
+
+pub struct TestApp {
+    pub base_url: String,
+    pub db: PgPool,
+    pub config: Config,
+    pub client: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A workgroup set up through the API, with one site, one device and an admin.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub workgroup_id: Uuid,
+    pub site_id: Uuid,
+    pub device_id: Uuid,
+    /// The device's bearer credential.
+    pub device_credential: String,
+    /// A member with every permission, signed in.
+    pub admin_token: String,
+    pub admin_id: Uuid,
+    /// A read-only API token of the workgroup.
+    pub api_token: String,
+    pub api_token_id: Uuid,
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Spawns with the test configuration changed by `adjust` first.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = test_config().await;
+        adjust(&mut config);
+        let application = Application::build(config.clone()).await.expect("build the application");
+        let base_url = format!("http://{}", application.local_addr());
+        let db = application.state().db.clone();
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move { application.run_until(stop.cancelled_owned()).await });
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+        TestApp { base_url, db, config, client, shutdown }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// A request with an optional bearer token.
+    pub fn request(&self, method: Method, path: &str, bearer: Option<&str>) -> RequestBuilder {
+        let request = self.client.request(method, self.url(path));
+        match bearer {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    pub async fn get(&self, path: &str, bearer: &str) -> Response {
+        self.request(Method::GET, path, Some(bearer)).send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, bearer: &str, body: Value) -> Response {
+        self.request(Method::POST, path, Some(bearer)).json(&body).send().await.unwrap()
+    }
+
+    pub async fn patch(&self, path: &str, bearer: &str, body: Value) -> Response {
+        self.request(Method::PATCH, path, Some(bearer)).json(&body).send().await.unwrap()
+    }
+
+    pub async fn delete(&self, path: &str, bearer: &str) -> Response {
+        self.request(Method::DELETE, path, Some(bearer)).send().await.unwrap()
+    }
+
+    pub async fn login_response(&self, email: &str, password: &str) -> Response {
+        self.client
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Signs in and returns the session token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let response = self.login_response(email, password).await;
+        assert_eq!(response.status(), StatusCode::OK, "login of {email}");
+        response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// A platform operator, signed in.
+    pub async fn operator(&self) -> String {
+        let email = format!("operator-{}@example.com", Uuid::new_v4().simple());
+        myscanner::admin::create_operator(&self.db, &email, "Operator", Some(PASSWORD.into())).await.unwrap();
+        self.login(&email, PASSWORD).await
+    }
+
+    /// Adds a new person to a workgroup with `permissions` and returns their id and token.
+    pub async fn member(&self, manager_token: &str, workgroup_id: Uuid, permissions: &[&str]) -> (Uuid, String) {
+        let email = format!("user-{}@example.com", Uuid::new_v4().simple());
+        let response = self
+            .post(
+                &format!("/api/v1/workgroups/{workgroup_id}/members"),
+                manager_token,
+                json!({"email": email, "name": "Test User", "password": PASSWORD, "permissions": permissions}),
+            )
+            .await;
+        let member = expect_json(response, StatusCode::CREATED).await;
+        (uuid(&member["user_id"]), self.login(&email, PASSWORD).await)
+    }
+
+    /// Provisions a device into a site (as an operator) and returns its id and credential.
+    pub async fn provision(&self, operator: &str, workgroup_id: Uuid, site_id: Uuid, kind: &str) -> (Uuid, String) {
+        let serial = format!("T-{}", &Uuid::new_v4().simple().to_string()[..12]);
+        let response = self
+            .post(
+                &format!("/api/v1/workgroups/{workgroup_id}/devices"),
+                operator,
+                json!({"site_id": site_id, "kind": kind, "serial": serial, "name": "Test scanner"}),
+            )
+            .await;
+        let provisioned = expect_json(response, StatusCode::CREATED).await;
+        (uuid(&provisioned["device"]["id"]), provisioned["credential"]["secret"].as_str().unwrap().to_owned())
+    }
+
+    /// A complete workgroup, set up through the API the way an operator and its admin would.
+    pub async fn tenant(&self, operator: &str, name: &str) -> Tenant {
+        let workgroup =
+            expect_json(self.post("/api/v1/workgroups", operator, json!({"name": name})).await, StatusCode::CREATED)
+                .await;
+        let workgroup_id = uuid(&workgroup["id"]);
+        let (admin_id, admin_token) =
+            self.member(operator, workgroup_id, &["view_data", "control_devices", "manage_workgroup"]).await;
+        let site = expect_json(
+            self.post(
+                &format!("/api/v1/workgroups/{workgroup_id}/sites"),
+                &admin_token,
+                json!({"name": format!("{name} site"), "time_zone": "Europe/London"}),
+            )
+            .await,
+            StatusCode::CREATED,
+        )
+        .await;
+        let site_id = uuid(&site["id"]);
+        let (device_id, device_credential) = self.provision(operator, workgroup_id, site_id, "lvs").await;
+        let token = expect_json(
+            self.post(&format!("/api/v1/workgroups/{workgroup_id}/api-tokens"), &admin_token, json!({"name": "ERP"}))
+                .await,
+            StatusCode::CREATED,
+        )
+        .await;
+        Tenant {
+            workgroup_id,
+            site_id,
+            device_id,
+            device_credential,
+            admin_token,
+            admin_id,
+            api_token: token["secret"].as_str().unwrap().to_owned(),
+            api_token_id: uuid(&token["id"]),
+        }
+    }
+}
+
+pub fn uuid(value: &Value) -> Uuid {
+    value.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not a UUID: {value}"))
+}
+
+/// Asserts the status and returns the JSON body.
+pub async fn expect_json(response: Response, status: StatusCode) -> Value {
+    let actual = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(actual, status, "unexpected status; body: {body}");
+    serde_json::from_str(&body).unwrap_or(Value::Null)
+}
+
+/// Asserts a problem+json answer with this status and problem code; returns the problem.
+pub async fn expect_problem(response: Response, status: StatusCode, code: &str) -> Value {
+    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    let problem = expect_json(response, status).await;
+    assert_eq!(content_type.as_deref(), Some("application/problem+json"), "{problem}");
+    assert_eq!(problem["type"], format!("urn:myscanner:problem:{code}"), "{problem}");
+    assert_eq!(problem["status"], status.as_u16(), "{problem}");
+    problem
+}

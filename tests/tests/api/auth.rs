@@ -1,0 +1,207 @@
+//! Signing in, session tokens and their failure modes, throttling.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use myscanner_tests::{PASSWORD, TestApp, expect_json, expect_problem};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn me_status(app: &TestApp, token: &str) -> StatusCode {
+    app.get("/api/v1/me", token).await.status()
+}
+
+#[tokio::test]
+async fn login_gives_a_token_for_me() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let tenant = app.tenant(&operator, "Acme").await;
+    let me = expect_json(app.get("/api/v1/me", &tenant.admin_token).await, StatusCode::OK).await;
+    assert_eq!(me["id"], tenant.admin_id.to_string());
+    assert_eq!(me["is_operator"], false);
+    assert_eq!(me["memberships"][0]["workgroup_id"], tenant.workgroup_id.to_string());
+    assert_eq!(me["memberships"][0]["permissions"], json!(["view_data", "control_devices", "manage_workgroup"]));
+    let me = expect_json(app.get("/api/v1/me", &operator).await, StatusCode::OK).await;
+    assert_eq!(me["is_operator"], true);
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_account_fail_alike() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let tenant = app.tenant(&operator, "Acme").await;
+    let me = expect_json(app.get("/api/v1/me", &tenant.admin_token).await, StatusCode::OK).await;
+    let email = me["email"].as_str().unwrap();
+
+    let wrong = expect_problem(
+        app.login_response(email, "not the password at all").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    let unknown = expect_problem(
+        app.login_response("nobody@example.com", PASSWORD).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    )
+    .await;
+    assert_eq!(wrong, unknown, "the answer must not tell which accounts exist");
+    // E-mail addresses match whatever their case.
+    app.login(&email.to_uppercase(), PASSWORD).await;
+}
+
+#[tokio::test]
+async fn forged_expired_and_foreign_tokens_are_refused() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let tenant = app.tenant(&operator, "Acme").await;
+    let auth = &app.config.auth;
+    let secret = auth.jwt_secret.expose().as_bytes();
+    let now = chrono::Utc::now().timestamp();
+    let claims = |overrides: Value| {
+        let mut claims = json!({"sub": tenant.admin_id, "iss": auth.jwt_issuer, "aud": auth.jwt_audience, "iat": now, "exp": now + 600});
+        for (k, v) in overrides.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        claims
+    };
+    let sign = |alg: Algorithm, key: &[u8], claims: &Value| {
+        jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(key)).unwrap()
+    };
+
+    let good = sign(Algorithm::HS256, secret, &claims(json!({})));
+    assert_eq!(me_status(&app, &good).await, StatusCode::OK, "the control token works");
+
+    let refused = [
+        ("expired", sign(Algorithm::HS256, secret, &claims(json!({"iat": now - 7200, "exp": now - 3600})))),
+        ("wrong audience", sign(Algorithm::HS256, secret, &claims(json!({"aud": "someone-else"})))),
+        ("wrong issuer", sign(Algorithm::HS256, secret, &claims(json!({"iss": "evil"})))),
+        (
+            "no expiry",
+            sign(Algorithm::HS256, secret, &{
+                let mut c = claims(json!({}));
+                c.as_object_mut().unwrap().remove("exp");
+                c
+            }),
+        ),
+        ("other key", sign(Algorithm::HS256, b"a-different-secret-of-sufficient-length", &claims(json!({})))),
+        ("other algorithm", sign(Algorithm::HS512, secret, &claims(json!({})))),
+        ("alg none", {
+            let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+            let payload = URL_SAFE_NO_PAD.encode(claims(json!({})).to_string());
+            format!("{header}.{payload}.")
+        }),
+        ("tampered payload", {
+            let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+            parts[1] = URL_SAFE_NO_PAD.encode(claims(json!({"sub": uuid::Uuid::now_v7()})).to_string());
+            parts.join(".")
+        }),
+        ("garbage", "not-a-jwt".to_owned()),
+    ];
+    for (what, token) in refused {
+        let response = app.get("/api/v1/me", &token).await;
+        assert_eq!(response.headers()["www-authenticate"], "Bearer", "{what}");
+        expect_problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    }
+
+    // No credential, or not a bearer one, is never anonymous access.
+    let anonymous = app.client.get(app.url("/api/v1/me")).send().await.unwrap();
+    expect_problem(anonymous, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let basic = app.client.get(app.url("/api/v1/me")).header("authorization", "Basic YTpi").send().await.unwrap();
+    expect_problem(basic, StatusCode::UNAUTHORIZED, "unauthorized").await;
+
+    // A token of an account that no longer exists.
+    sqlx::query("DELETE FROM users WHERE id = $1").bind(tenant.admin_id).execute(&app.db).await.unwrap();
+    assert_eq!(me_status(&app, &good).await, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn failed_logins_lock_the_account() {
+    let app = TestApp::spawn_with(|c| {
+        c.auth.login_throttle.max_failures_per_account = 3;
+        c.auth.login_throttle.max_failures_per_address = 100;
+    })
+    .await;
+    let operator = app.operator().await;
+    let tenant = app.tenant(&operator, "Acme").await;
+    let (_, other_token) = app.member(&tenant.admin_token, tenant.workgroup_id, &[]).await;
+    let email = expect_json(app.get("/api/v1/me", &tenant.admin_token).await, StatusCode::OK).await["email"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other = expect_json(app.get("/api/v1/me", &other_token).await, StatusCode::OK).await["email"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Two failures, then a success, clear the count.
+    for _ in 0..2 {
+        assert_eq!(app.login_response(&email, "wrong password!!").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    app.login(&email, PASSWORD).await;
+    for _ in 0..3 {
+        assert_eq!(app.login_response(&email, "wrong password!!").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Locked now: even the right password waits.
+    let response = app.login_response(&email, PASSWORD).await;
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry_after > 0 && retry_after <= app.config.auth.login_throttle.window_secs);
+    expect_problem(response, StatusCode::TOO_MANY_REQUESTS, "too-many-requests").await;
+    // Other accounts are not affected.
+    app.login(&other, PASSWORD).await;
+}
+
+#[tokio::test]
+async fn failed_logins_lock_the_client_address() {
+    let app = TestApp::spawn_with(|c| {
+        c.auth.login_throttle.max_failures_per_account = 100;
+        c.auth.login_throttle.max_failures_per_address = 4;
+    })
+    .await;
+    let operator = app.operator().await;
+    let tenant = app.tenant(&operator, "Acme").await;
+    let email = expect_json(app.get("/api/v1/me", &tenant.admin_token).await, StatusCode::OK).await["email"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Guessing across many accounts from one address.
+    for i in 0..4 {
+        let response = app.login_response(&format!("guess{i}@example.com"), "wrong password!!").await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let response = app.login_response(&email, PASSWORD).await;
+    assert!(response.headers().contains_key("retry-after"));
+    expect_problem(response, StatusCode::TOO_MANY_REQUESTS, "too-many-requests").await;
+}
+
+#[tokio::test]
+async fn users_change_their_password() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let tenant = app.tenant(&operator, "Acme").await;
+    let email = expect_json(app.get("/api/v1/me", &tenant.admin_token).await, StatusCode::OK).await["email"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let change = |current: &str, new: &str| {
+        app.request(reqwest::Method::PUT, "/api/v1/me/password", Some(&tenant.admin_token))
+            .json(&json!({"current_password": current, "new_password": new}))
+            .send()
+    };
+    let wrong = change("not my password", "a brand new password").await.unwrap();
+    let problem = expect_problem(wrong, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "current_password");
+    let short = change(PASSWORD, "short").await.unwrap();
+    let problem = expect_problem(short, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "new_password");
+
+    assert_eq!(change(PASSWORD, "a brand new password").await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.login_response(&email, PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+    app.login(&email, "a brand new password").await;
+    let stored: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+        .bind(tenant.admin_id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(stored.starts_with("$argon2id$"), "passwords are stored as argon2id hashes");
+}

@@ -1,0 +1,164 @@
+//! Provisioning, device credentials, and what a scanner reports.
+
+use myscanner_tests::{TestApp, expect_json, expect_problem, uuid};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+const SETTINGS: &str = "/api/v1/agent/settings";
+
+fn report(app: &TestApp, credential: &str) -> reqwest::RequestBuilder {
+    app.request(Method::PUT, SETTINGS, Some(credential)).json(&json!({
+        "measurement_transfer": true,
+        "allow_remote_control": false,
+        "reference_scan_sync": true,
+        "load_list_sync": false,
+        "agent_version": "1.4.2"
+    }))
+}
+
+#[tokio::test]
+async fn a_provisioned_device_reports_its_settings() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let a = app.tenant(&operator, "Acme").await;
+
+    let me = expect_json(app.get("/api/v1/agent/me", &a.device_credential).await, StatusCode::OK).await;
+    assert_eq!(uuid(&me["device_id"]), a.device_id);
+    assert_eq!(uuid(&me["site_id"]), a.site_id);
+    assert_eq!(me["site_time_zone"], "Europe/London");
+    assert_eq!(me["settings"]["measurement_transfer"], false, "everything is off until the device reports");
+
+    expect_json(report(&app, &a.device_credential).send().await.unwrap(), StatusCode::OK).await;
+    let path = format!("/api/v1/workgroups/{}/devices/{}", a.workgroup_id, a.device_id);
+    let device = expect_json(app.get(&path, &a.admin_token).await, StatusCode::OK).await;
+    assert_eq!(
+        device["settings"],
+        json!({"measurement_transfer": true, "allow_remote_control": false, "reference_scan_sync": true, "load_list_sync": false})
+    );
+    assert_eq!(device["agent_version"], "1.4.2");
+    assert!(device["settings_reported_at"].is_string() && device["last_seen_at"].is_string());
+    assert_eq!(device["public_address"], "127.0.0.1");
+
+    let bad = app
+        .request(Method::PUT, SETTINGS, Some(&a.device_credential))
+        .json(&json!({"measurement_transfer": "yes"}))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(bad, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    let device_after = expect_json(app.get(&path, &a.admin_token).await, StatusCode::OK).await;
+    assert_eq!(device_after["settings"], device["settings"], "bad input changes nothing");
+}
+
+#[tokio::test]
+async fn rotating_and_revoking_device_credentials() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let a = app.tenant(&operator, "Acme").await;
+    let base = format!("/api/v1/workgroups/{}/devices/{}/credentials", a.workgroup_id, a.device_id);
+
+    let rotated =
+        expect_json(app.post(&format!("{base}/rotate"), &a.admin_token, json!({})).await, StatusCode::CREATED).await;
+    let new_credential = rotated["secret"].as_str().unwrap();
+    expect_problem(app.get("/api/v1/agent/me", &a.device_credential).await, StatusCode::UNAUTHORIZED, "unauthorized")
+        .await;
+    assert_eq!(app.get("/api/v1/agent/me", new_credential).await.status(), StatusCode::OK);
+
+    let revoke = app.post(&format!("{base}/revoke"), &a.admin_token, json!({})).await;
+    assert_eq!(revoke.status(), StatusCode::NO_CONTENT);
+    expect_problem(app.get("/api/v1/agent/me", new_credential).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    expect_problem(report(&app, new_credential).send().await.unwrap(), StatusCode::UNAUTHORIZED, "unauthorized").await;
+
+    // Stored hashed; never more than one live credential.
+    let (live, total): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE revoked_at IS NULL), count(*) FROM device_credentials WHERE device_id = $1",
+    )
+    .bind(a.device_id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!((live, total), (0, 2));
+
+    // Credentials of one kind do not open the doors of another.
+    expect_problem(app.get("/api/v1/agent/me", &a.api_token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    expect_problem(app.get("/api/v1/agent/me", &a.admin_token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    expect_problem(app.get("/api/v1/me", &a.device_credential).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn provisioning_rules() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let a = app.tenant(&operator, "Acme").await;
+    let b = app.tenant(&operator, "Bolt").await;
+    let devices = format!("/api/v1/workgroups/{}/devices", a.workgroup_id);
+    let serial = expect_json(app.get(&format!("{devices}/{}", a.device_id), &a.admin_token).await, StatusCode::OK)
+        .await["serial"]
+        .clone();
+
+    let taken = app
+        .post(&devices, &operator, json!({"site_id": a.site_id, "kind": "mps", "serial": serial, "name": "Dup"}))
+        .await;
+    expect_problem(taken, StatusCode::CONFLICT, "serial-taken").await;
+    let foreign_site = app
+        .post(&devices, &operator, json!({"site_id": b.site_id, "kind": "mps", "serial": "NEW-1", "name": "X"}))
+        .await;
+    let problem = expect_problem(foreign_site, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    assert_eq!(problem["errors"][0]["field"], "site_id");
+    let bad = app
+        .post(&devices, &operator, json!({"site_id": a.site_id, "kind": "xyz", "serial": "bad serial!", "name": ""}))
+        .await;
+    expect_problem(bad, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    let bad = app
+        .post(&devices, &operator, json!({"site_id": a.site_id, "kind": "mps", "serial": "bad serial!", "name": ""}))
+        .await;
+    let problem = expect_problem(bad, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    let fields: Vec<_> = problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["serial", "name"], "every invalid field is named at once");
+
+    // Rename and move within the workgroup; never into another one.
+    let second_site = expect_json(
+        app.post(
+            &format!("/api/v1/workgroups/{}/sites", a.workgroup_id),
+            &a.admin_token,
+            json!({"name": "South", "time_zone": "UTC"}),
+        )
+        .await,
+        StatusCode::CREATED,
+    )
+    .await;
+    let device = format!("{devices}/{}", a.device_id);
+    let moved = expect_json(
+        app.patch(&device, &a.admin_token, json!({"name": "Renamed", "site_id": second_site["id"]})).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!((moved["name"].as_str(), &moved["site_id"]), (Some("Renamed"), &second_site["id"]));
+    let escape = app.patch(&device, &a.admin_token, json!({"site_id": b.site_id})).await;
+    expect_problem(escape, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+
+    // A site with devices cannot be deleted.
+    let delete = app
+        .delete(
+            &format!("/api/v1/workgroups/{}/sites/{}", a.workgroup_id, second_site["id"].as_str().unwrap()),
+            &a.admin_token,
+        )
+        .await;
+    expect_problem(delete, StatusCode::CONFLICT, "site-has-devices").await;
+}
+
+#[tokio::test]
+async fn forwarded_for_is_believed_only_from_trusted_proxies() {
+    for (trusted, expected) in [(vec![], "127.0.0.1"), (vec!["127.0.0.0/8".parse().unwrap()], "203.0.113.9")] {
+        let app = TestApp::spawn_with(|c| c.server.trusted_proxies = trusted).await;
+        let operator = app.operator().await;
+        let a = app.tenant(&operator, "Acme").await;
+        let response = report(&app, &a.device_credential)
+            .header("x-forwarded-for", "198.51.100.1, 203.0.113.9")
+            .send()
+            .await
+            .unwrap();
+        let device = expect_json(response, StatusCode::OK).await;
+        assert_eq!(device["public_address"], expected);
+    }
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests of MyScanner Cloud against a real PostgreSQL: every test spawns the
+//! service on its own database. One test binary, so everything links once.
+
+mod api_tokens;
+mod auth;
+mod conventions;
+mod deploy;
+mod devices;
+mod migrations;
+mod openapi;
+mod permissions;
+mod tenancy;

@@ -1,0 +1,182 @@
+//! The permission matrix: each permission allows exactly what it should.
+
+use myscanner_tests::{Tenant, TestApp};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Actor {
+    NoPermission,
+    ViewData,
+    ControlDevices,
+    ManageWorkgroup,
+    Operator,
+    ApiToken,
+}
+use Actor::*;
+
+const ALL: [Actor; 6] = [NoPermission, ViewData, ControlDevices, ManageWorkgroup, Operator, ApiToken];
+
+/// An action, and the actors allowed to take it; everyone else gets 403.
+struct Action {
+    name: &'static str,
+    method: Method,
+    path: fn(&Tenant) -> String,
+    body: fn(&Tenant) -> Value,
+    allowed: &'static [Actor],
+}
+
+fn actions() -> Vec<Action> {
+    let wg = |t: &Tenant| format!("/api/v1/workgroups/{}", t.workgroup_id);
+    let none = |_: &Tenant| Value::Null;
+    vec![
+        Action { name: "read workgroup", method: Method::GET, path: wg, body: none, allowed: &ALL },
+        Action {
+            name: "list sites",
+            method: Method::GET,
+            path: |t| format!("/api/v1/workgroups/{}/sites", t.workgroup_id),
+            body: none,
+            allowed: &ALL,
+        },
+        Action {
+            name: "list devices",
+            method: Method::GET,
+            path: |t| format!("/api/v1/workgroups/{}/devices", t.workgroup_id),
+            body: none,
+            allowed: &ALL,
+        },
+        Action {
+            name: "create site",
+            method: Method::POST,
+            path: |t| format!("/api/v1/workgroups/{}/sites", t.workgroup_id),
+            body: |_| json!({"name": format!("Site {}", Uuid::now_v7()), "time_zone": "UTC"}),
+            allowed: &[ManageWorkgroup, Operator],
+        },
+        Action {
+            name: "rename workgroup",
+            method: Method::PATCH,
+            path: wg,
+            body: |_| json!({"name": "Renamed"}),
+            allowed: &[ManageWorkgroup, Operator],
+        },
+        Action {
+            name: "list members",
+            method: Method::GET,
+            path: |t| format!("/api/v1/workgroups/{}/members", t.workgroup_id),
+            body: none,
+            allowed: &[ManageWorkgroup, Operator],
+        },
+        Action {
+            name: "create API token",
+            method: Method::POST,
+            path: |t| format!("/api/v1/workgroups/{}/api-tokens", t.workgroup_id),
+            body: |_| json!({"name": "probe"}),
+            allowed: &[ManageWorkgroup, Operator],
+        },
+        Action {
+            name: "rename device",
+            method: Method::PATCH,
+            path: |t| format!("/api/v1/workgroups/{}/devices/{}", t.workgroup_id, t.device_id),
+            body: |_| json!({"name": "Renamed"}),
+            allowed: &[ManageWorkgroup, Operator],
+        },
+        Action {
+            name: "rotate device credential",
+            method: Method::POST,
+            path: |t| format!("/api/v1/workgroups/{}/devices/{}/credentials/rotate", t.workgroup_id, t.device_id),
+            body: none,
+            allowed: &[ManageWorkgroup, Operator],
+        },
+        Action {
+            name: "provision device",
+            method: Method::POST,
+            path: |t| format!("/api/v1/workgroups/{}/devices", t.workgroup_id),
+            body: |t| json!({"site_id": t.site_id, "kind": "mps", "serial": format!("P-{}", Uuid::new_v4().simple()), "name": "New"}),
+            allowed: &[Operator],
+        },
+        Action {
+            name: "create workgroup",
+            method: Method::POST,
+            path: |_| "/api/v1/workgroups".into(),
+            body: |_| json!({"name": "New"}),
+            allowed: &[Operator],
+        },
+    ]
+}
+
+#[tokio::test]
+async fn each_permission_allows_exactly_what_it_should() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let tenant = app.tenant(&operator, "Acme").await;
+    let mut tokens = vec![];
+    for actor in ALL {
+        let token = match actor {
+            NoPermission => app.member(&tenant.admin_token, tenant.workgroup_id, &[]).await.1,
+            ViewData => app.member(&tenant.admin_token, tenant.workgroup_id, &["view_data"]).await.1,
+            ControlDevices => app.member(&tenant.admin_token, tenant.workgroup_id, &["control_devices"]).await.1,
+            ManageWorkgroup => app.member(&tenant.admin_token, tenant.workgroup_id, &["manage_workgroup"]).await.1,
+            Operator => operator.clone(),
+            ApiToken => tenant.api_token.clone(),
+        };
+        tokens.push((actor, token));
+    }
+
+    let mut failures = vec![];
+    for action in actions() {
+        for (actor, token) in &tokens {
+            let mut request = app.request(action.method.clone(), &(action.path)(&tenant), Some(token));
+            let body = (action.body)(&tenant);
+            if !body.is_null() {
+                request = request.json(&body);
+            }
+            let status = request.send().await.unwrap().status();
+            let allowed = action.allowed.contains(actor);
+            if allowed != status.is_success() || (!allowed && status != StatusCode::FORBIDDEN) {
+                failures.push(format!("{actor:?} {} -> {status} (allowed: {allowed})", action.name));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "permission matrix violated:\n{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn a_removed_permission_takes_effect_at_once() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let tenant = app.tenant(&operator, "Acme").await;
+    let (user_id, token) = app.member(&tenant.admin_token, tenant.workgroup_id, &["manage_workgroup"]).await;
+    let members = format!("/api/v1/workgroups/{}/members", tenant.workgroup_id);
+    assert_eq!(app.get(&members, &token).await.status(), StatusCode::OK);
+    let demote =
+        app.patch(&format!("{members}/{user_id}"), &tenant.admin_token, json!({"permissions": ["view_data"]})).await;
+    assert_eq!(demote.status(), StatusCode::OK);
+    assert_eq!(
+        app.get(&members, &token).await.status(),
+        StatusCode::FORBIDDEN,
+        "the same session token, new permissions"
+    );
+    let remove = app.delete(&format!("{members}/{user_id}"), &tenant.admin_token).await;
+    assert_eq!(remove.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get(&members, &token).await.status(),
+        StatusCode::NOT_FOUND,
+        "no longer a member: the workgroup is gone for them"
+    );
+}
+
+#[tokio::test]
+async fn a_workgroup_keeps_a_manager() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let tenant = app.tenant(&operator, "Acme").await;
+    let me = format!("/api/v1/workgroups/{}/members/{}", tenant.workgroup_id, tenant.admin_id);
+    let demote = app.patch(&me, &tenant.admin_token, json!({"permissions": ["view_data"]})).await;
+    myscanner_tests::expect_problem(demote, StatusCode::CONFLICT, "last-manager").await;
+    let leave = app.delete(&me, &tenant.admin_token).await;
+    myscanner_tests::expect_problem(leave, StatusCode::CONFLICT, "last-manager").await;
+    // With a second manager, the first may step down.
+    app.member(&tenant.admin_token, tenant.workgroup_id, &["manage_workgroup"]).await;
+    assert_eq!(app.delete(&me, &tenant.admin_token).await.status(), StatusCode::NO_CONTENT);
+}

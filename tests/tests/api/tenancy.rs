@@ -1,0 +1,126 @@
+//! Tenant isolation, checked against every route of the OpenAPI document: a second
+//! workgroup's admin (holding every permission there) and its API token probe each operation
+//! with the first workgroup's ids. They must get 404 where the path names a foreign id,
+//! see none of the first workgroup's ids anywhere, and change none of its rows.
+
+use myscanner_tests::{Tenant, TestApp, expect_json};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// Every row the victim workgroup owns, as JSON, in a stable order.
+async fn snapshot(db: &PgPool, t: &Tenant) -> Vec<Value> {
+    let queries = [
+        "SELECT to_jsonb(x) FROM workgroups x WHERE id = $1",
+        "SELECT to_jsonb(x) FROM sites x WHERE workgroup_id = $1 ORDER BY id",
+        "SELECT to_jsonb(x) FROM devices x WHERE workgroup_id = $1 ORDER BY id",
+        "SELECT to_jsonb(x) FROM memberships x WHERE workgroup_id = $1 ORDER BY user_id",
+        "SELECT to_jsonb(x) FROM api_tokens x WHERE workgroup_id = $1 ORDER BY id",
+        "SELECT to_jsonb(x) FROM device_credentials x WHERE workgroup_id = $1 ORDER BY id",
+        "SELECT to_jsonb(x) FROM users x WHERE id IN (SELECT user_id FROM memberships WHERE workgroup_id = $1) ORDER BY id",
+    ];
+    let mut rows = vec![];
+    for query in queries {
+        rows.extend(sqlx::query_scalar::<_, Value>(query).bind(t.workgroup_id).fetch_all(db).await.unwrap());
+    }
+    rows
+}
+
+/// A body that satisfies the operation's request schema, so that the probe gets past
+/// validation to the access check. A new field name must be taught here.
+fn body_for(spec: &Value, operation: &Value, victim: &Tenant) -> Option<Value> {
+    let schema_ref = operation.pointer("/requestBody/content/application~1json/schema/$ref")?.as_str()?;
+    let name = schema_ref.rsplit('/').next().unwrap();
+    let schema = &spec["components"]["schemas"][name];
+    let mut body = json!({});
+    for (field, _) in schema["properties"].as_object().unwrap() {
+        body[field] = match field.as_str() {
+            "name" => json!("Probe"),
+            "time_zone" => json!("UTC"),
+            "email" => json!(format!("probe-{}@example.com", Uuid::new_v4().simple())),
+            "password" | "current_password" | "new_password" => json!("probe-password-123"),
+            "permissions" => json!(["view_data", "control_devices", "manage_workgroup"]),
+            "site_id" => json!(victim.site_id),
+            "kind" => json!("lvs"),
+            "serial" => json!(format!("PROBE-{}", &Uuid::new_v4().simple().to_string()[..8])),
+            "agent_version" => json!("9.9.9"),
+            "measurement_transfer" | "allow_remote_control" | "reference_scan_sync" | "load_list_sync" => json!(true),
+            other => panic!("teach the tenancy walker a value for request field `{other}` ({name})"),
+        };
+    }
+    Some(body)
+}
+
+fn fill_path(path: &str, victim: &Tenant) -> String {
+    let mut filled = path.to_owned();
+    for (param, id) in [
+        ("workgroup_id", victim.workgroup_id),
+        ("site_id", victim.site_id),
+        ("device_id", victim.device_id),
+        ("user_id", victim.admin_id),
+        ("token_id", victim.api_token_id),
+    ] {
+        filled = filled.replace(&format!("{{{param}}}"), &id.to_string());
+    }
+    assert!(!filled.contains('{'), "teach the tenancy walker the parameters of {path}");
+    filled
+}
+
+#[tokio::test]
+async fn no_route_reaches_another_workgroup() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let victim = app.tenant(&operator, "Victim").await;
+    let attacker = app.tenant(&operator, "Attacker").await;
+    let spec = expect_json(app.client.get(app.url("/api/v1/openapi.json")).send().await.unwrap(), StatusCode::OK).await;
+    let victim_ids: Vec<String> =
+        [victim.workgroup_id, victim.site_id, victim.device_id, victim.admin_id, victim.api_token_id]
+            .iter()
+            .map(Uuid::to_string)
+            .collect();
+    let before = snapshot(&app.db, &victim).await;
+
+    let mut probed = 0;
+    let mut failures = vec![];
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let schemes: Vec<&str> = operation["security"]
+                .as_array()
+                .map(|s| s.iter().flat_map(|r| r.as_object().unwrap().keys().map(String::as_str)).collect())
+                .unwrap_or_default();
+            let mut credentials = vec![];
+            if schemes.contains(&"user_jwt") {
+                credentials.push(("attacker admin", attacker.admin_token.as_str()));
+            }
+            if schemes.contains(&"api_token") {
+                credentials.push(("attacker API token", attacker.api_token.as_str()));
+            }
+            if schemes.contains(&"device_credential") {
+                credentials.push(("attacker device", attacker.device_credential.as_str()));
+            }
+            for (who, credential) in credentials {
+                let method: Method = method.to_uppercase().parse().unwrap();
+                let mut request = app.request(method.clone(), &fill_path(path, &victim), Some(credential));
+                if let Some(body) = body_for(&spec, operation, &victim) {
+                    request = request.json(&body);
+                }
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                let text = response.text().await.unwrap();
+                probed += 1;
+                let leaked = victim_ids.iter().any(|id| text.contains(id.as_str()));
+                let foreign_path = path.contains("{workgroup_id}");
+                // A read-only token is refused on writes before anything is looked up.
+                let expected_refusal = status == StatusCode::NOT_FOUND
+                    || (who == "attacker API token" && status == StatusCode::FORBIDDEN && method != Method::GET);
+                if leaked || (foreign_path && !expected_refusal) {
+                    failures.push(format!("{who}: {method} {path} -> {status}: {text}"));
+                }
+            }
+        }
+    }
+    assert!(probed >= 30, "the walker probed only {probed} operations");
+    assert!(failures.is_empty(), "tenant isolation violated:\n{}", failures.join("\n"));
+    assert_eq!(snapshot(&app.db, &victim).await, before, "the victim's rows changed");
+}
