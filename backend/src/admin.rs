@@ -9,6 +9,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::auth::password;
+use crate::broker::management::Management;
 use crate::devices::credentials;
 
 fn random_password() -> String {
@@ -87,7 +88,12 @@ const DEMO_DEVICES: [(&str, &str, &str); 3] = [
 
 /// A demo workgroup with one site, three scanners and an admin holding every permission.
 /// Running it again reuses what exists and rotates the scanners' credentials.
-pub async fn demo(db: &PgPool, devices_dir: &Path, password: Option<String>) -> anyhow::Result<()> {
+pub async fn demo(
+    db: &PgPool,
+    broker: &Management,
+    devices_dir: &Path,
+    password: Option<String>,
+) -> anyhow::Result<()> {
     let mut tx = db.begin().await?;
     let workgroup_id: Uuid = match sqlx::query_scalar("SELECT id FROM workgroups WHERE name = $1 ORDER BY id LIMIT 1")
         .bind(DEMO_WORKGROUP)
@@ -127,7 +133,7 @@ pub async fn demo(db: &PgPool, devices_dir: &Path, password: Option<String>) -> 
         .fetch_one(&mut *tx)
         .await?;
         let credential =
-            credentials::issue(&mut tx, workgroup_id, device_id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            credentials::issue(&mut tx, broker, workgroup_id, device_id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let file = devices_dir.join(format!("{serial}.toml"));
         write_private(
             &file,

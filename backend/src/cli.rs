@@ -80,7 +80,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     let password = std::env::var("MYSCANNER_OPERATOR_PASSWORD").ok();
                     admin::create_operator(&pool, &email, &name, password).await
                 }
-                AdminCommand::Demo { devices_dir, password } => admin::demo(&pool, &devices_dir, password).await,
+                AdminCommand::Demo { devices_dir, password } => {
+                    let broker = crate::broker::management::Management::new(&config.broker)?;
+                    admin::demo(&pool, &broker, &devices_dir, password).await
+                }
             }
         }
     }

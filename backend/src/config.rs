@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 
 /// The JWT signing secret used when none is configured. Production refuses it.
 pub const DEV_JWT_SECRET: &str = "development-only-jwt-secret-do-not-deploy";
+/// RabbitMQ's out-of-the-box account, reachable from loopback only. Production refuses it.
+pub const DEV_BROKER_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// The database password of the development set-up in `deploy/`. Production refuses it.
 pub const DEV_DATABASE_URL: &str = "postgres://myscanner:myscanner@127.0.0.1:5432/myscanner";
 
@@ -23,6 +25,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
+    pub broker: BrokerConfig,
+    pub ingest: IngestConfig,
     pub log: LogConfig,
 }
 
@@ -75,6 +79,37 @@ pub struct LoginThrottleConfig {
     pub window_secs: u64,
 }
 
+/// RabbitMQ: where the service consumes measurements, how it manages device users, and
+/// what devices are told to connect to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// The service's own AMQP connection, vhost included (`/%2f` is the default vhost).
+    pub url: Secret,
+    /// RabbitMQ's management API, used to create, rotate and delete device users.
+    pub management_url: String,
+    pub management_username: String,
+    pub management_password: Secret,
+    /// The AMQP URL devices are given (without credentials): usually `amqps://` on 5671 or
+    /// behind a TLS terminator on 5672.
+    pub device_url: String,
+    /// Device broker users are named `<prefix><device id>`.
+    pub device_user_prefix: String,
+}
+
+/// The ingest consumer's batching. Memory is bounded by `prefetch` messages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Run the ingest consumer in this process (switch off for API-only replicas).
+    pub enabled: bool,
+    pub prefetch: u16,
+    pub batch_size: usize,
+    pub batch_timeout_ms: u64,
+    /// Messages larger than this are rejected unread.
+    pub max_message_bytes: usize,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -114,6 +149,21 @@ impl Default for Config {
                     window_secs: 15 * 60,
                 },
             },
+            broker: BrokerConfig {
+                url: Secret::new(DEV_BROKER_URL),
+                management_url: "http://127.0.0.1:15672".into(),
+                management_username: "guest".into(),
+                management_password: Secret::new("guest"),
+                device_url: "amqp://127.0.0.1:5672/%2f".into(),
+                device_user_prefix: "device-".into(),
+            },
+            ingest: IngestConfig {
+                enabled: true,
+                prefetch: 1000,
+                batch_size: 500,
+                batch_timeout_ms: 20,
+                max_message_bytes: 1024 * 1024,
+            },
             log: LogConfig { format: LogFormat::Text, filter: "info,sqlx=warn".into() },
         }
     }
@@ -149,6 +199,12 @@ impl Config {
             if self.database.url.expose() == DEV_DATABASE_URL {
                 bail!("production needs its own database.url, not the development one");
             }
+            if self.broker.url.expose() == DEV_BROKER_URL || self.broker.management_password.expose() == "guest" {
+                bail!("production needs its own broker credentials, not RabbitMQ's guest account");
+            }
+        }
+        if self.ingest.enabled && (self.ingest.prefetch == 0 || self.ingest.batch_size == 0) {
+            bail!("ingest.prefetch and ingest.batch_size must be positive");
         }
         if self.server.request_timeout_secs == 0 || self.auth.jwt_ttl_secs == 0 {
             bail!("server.request_timeout_secs and auth.jwt_ttl_secs must be positive");
@@ -197,6 +253,9 @@ mod tests {
         config.auth.jwt_secret = Secret::new("x".repeat(48));
         assert!(config.validate().is_err(), "the development database URL is refused too");
         config.database.url = Secret::new("postgres://app:s3cret@db.internal/myscanner");
+        assert!(config.validate().is_err(), "the guest broker account is refused too");
+        config.broker.url = Secret::new("amqps://myscanner:s3cret@mq.internal:5671/%2f");
+        config.broker.management_password = Secret::new("s3cret");
         assert!(config.validate().is_ok());
     }
 

@@ -7,16 +7,20 @@
 //! - [`auth`]: users, sessions (JWT), API tokens, device credentials, and the permission guard.
 //! - [`workgroups`]: the tenants, their sites and their members.
 //! - [`devices`]: scanners — provisioning, credentials, and the endpoints scanners call.
+//! - [`measurements`]: the AMQP ingest consumer and the record of rejected messages.
+//! - [`broker`]: RabbitMQ topology and per-device broker users.
 //! - [`db`]: the PostgreSQL pool and migrations; [`telemetry`]: logging and request spans.
 //! - [`cli`] and [`admin`]: the `myscanner` command and its bootstrap commands.
 
 pub mod admin;
 pub mod auth;
+pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod devices;
 pub mod http;
+pub mod measurements;
 pub mod startup;
 pub mod telemetry;
 pub mod workgroups;

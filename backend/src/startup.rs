@@ -1,5 +1,6 @@
 //! The startup seam: `Application::build(config)` connects, migrates and binds (port 0 in
-//! tests); `run_until(shutdown)` serves until the shutdown future fires, then drains.
+//! tests); `run_until(shutdown)` serves (and runs the ingest consumer) until the shutdown
+//! future fires, then drains both.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,9 +13,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::jwt::JwtKeys;
+use crate::broker::management::Management;
 use crate::config::Config;
 use crate::db;
 use crate::http::{layers, router};
+use crate::measurements::ingest::{Consumer, IngestStatus};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -22,12 +25,15 @@ pub struct AppState {
     pub db: PgPool,
     pub config: Arc<Config>,
     pub jwt: Arc<JwtKeys>,
+    pub broker: Management,
+    pub ingest: IngestStatus,
 }
 
 impl AppState {
-    pub fn new(db: PgPool, config: Config) -> Self {
+    pub fn new(db: PgPool, config: Config) -> anyhow::Result<Self> {
         let jwt = Arc::new(JwtKeys::new(&config.auth));
-        AppState { db, config: Arc::new(config), jwt }
+        let broker = Management::new(&config.broker)?;
+        Ok(AppState { db, config: Arc::new(config), jwt, broker, ingest: IngestStatus::default() })
     }
 }
 
@@ -50,7 +56,7 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-        Ok(Application { listener, state: AppState::new(db, config) })
+        Ok(Application { listener, state: AppState::new(db, config)? })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -70,9 +76,19 @@ impl Application {
             shutdown.await;
             trigger.cancel();
         });
+        // The ingest consumer stops with the same token and drains its batch.
+        let ingest = self.state.config.ingest.enabled.then(|| {
+            let config = &self.state.config;
+            let consumer =
+                Consumer::new(self.state.db.clone(), &config.broker, config.ingest.clone(), self.state.ingest.clone());
+            tokio::spawn(consumer.run(cancel.clone()))
+        });
         tracing::info!(address = %self.local_addr(), "listening");
         let service = app(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service).with_graceful_shutdown(cancel.cancelled_owned()).await?;
+        axum::serve(self.listener, service).with_graceful_shutdown(cancel.clone().cancelled_owned()).await?;
+        if let Some(ingest) = ingest {
+            ingest.await?;
+        }
         self.state.db.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -66,6 +66,7 @@ ensure_postgres() {
     fi
 }
 
+# The service manages per-device broker users through the management API (port 15672).
 ensure_rabbitmq() {
     command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
     if ! port_open 127.0.0.1 5672; then
@@ -73,9 +74,22 @@ ensure_rabbitmq() {
         as_root rabbitmq-server -detached
         wait_for_port 127.0.0.1 5672 RabbitMQ 120
     fi
+    if ! port_open 127.0.0.1 15672; then
+        log "enabling the RabbitMQ management plugin"
+        as_root rabbitmq-plugins enable --quiet rabbitmq_management >/dev/null
+        wait_for_port 127.0.0.1 15672 "RabbitMQ management API" 60
+    fi
+}
+
+# RabbitMQ's management API with the guest account (loopback only).
+rabbit_api() { # method path [curl args...]
+    local method=$1 path=$2
+    shift 2
+    curl -fsS -u guest:guest -X "$method" "http://127.0.0.1:15672/api$path" "$@"
 }
 
 ensure_services() {
+    command -v curl >/dev/null || apt_install curl
     ensure_postgres
     ensure_rabbitmq
 }

@@ -15,6 +15,14 @@ for db in $(pg_super -c "SELECT datname FROM pg_database WHERE datname LIKE 'mys
     pg_super -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
 done
 
+# Likewise broker vhosts and device users left by earlier runs.
+for vhost in $(rabbit_api GET '/vhosts?columns=name' | grep -o '"myscanner_test_[0-9a-f]*"' | tr -d '"'); do
+    rabbit_api DELETE "/vhosts/$vhost" >/dev/null
+done
+for user in $(rabbit_api GET '/users?columns=name' | grep -o '"test-[0-9a-f-]*"' | tr -d '"'); do
+    rabbit_api DELETE "/users/$user" >/dev/null
+done
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"

@@ -34,14 +34,94 @@ pub async fn create_database() -> String {
     format!("{base}/{name}")
 }
 
-/// The configuration tests run with: a fresh database, port 0, a fast throttle.
+/// The configuration tests run with: a fresh database and broker vhost, port 0, device
+/// broker users under a prefix of their own.
 pub async fn test_config() -> Config {
     let mut config = Config::default();
+    let id = Uuid::new_v4().simple().to_string();
     config.database.url = Secret::new(create_database().await);
     config.database.max_connections = 5;
     config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.auth.jwt_secret = Secret::new(format!("test-secret-{}", Uuid::new_v4()));
+    config.auth.jwt_secret = Secret::new(format!("test-secret-{id}"));
+    let vhost = format!("myscanner_test_{id}");
+    broker::create_vhost(&vhost).await;
+    config.broker.url = Secret::new(format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"));
+    config.broker.device_url = format!("amqp://127.0.0.1:5672/{vhost}");
+    config.broker.device_user_prefix = format!("test-{}-", &id[..8]);
     config
+}
+
+/// What tests do to RabbitMQ directly, through its management API (guest on loopback).
+pub mod broker {
+    use serde_json::{Value, json};
+
+    const API: &str = "http://127.0.0.1:15672/api";
+
+    fn client() -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    pub async fn create_vhost(vhost: &str) {
+        let put = |path: String, body: Value| {
+            client().put(format!("{API}{path}")).basic_auth("guest", Some("guest")).json(&body).send()
+        };
+        let response = put(format!("/vhosts/{vhost}"), json!({})).await.expect("RabbitMQ management API (port 15672)");
+        assert!(response.status().is_success(), "create vhost: {}", response.status());
+        let response =
+            put(format!("/permissions/{vhost}/guest"), json!({"configure": ".*", "write": ".*", "read": ".*"}))
+                .await
+                .unwrap();
+        assert!(response.status().is_success());
+    }
+
+    /// Deletes the vhost (and everything in it) and the device users under `user_prefix`.
+    pub async fn delete(vhost: &str, user_prefix: &str) {
+        let api = |method: reqwest::Method, path: String| {
+            client().request(method, format!("{API}{path}")).basic_auth("guest", Some("guest")).send()
+        };
+        let _ = api(reqwest::Method::DELETE, format!("/vhosts/{vhost}")).await;
+        if let Ok(response) = api(reqwest::Method::GET, "/users?columns=name".into()).await {
+            let users: Vec<Value> = response.json().await.unwrap_or_default();
+            for name in users.iter().filter_map(|u| u["name"].as_str()).filter(|n| n.starts_with(user_prefix)) {
+                let _ = api(reqwest::Method::DELETE, format!("/users/{name}")).await;
+            }
+        }
+    }
+
+    /// Closes every connection of the vhost whose client-given name is `name` (as the
+    /// broker would on a network failure).
+    pub async fn kill_connections(vhost: &str, name: &str) -> usize {
+        let connections: Vec<Value> = client()
+            .get(format!("{API}/vhosts/{vhost}/connections"))
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let mut killed = 0;
+        for connection in connections.iter().filter(|c| c["client_properties"]["connection_name"] == name) {
+            let id = myscanner::broker::management::encode(connection["name"].as_str().unwrap());
+            client().delete(format!("{API}/connections/{id}")).basic_auth("guest", Some("guest")).send().await.unwrap();
+            killed += 1;
+        }
+        killed
+    }
+
+    /// Messages waiting in a queue of the vhost.
+    pub async fn queue_depth(vhost: &str, queue: &str) -> u64 {
+        let info: Value = client()
+            .get(format!("{API}/queues/{vhost}/{}", myscanner::broker::management::encode(queue)))
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        info["messages"].as_u64().unwrap_or(0)
+    }
 }
 
 pub struct TestApp {
@@ -53,8 +133,24 @@ pub struct TestApp {
 }
 
 impl Drop for TestApp {
+    /// Stops the service, then drops the test's broker vhost, device users and database
+    /// (on a thread of its own: the test's runtime may be shutting down).
     fn drop(&mut self) {
         self.shutdown.cancel();
+        let vhost = self.vhost();
+        let prefix = self.config.broker.device_user_prefix.clone();
+        let database = self.config.database.url.expose().rsplit('/').next().unwrap().to_owned();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                broker::delete(&vhost, &prefix).await;
+                if let Ok(admin) = PgPool::connect(&admin_database_url()).await {
+                    let drop = format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
+                }
+            });
+        })
+        .join();
     }
 }
 
@@ -92,7 +188,27 @@ impl TestApp {
         let stop = shutdown.clone();
         tokio::spawn(async move { application.run_until(stop.cancelled_owned()).await });
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        TestApp { base_url, db, config, client, shutdown }
+        let app = TestApp { base_url, db, config, client, shutdown };
+        app.wait_until_ready().await;
+        app
+    }
+
+    /// Polls `/readyz` (database and, with ingest on, the consumer's broker connection).
+    pub async fn wait_until_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = self.client.get(self.url("/readyz")).send().await.is_ok_and(|r| r.status().is_success());
+            if ready {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the service did not become ready");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The test's broker vhost.
+    pub fn vhost(&self) -> String {
+        self.config.broker.url.expose().rsplit('/').next().unwrap().to_owned()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -23,9 +23,24 @@ pub struct AgentIdentity {
     pub site_time_zone: String,
     #[sqlx(flatten)]
     pub settings: DeviceSettings,
+    /// Where and as whom the device publishes its measurements; its AMQP password is its
+    /// device credential.
+    #[sqlx(skip)]
+    pub broker: BrokerAccess,
 }
 
-/// Who the calling device is, as the cloud knows it.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct BrokerAccess {
+    #[schema(example = "amqps://mq.myscanner.example:5671/%2f")]
+    pub url: String,
+    pub username: String,
+    #[schema(example = "measurements")]
+    pub exchange: String,
+    #[schema(example = "device.0190b3c4-6c2e-7d3a-9a55-0c8f2e1d3b4a")]
+    pub routing_key: String,
+}
+
+/// Who the calling device is, as the cloud knows it, and where it publishes measurements.
 #[utoipa::path(get, path = "/api/v1/agent/me", tag = "agent",
     security(("device_credential" = [])),
     responses((status = 200, body = AgentIdentity)))]
@@ -38,7 +53,13 @@ pub async fn me(State(state): State<AppState>, device: AuthenticatedDevice) -> R
     .bind(device.device_id)
     .fetch_one(&state.db)
     .await?;
-    Ok(Json(identity))
+    let broker = BrokerAccess {
+        url: state.config.broker.device_url.clone(),
+        username: state.broker.device_user(device.device_id),
+        exchange: myscanner_protocol::MEASUREMENTS_EXCHANGE.to_owned(),
+        routing_key: myscanner_protocol::routing_key(device.device_id),
+    };
+    Ok(Json(AgentIdentity { broker, ..identity }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::auth::secret::{self, DEVICE_PREFIX};
 use crate::auth::{CurrentUser, Permission};
+use crate::broker::management::Management;
 use crate::http::{Error, Json, Path, Result};
 use crate::startup::AppState;
 
@@ -19,8 +20,15 @@ pub struct IssuedCredential {
     pub secret: String,
 }
 
-/// Issues a new credential for the device, revoking any live one, in the caller's transaction.
-pub async fn issue(tx: &mut sqlx::PgConnection, workgroup_id: Uuid, device_id: Uuid) -> Result<IssuedCredential> {
+/// Issues a new credential for the device, revoking any live one, in the caller's
+/// transaction, and gives the device's broker user the new secret as its password. If the
+/// broker cannot be told, the caller's transaction must not commit (the error says so).
+pub async fn issue(
+    tx: &mut sqlx::PgConnection,
+    broker: &Management,
+    workgroup_id: Uuid,
+    device_id: Uuid,
+) -> Result<IssuedCredential> {
     sqlx::query("UPDATE device_credentials SET revoked_at = now() WHERE device_id = $1 AND revoked_at IS NULL")
         .bind(device_id)
         .execute(&mut *tx)
@@ -33,7 +41,13 @@ pub async fn issue(tx: &mut sqlx::PgConnection, workgroup_id: Uuid, device_id: U
         .bind(&issued.hash)
         .execute(&mut *tx)
         .await?;
+    broker.put_device_user(device_id, &issued.token).await.map_err(broker_unavailable)?;
     Ok(IssuedCredential { credential_id: issued.id, secret: issued.token })
+}
+
+fn broker_unavailable(error: anyhow::Error) -> Error {
+    tracing::error!(error = %error, "broker management failed");
+    Error::Unavailable("the message broker could not be updated; nothing was changed".into())
 }
 
 async fn exists(tx: &mut sqlx::PgConnection, workgroup_id: Uuid, device_id: Uuid) -> Result<()> {
@@ -51,7 +65,8 @@ async fn exists(tx: &mut sqlx::PgConnection, workgroup_id: Uuid, device_id: Uuid
 #[utoipa::path(post, path = "/api/v1/workgroups/{workgroup_id}/devices/{device_id}/credentials/rotate", tag = "devices",
     params(("workgroup_id" = Uuid, Path), ("device_id" = Uuid, Path)),
     security(("user_jwt" = [])),
-    responses((status = 201, body = IssuedCredential)))]
+    responses((status = 201, body = IssuedCredential),
+        (status = 503, description = "The broker could not be updated; nothing changed", body = crate::http::Problem, content_type = "application/problem+json")))]
 pub async fn rotate(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -60,18 +75,19 @@ pub async fn rotate(
     user.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
     let mut tx = state.db.begin().await?;
     exists(&mut tx, workgroup_id, device_id).await?;
-    let credential = issue(&mut tx, workgroup_id, device_id).await?;
+    let credential = issue(&mut tx, &state.broker, workgroup_id, device_id).await?;
     tx.commit().await?;
     tracing::info!(device.id = %device_id, "device credential rotated");
     Ok((StatusCode::CREATED, Json(credential)))
 }
 
-/// Revoke the device's credential: the device is cut off at once until a rotation issues a
-/// new one.
+/// Revoke the device's credential: the device is cut off at once — HTTPS and AMQP, whose
+/// open connections are closed — until a rotation issues a new one.
 #[utoipa::path(post, path = "/api/v1/workgroups/{workgroup_id}/devices/{device_id}/credentials/revoke", tag = "devices",
     params(("workgroup_id" = Uuid, Path), ("device_id" = Uuid, Path)),
     security(("user_jwt" = [])),
-    responses((status = 204, description = "Revoked")))]
+    responses((status = 204, description = "Revoked"),
+        (status = 503, description = "The broker could not be updated; nothing changed", body = crate::http::Problem, content_type = "application/problem+json")))]
 pub async fn revoke(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -84,6 +100,7 @@ pub async fn revoke(
         .bind(device_id)
         .execute(&mut *tx)
         .await?;
+    state.broker.delete_device_user(device_id).await.map_err(broker_unavailable)?;
     tx.commit().await?;
     tracing::info!(device.id = %device_id, "device credential revoked");
     Ok(StatusCode::NO_CONTENT)

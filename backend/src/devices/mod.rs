@@ -196,7 +196,7 @@ pub async fn provision(
         .await
         .on_constraint("devices_serial_key", || Error::conflict("serial-taken", "a device with this serial exists"))
         .on_constraint("devices_site_fkey", site_not_in_workgroup)?;
-    let credential = credentials::issue(&mut tx, workgroup_id, id).await?;
+    let credential = credentials::issue(&mut tx, &state.broker, workgroup_id, id).await?;
     tx.commit().await?;
     tracing::info!(device.id = %id, workgroup.id = %workgroup_id, "device provisioned");
     let device = fetch(&state.db, workgroup_id, id).await?;

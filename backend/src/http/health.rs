@@ -20,14 +20,18 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// The service can do its work: the database answers.
+/// The service can do its work: the database answers, and the ingest consumer (where this
+/// process runs one) holds its broker connection.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, body = Health),
         (status = 503, description = "A dependency is unreachable", body = crate::http::Problem, content_type = "application/problem+json")))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>> {
     let ping = tokio::time::timeout(std::time::Duration::from_secs(2), sqlx::query("SELECT 1").execute(&state.db));
-    match ping.await {
-        Ok(Ok(_)) => Ok(Json(Health { status: "ready" })),
-        _ => Err(Error::Unavailable("database unreachable".into())),
+    if !matches!(ping.await, Ok(Ok(_))) {
+        return Err(Error::Unavailable("database unreachable".into()));
     }
+    if state.config.ingest.enabled && !state.ingest.connected() {
+        return Err(Error::Unavailable("ingest consumer not connected to the broker".into()));
+    }
+    Ok(Json(Health { status: "ready" }))
 }

@@ -8,6 +8,7 @@ use utoipa_axum::routes;
 use super::{health, openapi};
 use crate::auth::{api_tokens, login};
 use crate::devices::{self, agent, credentials};
+use crate::measurements::rejections;
 use crate::startup::AppState;
 use crate::workgroups::{self, members, sites};
 
@@ -34,6 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(devices::get, devices::update))
         .routes(routes!(credentials::rotate))
         .routes(routes!(credentials::revoke))
+        .routes(routes!(rejections::list))
         // Scanner-facing
         .routes(routes!(agent::me))
         .routes(routes!(agent::report_settings))

@@ -1,0 +1,260 @@
+//! The ingest consumer: measurements from RabbitMQ into PostgreSQL, exactly once.
+//!
+//! - Bounded prefetch; batches by size and time; one transaction per batch.
+//! - A message is acked only after its batch committed; redelivery is harmless because
+//!   `(device_id, measurement_id)` is unique.
+//! - A message that can never be stored is recorded, dead-lettered with its reason, and
+//!   acked — it never blocks the messages behind it.
+//! - A database error drops nothing and acks nothing: the batch is retried with backoff.
+//! - A lost broker connection is re-established with backoff and the topology re-declared.
+//! - Shutdown finishes the batch in hand, then closes the channel.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use super::store::{self, RejectedMessage};
+use super::validate::{self, Incoming, Rejection, Row};
+use crate::broker::{self, DEAD_LETTER_EXCHANGE, INGEST_QUEUE};
+use crate::config::{BrokerConfig, IngestConfig};
+
+/// Whether the consumer currently holds a broker connection (for `/readyz`).
+#[derive(Clone, Default)]
+pub struct IngestStatus(Arc<AtomicBool>);
+
+impl IngestStatus {
+    pub fn connected(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, connected: bool) {
+        self.0.store(connected, Ordering::Relaxed);
+    }
+}
+
+pub struct Consumer {
+    db: PgPool,
+    broker_url: String,
+    user_prefix: String,
+    config: IngestConfig,
+    status: IngestStatus,
+}
+
+/// Exponential backoff between `min` and `max`.
+struct Backoff {
+    next: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Self {
+        Backoff { next: min, min, max }
+    }
+
+    fn step(&mut self) -> Duration {
+        let now = self.next;
+        self.next = (self.next * 2).min(self.max);
+        now
+    }
+
+    fn reset(&mut self) {
+        self.next = self.min;
+    }
+}
+
+impl Consumer {
+    pub fn new(db: PgPool, broker: &BrokerConfig, config: IngestConfig, status: IngestStatus) -> Self {
+        Consumer {
+            db,
+            broker_url: broker.url.expose().to_owned(),
+            user_prefix: broker.device_user_prefix.clone(),
+            config,
+            status,
+        }
+    }
+
+    /// Consumes until `shutdown` is cancelled, reconnecting whenever the broker goes away.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        while !shutdown.is_cancelled() {
+            match self.session(&shutdown, &mut backoff).await {
+                Ok(()) => break,
+                Err(error) => {
+                    self.status.set(false);
+                    let wait = backoff.step();
+                    tracing::warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "ingest: broker connection lost");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+        self.status.set(false);
+        tracing::info!("ingest: stopped");
+    }
+
+    /// One connection's lifetime. `Ok` only on shutdown.
+    async fn session(&self, shutdown: &CancellationToken, backoff: &mut Backoff) -> anyhow::Result<()> {
+        let connection = broker::connect(&self.broker_url, "myscanner-ingest").await?;
+        let channel = connection.create_channel().await?;
+        broker::declare_topology(&channel).await?;
+        channel.basic_qos(self.config.prefetch, BasicQosOptions::default()).await?;
+        // Dead letters are published on a confirmed channel of their own: a rejected
+        // message is acked only once the broker holds its dead-letter copy.
+        let dead_letters = connection.create_channel().await?;
+        dead_letters.confirm_select(ConfirmSelectOptions::default()).await?;
+        let mut deliveries = channel
+            .basic_consume(
+                INGEST_QUEUE.into(),
+                "myscanner-ingest".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        self.status.set(true);
+        backoff.reset();
+        tracing::info!("ingest: consuming");
+
+        let batch_timeout = Duration::from_millis(self.config.batch_timeout_ms);
+        loop {
+            let first = tokio::select! {
+                () = shutdown.cancelled() => break,
+                next = deliveries.next() => next,
+            };
+            let mut batch = vec![first.ok_or_else(|| anyhow::anyhow!("consumer cancelled by the broker"))??];
+            let deadline = tokio::time::Instant::now() + batch_timeout;
+            while batch.len() < self.config.batch_size {
+                match tokio::time::timeout_at(deadline, deliveries.next()).await {
+                    Ok(Some(delivery)) => batch.push(delivery?),
+                    Ok(None) => break,
+                    Err(_elapsed) => break,
+                }
+            }
+            // Shutdown waits for the batch in hand: it is committed and acked, or left
+            // unacked for redelivery if the database cannot be reached before then.
+            if !self.handle(&channel, &dead_letters, batch, shutdown).await? {
+                break;
+            }
+        }
+        let _ = channel.close(200, "shutdown".into()).await;
+        let _ = connection.close(200, "shutdown".into()).await;
+        Ok(())
+    }
+
+    /// Stores a batch and acks it. Returns `false` when shutdown interrupted a database
+    /// retry (nothing acked; the broker redelivers).
+    async fn handle(
+        &self,
+        channel: &Channel,
+        dead_letters: &Channel,
+        batch: Vec<Delivery>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<bool> {
+        let parsed: Vec<Result<myscanner_protocol::MeasurementV1, Rejection>> = batch
+            .iter()
+            .map(|d| validate::parse(&incoming(d), &self.user_prefix, self.config.max_message_bytes))
+            .collect();
+        let mut device_ids: Vec<_> = parsed.iter().filter_map(|p| p.as_ref().ok().map(|m| m.device_id)).collect();
+        device_ids.sort_unstable();
+        device_ids.dedup();
+
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut rows: Vec<Row> = Vec::with_capacity(batch.len());
+        let mut rejections: Vec<(usize, Rejection)> = vec![];
+        loop {
+            let attempt = async {
+                let devices = store::known_devices(&self.db, &device_ids).await?;
+                rows.clear();
+                rejections.clear();
+                for (i, result) in parsed.iter().enumerate() {
+                    match result.clone().and_then(|m| validate::to_row(m, &devices)) {
+                        Ok(row) => rows.push(row),
+                        Err(rejection) => rejections.push((i, rejection)),
+                    }
+                }
+                let rejected: Vec<RejectedMessage<'_>> = rejections
+                    .iter()
+                    .map(|(i, rejection)| RejectedMessage {
+                        rejection,
+                        body: &batch[*i].data,
+                        routing_key: batch[*i].routing_key.as_str(),
+                        broker_user: batch[*i].properties.user_id().as_ref().map(ShortString::as_str),
+                    })
+                    .collect();
+                store::write(&self.db, &rows, &rejected).await
+            };
+            match attempt.await {
+                Ok(stored) => {
+                    tracing::debug!(
+                        messages = batch.len(),
+                        stored,
+                        rejected = rejections.len(),
+                        "ingest: batch committed"
+                    );
+                    break;
+                }
+                Err(error) => {
+                    let wait = backoff.step();
+                    tracing::warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "ingest: database write failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(false),
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
+        }
+
+        for (i, rejection) in &rejections {
+            tracing::warn!(reason = %rejection.reason, routing_key = %batch[*i].routing_key, "ingest: message rejected");
+            dead_letter(dead_letters, &batch[*i], &rejection.reason).await?;
+        }
+        // Deliveries of one channel are acked in order: one multiple-ack covers the batch.
+        let last = batch.last().expect("a batch is never empty").delivery_tag;
+        channel.basic_ack(last, BasicAckOptions { multiple: true }).await?;
+        Ok(true)
+    }
+}
+
+fn incoming(delivery: &Delivery) -> Incoming<'_> {
+    Incoming {
+        body: &delivery.data,
+        routing_key: delivery.routing_key.as_str(),
+        user_id: delivery.properties.user_id().as_ref().map(ShortString::as_str),
+    }
+}
+
+/// Publishes a copy of the message to the dead-letter exchange with the reason, and waits
+/// for the broker to confirm it.
+async fn dead_letter(channel: &Channel, delivery: &Delivery, reason: &str) -> anyhow::Result<()> {
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert("x-rejection-reason".into(), AMQPValue::LongString(reason.into()));
+    headers.insert("x-original-routing-key".into(), AMQPValue::LongString(delivery.routing_key.as_str().into()));
+    if let Some(user) = delivery.properties.user_id() {
+        headers.insert("x-original-user-id".into(), AMQPValue::LongString(user.as_str().into()));
+    }
+    let properties = BasicProperties::default().with_headers(headers).with_delivery_mode(2);
+    let confirm = channel
+        .basic_publish(
+            DEAD_LETTER_EXCHANGE.into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            &delivery.data,
+            properties,
+        )
+        .await?
+        .await?;
+    anyhow::ensure!(confirm.is_ack(), "the broker refused a dead letter");
+    Ok(())
+}
