@@ -130,6 +130,7 @@ pub struct TestApp {
     pub config: Config,
     pub client: reqwest::Client,
     shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Drop for TestApp {
@@ -181,16 +182,39 @@ impl TestApp {
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = test_config().await;
         adjust(&mut config);
-        let application = Application::build(config.clone()).await.expect("build the application");
-        let base_url = format!("http://{}", application.local_addr());
-        let db = application.state().db.clone();
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        tokio::spawn(async move { application.run_until(stop.cancelled_owned()).await });
+        // RUST_LOG=myscanner=debug shows the service's logs in a test's output.
+        if std::env::var_os("RUST_LOG").is_some() {
+            myscanner::telemetry::init(&config.log);
+        }
+        let db = PgPool::connect(config.database.url.expose()).await.expect("connect to the test database");
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        let app = TestApp { base_url, db, config, client, shutdown };
-        app.wait_until_ready().await;
+        let mut app =
+            TestApp { base_url: String::new(), db, config, client, shutdown: CancellationToken::new(), server: None };
+        app.start().await;
         app
+    }
+
+    async fn start(&mut self) {
+        let application = Application::build(self.config.clone()).await.expect("build the application");
+        self.base_url = format!("http://{}", application.local_addr());
+        self.shutdown = CancellationToken::new();
+        let stop = self.shutdown.clone();
+        self.server = Some(tokio::spawn(async move { application.run_until(stop.cancelled_owned()).await }));
+        self.wait_until_ready().await;
+    }
+
+    /// Stops the service gracefully (as SIGTERM would) and waits until it has.
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server stopped cleanly");
+        }
+    }
+
+    /// Stops the service and starts it again on the same database and broker vhost.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.start().await;
     }
 
     /// Polls `/readyz` (database and, with ingest on, the consumer's broker connection).
@@ -254,6 +278,28 @@ impl TestApp {
         let response = self.login_response(email, password).await;
         assert_eq!(response.status(), StatusCode::OK, "login of {email}");
         response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// The configuration of an agent for a provisioned device, with an outbox in `dir`.
+    pub fn agent_config(&self, credential: &str, dir: &std::path::Path) -> myscanner_agent::config::DeviceConfig {
+        myscanner_agent::config::DeviceConfig {
+            credential: credential.to_owned(),
+            api_url: self.base_url.clone(),
+            outbox_dir: Some(dir.to_path_buf()),
+            ca_file: None,
+            settings: myscanner_agent::api::Settings::default(),
+            serial: None,
+            device_id: None,
+        }
+    }
+
+    /// Measurements stored for a device.
+    pub async fn stored(&self, device_id: Uuid) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM measurements WHERE device_id = $1")
+            .bind(device_id)
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
     }
 
     /// A platform operator, signed in.
@@ -327,6 +373,63 @@ impl TestApp {
             api_token: token["secret"].as_str().unwrap().to_owned(),
             api_token_id: uuid(&token["id"]),
         }
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds, for at most `timeout`.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A TCP proxy on loopback the test controls: `cut` drops every connection through it and
+/// refuses new ones until `restore` — a database or broker outage on demand.
+pub struct TcpProxy {
+    pub addr: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: std::net::SocketAddr) -> TcpProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (generation, _) = tokio::sync::watch::channel(0u64);
+        let (accept_up, accept_generation) = (up.clone(), generation.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !accept_up.load(Ordering::SeqCst) {
+                    continue; // dropped: connection refused, in effect
+                }
+                let mut cut = accept_generation.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        TcpProxy { addr, up, generation }
+    }
+
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

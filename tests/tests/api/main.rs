@@ -6,6 +6,7 @@ mod auth;
 mod conventions;
 mod deploy;
 mod devices;
+mod ingest;
 mod migrations;
 mod openapi;
 mod permissions;

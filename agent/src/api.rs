@@ -1,0 +1,88 @@
+//! The agent's HTTPS calls to MyScanner Cloud, authenticated with the device credential.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Identity {
+    pub device_id: Uuid,
+    pub workgroup_id: Uuid,
+    pub site_id: Uuid,
+    pub kind: String,
+    pub serial: String,
+    pub name: String,
+    pub site_time_zone: String,
+    pub broker: BrokerAccess,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BrokerAccess {
+    pub url: String,
+    pub username: String,
+    pub exchange: String,
+    pub routing_key: String,
+}
+
+/// The scanner's MyScanner features, as set on the scanner: it is authoritative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub measurement_transfer: bool,
+    pub allow_remote_control: bool,
+    pub reference_scan_sync: bool,
+    pub load_list_sync: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            measurement_transfer: true,
+            allow_remote_control: false,
+            reference_scan_sync: false,
+            load_list_sync: false,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    credential: String,
+}
+
+impl Api {
+    pub fn new(base: &str, credential: &str) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+        Ok(Api { http, base: base.trim_end_matches('/').to_owned(), credential: credential.to_owned() })
+    }
+
+    async fn check(response: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.text().await.unwrap_or_default();
+        anyhow::bail!("MyScanner answered {status}: {body}")
+    }
+
+    pub async fn me(&self) -> anyhow::Result<Identity> {
+        let response =
+            self.http.get(format!("{}/api/v1/agent/me", self.base)).bearer_auth(&self.credential).send().await?;
+        Ok(Self::check(response).await?.json().await?)
+    }
+
+    pub async fn report_settings(&self, settings: Settings) -> anyhow::Result<()> {
+        let mut body = serde_json::to_value(settings)?;
+        body["agent_version"] = env!("CARGO_PKG_VERSION").into();
+        let response = self
+            .http
+            .put(format!("{}/api/v1/agent/settings", self.base))
+            .bearer_auth(&self.credential)
+            .json(&body)
+            .send()
+            .await?;
+        Self::check(response).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,63 @@
+//! A device's configuration file (`myscanner-agent run --config device.toml`):
+//!
+//! ```toml
+//! credential = "mysd_…"                 # the device credential from provisioning
+//! api_url = "https://myscanner.example" # default http://127.0.0.1:8080
+//! outbox_dir = "/var/lib/myscanner/outbox"
+//! ca_file = "/etc/myscanner/broker-ca.pem"  # pinned CA for amqps:// (optional)
+//! [settings]                            # what the scanner's owner enabled
+//! measurement_transfer = true
+//! allow_remote_control = false
+//! reference_scan_sync = false
+//! load_list_sync = false
+//! ```
+//!
+//! The files `myscanner admin demo` writes (serial, device_id, credential) are valid too.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+use crate::api::Settings;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeviceConfig {
+    pub credential: String,
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    /// Defaults to `.local/outbox/<serial or file name>`.
+    pub outbox_dir: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub settings: Settings,
+    /// Informational, as written by `myscanner admin demo`.
+    pub serial: Option<String>,
+    pub device_id: Option<uuid::Uuid>,
+}
+
+fn default_api_url() -> String {
+    "http://127.0.0.1:8080".to_owned()
+}
+
+impl DeviceConfig {
+    pub fn load(path: &Path) -> anyhow::Result<DeviceConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut config: DeviceConfig = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if config.outbox_dir.is_none() {
+            let name = config
+                .serial
+                .clone()
+                .unwrap_or_else(|| path.file_stem().unwrap_or_default().to_string_lossy().into_owned());
+            config.outbox_dir = Some(PathBuf::from(".local/outbox").join(name));
+        }
+        Ok(config)
+    }
+
+    pub fn pinned_ca(&self) -> anyhow::Result<Option<String>> {
+        self.ca_file
+            .as_ref()
+            .map(|path| std::fs::read_to_string(path).with_context(|| format!("reading CA {}", path.display())))
+            .transpose()
+    }
+}

@@ -1,0 +1,92 @@
+//! The reference implementation of the scanner side of MyScanner Cloud, written as if it
+//! ran on a real LVS/MPS: it learns who it is, reports its settings, and uploads every
+//! measurement through a durable outbox with publisher confirms. `simulate` runs a fleet of
+//! such agents with realistic measurements, for demos, tests and benchmarks.
+
+pub mod api;
+pub mod config;
+pub mod outbox;
+pub mod publisher;
+pub mod simulate;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use myscanner_protocol::MeasurementV1;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use api::{Api, Identity};
+use config::DeviceConfig;
+use outbox::Outbox;
+use publisher::Publisher;
+
+/// A running agent.
+pub struct Agent {
+    pub identity: Identity,
+    pub config: DeviceConfig,
+    outbox: Arc<Outbox>,
+    shutdown: CancellationToken,
+    publisher: Option<JoinHandle<()>>,
+}
+
+impl Agent {
+    /// Identifies the device, reports its settings, opens the outbox and — when
+    /// measurement transfer is enabled — starts uploading.
+    pub async fn start(config: DeviceConfig) -> anyhow::Result<Agent> {
+        let api = Api::new(&config.api_url, &config.credential)?;
+        let identity = api.me().await.context("identifying the device")?;
+        api.report_settings(config.settings).await.context("reporting settings")?;
+        let dir = config.outbox_dir.clone().context("outbox_dir")?;
+        let outbox = Arc::new(Outbox::open(&dir).with_context(|| format!("opening outbox {}", dir.display()))?);
+        let shutdown = CancellationToken::new();
+        let publisher = config.settings.measurement_transfer.then(|| {
+            let publisher = Publisher {
+                outbox: outbox.clone(),
+                access: identity.broker.clone(),
+                password: config.credential.clone(),
+                pinned_ca: config.pinned_ca().ok().flatten(),
+                connection_name: format!("agent {}", identity.serial),
+            };
+            tokio::spawn(publisher.run(shutdown.clone()))
+        });
+        tracing::info!(device = %identity.device_id, serial = %identity.serial, transfer = config.settings.measurement_transfer, "agent started");
+        Ok(Agent { identity, config, outbox, shutdown, publisher })
+    }
+
+    /// Records measurements durably for upload. With measurement transfer disabled on the
+    /// scanner they stay on the scanner: nothing is queued and `false` is returned.
+    pub fn record(&self, measurements: &[MeasurementV1]) -> anyhow::Result<bool> {
+        if !self.config.settings.measurement_transfer {
+            return Ok(false);
+        }
+        let records: Vec<Vec<u8>> = measurements.iter().map(serde_json::to_vec).collect::<Result<_, _>>()?;
+        self.outbox.append(&records)?;
+        Ok(true)
+    }
+
+    /// Measurements recorded and not yet confirmed by the broker.
+    pub fn pending(&self) -> u64 {
+        self.outbox.pending()
+    }
+
+    /// Waits until every recorded measurement is confirmed, up to `timeout`.
+    pub async fn drained(&self, timeout: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.pending() > 0 {
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    /// Stops uploading; what is unconfirmed stays in the outbox for the next start.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(publisher) = self.publisher.take() {
+            let _ = publisher.await;
+        }
+    }
+}

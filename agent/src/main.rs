@@ -1,0 +1,106 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use myscanner_agent::Agent;
+use myscanner_agent::config::DeviceConfig;
+use myscanner_agent::simulate::MeasurementFactory;
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "myscanner-agent", version, about = "The scanner side of MyScanner Cloud")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one device with its credentials; its measurements come from the simulated sensor.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Measurements per minute.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+    },
+    /// Run a fleet of simulated scanners, one per device file in DIR.
+    Simulate {
+        #[arg(long)]
+        devices_dir: PathBuf,
+        /// How many of the devices to run (default: all).
+        #[arg(long)]
+        devices: Option<usize>,
+        /// Measurements per minute per device.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// Overrides every device file's api_url.
+        #[arg(long)]
+        api_url: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let (configs, rate) = match Cli::parse().command {
+        Command::Run { config, rate } => (vec![DeviceConfig::load(&config)?], rate),
+        Command::Simulate { devices_dir, devices, rate, api_url } => {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&devices_dir)
+                .with_context(|| format!("reading {}", devices_dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect();
+            files.sort();
+            files.truncate(devices.unwrap_or(files.len()));
+            anyhow::ensure!(!files.is_empty(), "no device files (*.toml) in {}", devices_dir.display());
+            let mut configs = vec![];
+            for file in files {
+                let mut config = DeviceConfig::load(&file)?;
+                if let Some(url) = &api_url {
+                    config.api_url.clone_from(url);
+                }
+                configs.push(config);
+            }
+            (configs, rate)
+        }
+    };
+    anyhow::ensure!(rate > 0.0, "--rate must be positive");
+
+    let shutdown = CancellationToken::new();
+    let mut tasks = vec![];
+    for config in configs {
+        let agent = Agent::start(config).await?;
+        tasks.push(tokio::spawn(scan(agent, rate, shutdown.clone())));
+    }
+    tokio::signal::ctrl_c().await?;
+    tracing::info!("stopping");
+    shutdown.cancel();
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
+}
+
+/// The simulated sensor: a measurement now and then (exponential gaps, mean 60/rate s).
+async fn scan(agent: Agent, per_minute: f64, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let identity = &agent.identity;
+    let mut factory = MeasurementFactory::new(identity.device_id, identity.site_id, identity.kind == "mps");
+    loop {
+        let gap = -(1.0 - rand::rng().random::<f64>()).ln() * 60.0 / per_minute;
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(Duration::from_secs_f64(gap)) => {}
+        }
+        let measurement = factory.next(chrono::Utc::now());
+        if agent.record(&[measurement])? {
+            tracing::debug!(pending = agent.pending(), "measurement recorded");
+        }
+    }
+    agent.stop().await;
+    Ok(())
+}
