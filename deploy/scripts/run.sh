@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs MyScanner Cloud on this machine: PostgreSQL and RabbitMQ (installed and started if
 # needed), the database migrated, a platform operator and a demo workgroup bootstrapped,
-# then the service in the foreground until Ctrl-C.
+# then the service with three simulated scanners uploading measurements, until Ctrl-C.
+# SCANNER_RATE sets the measurements per minute of each simulated scanner (default 6).
 #
 #   deploy/scripts/run.sh            # http://127.0.0.1:8080
 #   MYSCANNER_SERVER__LISTEN=0.0.0.0:8080 deploy/scripts/run.sh
@@ -12,8 +13,8 @@ source deploy/scripts/services.sh
 
 ensure_services
 
-log "building myscanner (release)"
-cargo build --release --locked -p myscanner
+log "building myscanner and myscanner-agent (release)"
+cargo build --release --locked -p myscanner -p myscanner-agent
 bin=target/release/myscanner
 export MYSCANNER_DATABASE__URL="${MYSCANNER_DATABASE__URL:-$MYSCANNER_DEV_DATABASE_URL}"
 
@@ -45,7 +46,19 @@ cat <<EOT
     Demo workgroup admin: $DEMO_EMAIL / $DEMO_PASSWORD
     Platform operator:    $OPERATOR_EMAIL / $OPERATOR_PASSWORD
     Demo device credentials: .local/devices/*.toml
+    Simulated scanners: ${SCANNER_RATE:-6} measurements a minute each (outboxes in .local/outbox/)
   (these passwords live in .local/dev-credentials.env)
 
 EOT
-exec "$bin" serve
+"$bin" serve &
+service=$!
+scanners=
+trap 'kill $scanners $service 2>/dev/null; wait' EXIT INT TERM
+for _ in $(seq 1 100); do
+    curl -fsS "http://$listen/readyz" >/dev/null 2>&1 && break
+    sleep 0.2
+done
+target/release/myscanner-agent simulate --devices-dir .local/devices --rate "${SCANNER_RATE:-6}" \
+    --api-url "http://$listen" &
+scanners=$!
+wait $service

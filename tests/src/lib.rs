@@ -4,6 +4,8 @@
 //! migrations, serves the application on a free loopback port and offers typed helpers for
 //! what tests keep doing: signing in, creating workgroups, provisioning devices.
 
+pub mod bench;
+
 use std::time::Duration;
 
 use myscanner::config::{Config, Secret};
@@ -430,6 +432,51 @@ impl TcpProxy {
 
     pub fn restore(&self) {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A TLS-terminating proxy on loopback in front of `target`, with a certificate for
+/// 127.0.0.1 signed by a CA made for the test: what a broker with a TLS listener looks like
+/// to a device that pins that CA.
+pub struct TlsProxy {
+    pub addr: std::net::SocketAddr,
+    /// The CA's certificate, PEM.
+    pub ca_pem: String,
+}
+
+impl TlsProxy {
+    pub async fn start(target: std::net::SocketAddr) -> TlsProxy {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        use tokio_rustls::rustls;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&leaf_key, &ca).unwrap();
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(inbound).await else { return };
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut outbound).await;
+                });
+            }
+        });
+        TlsProxy { addr, ca_pem: ca.pem() }
     }
 }
 

@@ -167,8 +167,11 @@ pub fn problem_type(code: &str) -> String {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
-            tracing::error!(error = ?self, "request failed");
+        match self {
+            // A dependency being away is the operator's concern, not a bug.
+            Error::Unavailable(ref why) => tracing::warn!(reason = %why, "unavailable"),
+            _ if status.is_server_error() => tracing::error!(error = ?self, "request failed"),
+            _ => {}
         }
         let mut response = problem_response(status, &self.problem());
         if let Error::TooManyRequests { retry_after } = self {

@@ -36,7 +36,8 @@ pub fn apply(router: Router, config: &ServerConfig) -> Router {
         ServiceBuilder::new()
             .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-            .layer(TraceLayer::new_for_http().make_span_with(RequestSpan).on_response(RequestDone))
+            // 5xx are logged once, by the error type; the default on_failure would log them again.
+            .layer(TraceLayer::new_for_http().make_span_with(RequestSpan).on_response(RequestDone).on_failure(()))
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(cors)
             .layer(CompressionLayer::new())

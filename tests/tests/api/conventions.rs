@@ -1,7 +1,7 @@
 //! API conventions: problem+json everywhere, validation detail, limits, pagination,
 //! request ids, compression, CORS, health.
 
-use myscanner_tests::{TestApp, expect_json, expect_problem};
+use myscanner_tests::{TcpProxy, TestApp, expect_json, expect_problem};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -133,11 +133,19 @@ async fn request_ids_compression_cors_and_health() {
 }
 
 #[tokio::test]
-async fn readiness_fails_when_the_database_is_gone() {
-    let app = TestApp::spawn().await;
-    app.db.close().await;
+async fn readiness_follows_the_database() {
+    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let port = proxy.addr.port();
+    let app = TestApp::spawn_with(|c| {
+        let url = c.database.url.expose().replace("127.0.0.1:5432", &format!("127.0.0.1:{port}"));
+        c.database.url = myscanner::config::Secret::new(url);
+    })
+    .await;
+    proxy.cut();
     let response = app.client.get(app.url("/readyz")).send().await.unwrap();
     expect_problem(response, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
     // Liveness does not depend on the database.
     assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), StatusCode::OK);
+    proxy.restore();
+    app.wait_until_ready().await;
 }

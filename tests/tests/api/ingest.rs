@@ -13,7 +13,7 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use myscanner_agent::Agent;
 use myscanner_agent::simulate::MeasurementFactory;
 use myscanner_protocol::MeasurementV1;
-use myscanner_tests::{TcpProxy, Tenant, TestApp, broker, eventually, expect_json};
+use myscanner_tests::{TcpProxy, Tenant, TestApp, TlsProxy, broker, eventually, expect_json};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -372,5 +372,38 @@ async fn nothing_is_uploaded_while_measurement_transfer_is_off() {
     assert_eq!(device["settings"]["measurement_transfer"], false, "the device reported its setting");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.stored(t.device_id).await, 0);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn agents_publish_over_amqps_and_trust_only_the_pinned_ca() {
+    let tls = TlsProxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let impostor = TlsProxy::start("127.0.0.1:5672".parse().unwrap()).await;
+    let port = tls.addr.port();
+    let app = TestApp::spawn_with(|c| {
+        c.broker.device_url =
+            c.broker.device_url.replace("amqp://127.0.0.1:5672/", &format!("amqps://127.0.0.1:{port}/"))
+    })
+    .await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    let dir = tempfile::tempdir().unwrap();
+    let pinned = dir.path().join("ca.pem");
+
+    // Pinned to another CA: the broker's certificate is refused and nothing is sent.
+    std::fs::write(&pinned, &impostor.ca_pem).unwrap();
+    let mut config = app.agent_config(&t.device_credential, &dir.path().join("outbox"));
+    config.ca_file = Some(pinned.clone());
+    let agent = Agent::start(config.clone()).await.unwrap();
+    agent.record(&batch(&mut factory(&t, t.device_id, false), 10)).unwrap();
+    assert!(!agent.drained(Duration::from_secs(2)).await, "an untrusted broker gets nothing");
+    agent.stop().await;
+    assert_eq!(app.stored(t.device_id).await, 0);
+
+    // Pinned to the broker's CA: everything waiting goes through.
+    std::fs::write(&pinned, &tls.ca_pem).unwrap();
+    let agent = Agent::start(config).await.unwrap();
+    assert!(agent.drained(WAIT).await);
+    wait_stored(&app, t.device_id, 10).await;
     agent.stop().await;
 }

@@ -2,6 +2,7 @@
 //! service on its own database. One test binary, so everything links once.
 
 mod api_tokens;
+mod asyncapi;
 mod auth;
 mod conventions;
 mod deploy;

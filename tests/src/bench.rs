@@ -1,0 +1,79 @@
+//! Shared pieces of the benchmark harness: the service as a separate process (so its
+//! memory can be read), figures, and percentiles.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use myscanner::config::Config;
+
+/// The release `myscanner` binary serving `config` in a process of its own.
+pub struct ServiceProcess {
+    child: Child,
+    pub base_url: String,
+}
+
+impl ServiceProcess {
+    pub async fn start(config: &Config) -> ServiceProcess {
+        let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/myscanner");
+        assert!(binary.exists(), "build it first: cargo build --release -p myscanner");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(binary)
+            .arg("serve")
+            .env("MYSCANNER_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("MYSCANNER_DATABASE__URL", config.database.url.expose())
+            .env("MYSCANNER_BROKER__URL", config.broker.url.expose())
+            .env("MYSCANNER_BROKER__DEVICE_URL", &config.broker.device_url)
+            .env("MYSCANNER_BROKER__DEVICE_USER_PREFIX", &config.broker.device_user_prefix)
+            .env("MYSCANNER_AUTH__JWT_SECRET", config.auth.jwt_secret.expose())
+            .env("MYSCANNER_LOG__FILTER", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start myscanner");
+        let service = ServiceProcess { child, base_url: format!("http://127.0.0.1:{port}") };
+        let client = reqwest::Client::new();
+        for _ in 0..400 {
+            if client.get(format!("{}/readyz", service.base_url)).send().await.is_ok_and(|r| r.status().is_success()) {
+                return service;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the service did not become ready");
+    }
+
+    /// Resident memory now, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        self.status_kib("VmRSS:") / 1024.0
+    }
+
+    /// Peak resident memory so far, in MiB.
+    pub fn peak_rss_mib(&self) -> f64 {
+        self.status_kib("VmHWM:") / 1024.0
+    }
+
+    fn status_kib(&self, field: &str) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `p`-th percentile (0–100) of unsorted samples.
+pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * (samples.len() - 1) as f64).round() as usize;
+    samples[rank]
+}

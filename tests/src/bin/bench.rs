@@ -1,0 +1,317 @@
+//! The benchmark harness: each capability against the real services, next to a baseline
+//! measured in the same run.
+//!
+//!   deploy/scripts/bench.sh ingest [--devices 20] [--measurements 50000]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use myscanner::measurements::{store, validate};
+use myscanner_agent::Agent;
+use myscanner_agent::simulate::MeasurementFactory;
+use myscanner_protocol::MeasurementV1;
+use myscanner_tests::bench::{ServiceProcess, percentile};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Measurement ingest: agents → RabbitMQ → consumer → PostgreSQL.
+    Ingest {
+        #[arg(long, default_value_t = 20)]
+        devices: usize,
+        #[arg(long, default_value_t = 50_000)]
+        measurements: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    match Cli::parse().command {
+        Bench::Ingest { devices, measurements } => ingest(devices, measurements).await,
+    }
+}
+
+struct Fleet {
+    service: ServiceProcess,
+    db: PgPool,
+    vhost: String,
+    devices: Vec<(Uuid, String)>,
+    site_id: Uuid,
+    _config: myscanner::config::Config,
+}
+
+async fn fleet(devices: usize) -> Fleet {
+    let config = myscanner_tests::test_config().await;
+    let service = ServiceProcess::start(&config).await;
+    let db = PgPool::connect(config.database.url.expose()).await.unwrap();
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", service.base_url);
+    myscanner::admin::create_operator(&db, "bench@example.com", "Bench", Some("bench-password-123".into()))
+        .await
+        .unwrap();
+    let login: Value = http
+        .post(url("/api/v1/auth/login"))
+        .json(&json!({"email": "bench@example.com", "password": "bench-password-123"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let post = async |path: &str, body: Value| -> Value {
+        http.post(url(path)).bearer_auth(&token).json(&body).send().await.unwrap().json().await.unwrap()
+    };
+    let workgroup = post("/api/v1/workgroups", json!({"name": "Bench"})).await;
+    let wg = workgroup["id"].as_str().unwrap().to_owned();
+    post(
+        &format!("/api/v1/workgroups/{wg}/members"),
+        json!({"email": "bench@example.com", "permissions": ["manage_workgroup", "view_data"]}),
+    )
+    .await;
+    let site = post(&format!("/api/v1/workgroups/{wg}/sites"), json!({"name": "Pit", "time_zone": "UTC"})).await;
+    let site_id: Uuid = site["id"].as_str().unwrap().parse().unwrap();
+    let mut provisioned = vec![];
+    for i in 0..devices {
+        let kind = if i % 4 == 3 { "mps" } else { "lvs" };
+        let device = post(
+            &format!("/api/v1/workgroups/{wg}/devices"),
+            json!({"site_id": site_id, "kind": kind, "serial": format!("BENCH-{i:04}"), "name": format!("Scanner {i}")}),
+        )
+        .await;
+        provisioned.push((
+            device["device"]["id"].as_str().unwrap().parse().unwrap(),
+            device["credential"]["secret"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let vhost = config.broker.url.expose().rsplit('/').next().unwrap().to_owned();
+    Fleet { service, db, vhost, devices: provisioned, site_id, _config: config }
+}
+
+fn generate(fleet: &Fleet, per_device: usize) -> Vec<Vec<MeasurementV1>> {
+    fleet
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, (device_id, _))| {
+            let mut factory = MeasurementFactory::new(*device_id, fleet.site_id, i % 4 == 3);
+            (0..per_device).map(|_| factory.next(chrono::Utc::now())).collect()
+        })
+        .collect()
+}
+
+async fn count(db: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM measurements").fetch_one(db).await.unwrap()
+}
+
+/// PostgreSQL alone: the service's own batched insert of the same rows, no broker.
+async fn postgres_ceiling(fleet: &Fleet, messages: &[Vec<MeasurementV1>], batch_size: usize) -> f64 {
+    let ids: Vec<Uuid> = fleet.devices.iter().map(|d| d.0).collect();
+    let devices = store::known_devices(&fleet.db, &ids).await.unwrap();
+    let rows: Vec<validate::Row> =
+        messages.iter().flatten().map(|m| validate::to_row(m.clone(), &devices).expect("valid")).collect();
+    let started = Instant::now();
+    for chunk in rows.chunks(batch_size) {
+        store::write(&fleet.db, chunk, &[]).await.unwrap();
+    }
+    let rate = rows.len() as f64 / started.elapsed().as_secs_f64();
+    sqlx::query("TRUNCATE measurements, load_profiles").execute(&fleet.db).await.unwrap();
+    rate
+}
+
+/// RabbitMQ alone: the same bodies published with confirms to a quorum queue and consumed
+/// with acks, over as many connections as there are devices.
+async fn broker_ceiling(fleet: &Fleet, messages: &[Vec<MeasurementV1>]) -> f64 {
+    let url = format!("amqp://guest:guest@127.0.0.1:5672/{}", fleet.vhost);
+    let total: usize = messages.iter().map(Vec::len).sum();
+    let consumer_connection = Connection::connect(&url, ConnectionProperties::default()).await.unwrap();
+    let channel = consumer_connection.create_channel().await.unwrap();
+    let mut quorum = FieldTable::default();
+    quorum.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    channel
+        .queue_declare("bench.ceiling".into(), QueueDeclareOptions { durable: true, ..Default::default() }, quorum)
+        .await
+        .unwrap();
+    channel.basic_qos(1000, BasicQosOptions::default()).await.unwrap();
+    let mut consumer = channel
+        .basic_consume("bench.ceiling".into(), "bench".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut publishers = vec![];
+    for device in messages {
+        let bodies: Vec<Vec<u8>> = device.iter().map(|m| serde_json::to_vec(m).unwrap()).collect();
+        let url = url.clone();
+        publishers.push(tokio::spawn(async move {
+            let connection = Connection::connect(&url, ConnectionProperties::default()).await.unwrap();
+            let channel = connection.create_channel().await.unwrap();
+            channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+            let mut in_flight = std::collections::VecDeque::new();
+            for body in &bodies {
+                let properties = BasicProperties::default().with_delivery_mode(2);
+                in_flight.push_back(
+                    channel
+                        .basic_publish(
+                            "".into(),
+                            "bench.ceiling".into(),
+                            BasicPublishOptions::default(),
+                            body,
+                            properties,
+                        )
+                        .await
+                        .unwrap(),
+                );
+                if in_flight.len() >= 512 {
+                    in_flight.pop_front().unwrap().await.unwrap();
+                }
+            }
+            for confirm in in_flight {
+                confirm.await.unwrap();
+            }
+        }));
+    }
+    let mut received = 0;
+    while received < total {
+        let delivery = consumer.next().await.unwrap().unwrap();
+        received += 1;
+        if received % 500 == 0 || received == total {
+            delivery.acker.ack(BasicAckOptions { multiple: true }).await.unwrap();
+        }
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    for publisher in publishers {
+        publisher.await.unwrap();
+    }
+    rate
+}
+
+async fn start_agents(fleet: &Fleet, dirs: &[tempfile::TempDir]) -> Vec<Arc<Agent>> {
+    let mut agents = vec![];
+    for ((_, credential), dir) in fleet.devices.iter().zip(dirs) {
+        let config = myscanner_agent::config::DeviceConfig {
+            credential: credential.clone(),
+            api_url: fleet.service.base_url.clone(),
+            outbox_dir: Some(dir.path().to_path_buf()),
+            ca_file: None,
+            settings: Default::default(),
+            serial: None,
+            device_id: None,
+        };
+        agents.push(Arc::new(Agent::start(config).await.unwrap()));
+    }
+    agents
+}
+
+async fn ingest(devices: usize, total: usize) {
+    let per_device = total / devices;
+    let total = per_device * devices;
+    println!("bench ingest: {devices} devices, {total} measurements with 3D load profiles");
+    let fleet = fleet(devices).await;
+    let messages = generate(&fleet, per_device);
+    let bytes: usize = messages.iter().flatten().map(|m| serde_json::to_vec(m).unwrap().len()).sum();
+    println!("  message size: {:.1} KiB on average", bytes as f64 / total as f64 / 1024.0);
+
+    let pg = postgres_ceiling(&fleet, &messages, 500).await;
+    println!("  PostgreSQL-only ceiling (batched insert of the same rows): {pg:>9.0} rows/s");
+    let mq = broker_ceiling(&fleet, &messages).await;
+    println!("  broker-only ceiling (publish with confirms, consume, ack):  {mq:>9.0} msg/s");
+
+    // End to end, as fast as the agents can go: everything recorded in their outboxes at once.
+    let dirs: Vec<tempfile::TempDir> = (0..devices).map(|_| tempfile::tempdir().unwrap()).collect();
+    let agents = start_agents(&fleet, &dirs).await;
+    let rss_before = fleet.service.rss_mib();
+    let started = Instant::now();
+    for (agent, batch) in agents.iter().zip(&messages) {
+        for chunk in batch.chunks(1000) {
+            agent.record(chunk).unwrap();
+        }
+    }
+    let (mut first_half_peak, mut second_half_peak) = (0f64, 0f64);
+    loop {
+        let stored = count(&fleet.db).await as usize;
+        let rss = fleet.service.rss_mib();
+        if stored < total / 2 {
+            first_half_peak = first_half_peak.max(rss);
+        } else {
+            second_half_peak = second_half_peak.max(rss);
+        }
+        if stored >= total {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "end-to-end run did not finish: {stored}/{total}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let e2e = total as f64 / started.elapsed().as_secs_f64();
+    let lower = pg.min(mq);
+    println!(
+        "  end to end (agents → broker → consumer → PostgreSQL):      {e2e:>9.0} msg/s = {:.0}% of the lower ceiling (target ≥ 60%, ≥ 5000/s)",
+        100.0 * e2e / lower
+    );
+    println!(
+        "  service memory: {rss_before:.0} MiB before, peak {first_half_peak:.0} MiB in the first half, {second_half_peak:.0} MiB in the second (VmHWM {:.0} MiB)",
+        fleet.service.peak_rss_mib()
+    );
+
+    // Latency under a steady load at half the measured rate, from recording to commit.
+    let rate = e2e / 2.0;
+    let duration = Duration::from_secs(10);
+    let started = Instant::now();
+    let mut factories: Vec<MeasurementFactory> = fleet
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| MeasurementFactory::new(*id, fleet.site_id, i % 4 == 3))
+        .collect();
+    let mut recorded: HashMap<Uuid, ()> = HashMap::new();
+    let tick = Duration::from_millis(20);
+    let per_tick = ((rate * tick.as_secs_f64()) / devices as f64).max(1.0) as usize;
+    while started.elapsed() < duration {
+        for (agent, factory) in agents.iter().zip(&mut factories) {
+            let now = chrono::Utc::now();
+            let batch: Vec<MeasurementV1> = (0..per_tick).map(|_| factory.next(now)).collect();
+            recorded.extend(batch.iter().map(|m| (m.measurement_id, ())));
+            agent.record(&batch).unwrap();
+        }
+        tokio::time::sleep(tick).await;
+    }
+    let expected = total + recorded.len();
+    while (count(&fleet.db).await as usize) < expected {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ids: Vec<Uuid> = recorded.keys().copied().collect();
+    let mut latencies: Vec<f64> = sqlx::query_scalar(
+        "SELECT extract(epoch FROM received_at - scanned_at)::float8 * 1000 FROM measurements WHERE measurement_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&fleet.db)
+    .await
+    .unwrap();
+    let achieved = ids.len() as f64 / duration.as_secs_f64();
+    println!(
+        "  record→commit latency at {achieved:.0} msg/s: p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&mut latencies, 50.0),
+        percentile(&mut latencies, 99.0)
+    );
+    for agent in agents {
+        if let Ok(agent) = Arc::try_unwrap(agent) {
+            agent.stop().await;
+        }
+    }
+}
