@@ -7,7 +7,8 @@
 //!   acked — it never blocks the messages behind it.
 //! - A database error drops nothing and acks nothing: the batch is retried with backoff.
 //! - A lost broker connection is re-established with backoff and the topology re-declared.
-//! - Shutdown finishes the batch in hand, then closes the channel.
+//! - The next batch is gathered and parsed while the previous one commits.
+//! - Shutdown finishes the batches in hand, then closes the channel.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +41,12 @@ impl IngestStatus {
     fn set(&self, connected: bool) {
         self.0.store(connected, Ordering::Relaxed);
     }
+}
+
+/// Deliveries with what the body parsing made of each, in delivery order.
+struct Batch {
+    deliveries: Vec<Delivery>,
+    parsed: Vec<Result<myscanner_protocol::MeasurementV1, Rejection>>,
 }
 
 pub struct Consumer {
@@ -127,27 +134,52 @@ impl Consumer {
         backoff.reset();
         tracing::info!("ingest: consuming");
 
-        let batch_timeout = Duration::from_millis(self.config.batch_timeout_ms);
-        loop {
-            let first = tokio::select! {
-                () = shutdown.cancelled() => break,
-                next = deliveries.next() => next,
-            };
-            let mut batch = vec![first.ok_or_else(|| anyhow::anyhow!("consumer cancelled by the broker"))??];
-            let deadline = tokio::time::Instant::now() + batch_timeout;
-            while batch.len() < self.config.batch_size {
-                match tokio::time::timeout_at(deadline, deliveries.next()).await {
-                    Ok(Some(delivery)) => batch.push(delivery?),
-                    Ok(None) => break,
-                    Err(_elapsed) => break,
+        // Two stages, so that the next batch is gathered and parsed while the previous one
+        // is being committed: the reader hands parsed batches to the writer through a
+        // one-slot channel, and the writer stores, dead-letters and acks them in order.
+        let (handoff, mut batches) = tokio::sync::mpsc::channel::<Batch>(1);
+        // `async move`: the reader owns the sending end, so the writer sees the end of the
+        // batches once the reader stops.
+        let reader = async move {
+            let batch_timeout = Duration::from_millis(self.config.batch_timeout_ms);
+            loop {
+                let first = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    next = deliveries.next() => next,
+                };
+                let mut deliveries_in_batch =
+                    vec![first.ok_or_else(|| anyhow::anyhow!("consumer cancelled by the broker"))??];
+                let deadline = tokio::time::Instant::now() + batch_timeout;
+                while deliveries_in_batch.len() < self.config.batch_size {
+                    match tokio::time::timeout_at(deadline, deliveries.next()).await {
+                        Ok(Some(delivery)) => deliveries_in_batch.push(delivery?),
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                let parsed = deliveries_in_batch
+                    .iter()
+                    .map(|d| validate::parse(&incoming(d), &self.user_prefix, self.config.max_message_bytes))
+                    .collect();
+                if handoff.send(Batch { deliveries: deliveries_in_batch, parsed }).await.is_err() {
+                    break; // the writer stopped
                 }
             }
-            // Shutdown waits for the batch in hand: it is committed and acked, or left
-            // unacked for redelivery if the database cannot be reached before then.
-            if !self.handle(&channel, &dead_letters, batch, shutdown).await? {
-                break;
+            anyhow::Ok(())
+        };
+        let writer = async {
+            // Shutdown lets the writer finish the batches in hand: each is committed and
+            // acked, or left unacked for redelivery if the database cannot be reached.
+            while let Some(batch) = batches.recv().await {
+                if !self.handle(&channel, &dead_letters, batch, shutdown).await? {
+                    break;
+                }
             }
-        }
+            batches.close();
+            anyhow::Ok(())
+        };
+        let (read, write) = tokio::join!(reader, writer);
+        read?;
+        write?;
         let _ = channel.close(200, "shutdown".into()).await;
         let _ = connection.close(200, "shutdown".into()).await;
         Ok(())
@@ -159,13 +191,9 @@ impl Consumer {
         &self,
         channel: &Channel,
         dead_letters: &Channel,
-        batch: Vec<Delivery>,
+        Batch { deliveries: batch, parsed }: Batch,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<bool> {
-        let parsed: Vec<Result<myscanner_protocol::MeasurementV1, Rejection>> = batch
-            .iter()
-            .map(|d| validate::parse(&incoming(d), &self.user_prefix, self.config.max_message_bytes))
-            .collect();
         let mut device_ids: Vec<_> = parsed.iter().filter_map(|p| p.as_ref().ok().map(|m| m.device_id)).collect();
         device_ids.sort_unstable();
         device_ids.dedup();

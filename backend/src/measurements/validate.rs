@@ -71,15 +71,23 @@ pub fn parse(message: &Incoming<'_>, user_prefix: &str, max_bytes: usize) -> Res
             None,
         ));
     }
-    let envelope: Envelope =
-        serde_json::from_slice(message.body).map_err(|e| reject(format!("malformed JSON: {e}"), None))?;
-    match envelope.schema_version {
-        Some(SCHEMA_VERSION) => {}
-        Some(other) => return Err(reject(format!("unknown schema version {other}"), None)),
-        None => return Err(reject("missing schema_version", None)),
+    // Parsed once in the common case; only a body that does not fit v1 is looked at again
+    // to say why (malformed, or another schema version).
+    let m: MeasurementV1 = match serde_json::from_slice(message.body) {
+        Ok(m) => m,
+        Err(error) => {
+            let envelope: Envelope =
+                serde_json::from_slice(message.body).map_err(|e| reject(format!("malformed JSON: {e}"), None))?;
+            return Err(match envelope.schema_version {
+                Some(SCHEMA_VERSION) => reject(format!("does not match measurement schema v1: {error}"), None),
+                Some(other) => reject(format!("unknown schema version {other}"), None),
+                None => reject("missing schema_version", None),
+            });
+        }
+    };
+    if m.schema_version != SCHEMA_VERSION {
+        return Err(reject(format!("unknown schema version {}", m.schema_version), None));
     }
-    let m: MeasurementV1 = serde_json::from_slice(message.body)
-        .map_err(|e| reject(format!("does not match measurement schema v1: {e}"), None))?;
     let claimed = Some(m.device_id);
     let expected_user = format!("{user_prefix}{}", m.device_id);
     match message.user_id {
