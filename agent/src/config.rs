@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use crate::api::Settings;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 pub struct DeviceConfig {
     pub credential: String,
     #[serde(default = "default_api_url")]
@@ -38,6 +38,20 @@ pub struct DeviceConfig {
 
 fn default_api_url() -> String {
     "http://127.0.0.1:8080".to_owned()
+}
+
+impl std::fmt::Debug for DeviceConfig {
+    /// The credential is a secret: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceConfig")
+            .field("credential", &"[redacted]")
+            .field("api_url", &self.api_url)
+            .field("outbox_dir", &self.outbox_dir)
+            .field("ca_file", &self.ca_file)
+            .field("settings", &self.settings)
+            .field("serial", &self.serial)
+            .finish()
+    }
 }
 
 impl DeviceConfig {

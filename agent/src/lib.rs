@@ -39,13 +39,15 @@ impl Agent {
         api.report_settings(config.settings).await.context("reporting settings")?;
         let dir = config.outbox_dir.clone().context("outbox_dir")?;
         let outbox = Arc::new(Outbox::open(&dir).with_context(|| format!("opening outbox {}", dir.display()))?);
+        // A pinned CA that cannot be read is an error, never a reason to trust anyone.
+        let pinned_ca = config.pinned_ca()?;
         let shutdown = CancellationToken::new();
         let publisher = config.settings.measurement_transfer.then(|| {
             let publisher = Publisher {
                 outbox: outbox.clone(),
                 access: identity.broker.clone(),
                 password: config.credential.clone(),
-                pinned_ca: config.pinned_ca().ok().flatten(),
+                pinned_ca,
                 connection_name: format!("agent {}", identity.serial),
             };
             tokio::spawn(publisher.run(shutdown.clone()))

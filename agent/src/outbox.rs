@@ -4,9 +4,11 @@
 //! each measurement id once, so a re-send is harmless.
 //!
 //! On disk: append-only segment files `<n>.log` of records `[len: u32 LE][crc32: u32 LE]
-//! [payload]`, and a `cursor` file holding the position of the first unconfirmed record.
-//! A torn record at the tail (power cut mid-write) is cut off on open. Segments wholly
-//! before the cursor are deleted.
+//! [payload]` (the CRC covers the length and the payload; empty records do not exist), and
+//! a `cursor` file holding the position of the first unconfirmed record. A torn or
+//! zero-filled record at the tail of the last segment (power cut mid-write) is cut off on
+//! open; anything unreadable elsewhere is an error, never silently skipped. A failed write
+//! is undone before it is reported. Segments wholly before the cursor are deleted.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -18,6 +20,9 @@ use tokio::sync::Notify;
 
 const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 const HEADER: usize = 8;
+/// The largest record: a measurement message is at most 1 MiB; anything claiming more is
+/// a corrupt header, not a reason to allocate.
+const MAX_RECORD: usize = 4 * 1024 * 1024;
 /// The cursor is persisted at most this often; a crash re-sends at most this much.
 const CURSOR_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -59,7 +64,15 @@ fn segments(dir: &Path) -> io::Result<Vec<u64>> {
     Ok(found)
 }
 
-/// Reads the record at `offset`, or `None` at a clean end, a torn or corrupt tail.
+fn checksum(len: &[u8], payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(len);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// Reads the record at `offset`: `None` where no whole, intact record starts (the end, or
+/// a torn, zero-filled or corrupt one).
 fn read_record(file: &mut File, offset: u64) -> io::Result<Option<Vec<u8>>> {
     file.seek(SeekFrom::Start(offset))?;
     let mut header = [0u8; HEADER];
@@ -68,8 +81,11 @@ fn read_record(file: &mut File, offset: u64) -> io::Result<Option<Vec<u8>>> {
     }
     let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
     let crc = u32::from_le_bytes(header[4..].try_into().unwrap());
+    if len == 0 || len > MAX_RECORD {
+        return Ok(None);
+    }
     let mut payload = vec![0u8; len];
-    if !read_fully(file, &mut payload)? || crc32fast::hash(&payload) != crc {
+    if !read_fully(file, &mut payload)? || checksum(&header[..4], &payload) != crc {
         return Ok(None);
     }
     Ok(Some(payload))
@@ -165,8 +181,10 @@ impl Outbox {
                 buffer.clear();
                 self.rotate(&mut state)?;
             }
-            buffer.extend_from_slice(&(record.len() as u32).to_le_bytes());
-            buffer.extend_from_slice(&crc32fast::hash(record).to_le_bytes());
+            assert!(!record.is_empty() && record.len() <= MAX_RECORD, "outbox records are 1 byte to 4 MiB");
+            let len = (record.len() as u32).to_le_bytes();
+            buffer.extend_from_slice(&len);
+            buffer.extend_from_slice(&checksum(&len, record).to_le_bytes());
             buffer.extend_from_slice(record);
         }
         self.flush(&mut state, &buffer)?;
@@ -335,6 +353,12 @@ mod tests {
         drop(file);
         let outbox = Outbox::open(dir.path()).unwrap();
         assert_eq!(drain(&outbox), [b"whole".to_vec()]);
+        drop(outbox);
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&[0; 64]).unwrap(); // zeros where a power cut left allocated blocks
+        drop(file);
+        let outbox = Outbox::open(dir.path()).unwrap();
+        assert_eq!(drain(&outbox), [b"whole".to_vec()]);
         outbox.append(&[b"after".to_vec()]).unwrap();
         assert_eq!(drain(&outbox), [b"whole".to_vec(), b"after".to_vec()]);
     }
@@ -343,13 +367,15 @@ mod tests {
     fn segments_rotate_and_confirmed_ones_are_deleted() {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::open(dir.path()).unwrap();
-        let big = vec![7u8; 6 * 1024 * 1024];
-        outbox.append(&[big.clone(), big.clone(), big.clone(), b"tail".to_vec()]).unwrap();
+        let big = vec![7u8; 3 * 1024 * 1024];
+        let mut records = vec![big; 7];
+        records.push(b"tail".to_vec());
+        outbox.append(&records).unwrap();
         assert!(segments(dir.path()).unwrap().len() >= 2);
         let records = drain(&outbox);
-        assert_eq!(records.len(), 4);
-        assert_eq!(records[3], b"tail");
-        outbox.confirm(outbox.end(), 4).unwrap();
+        assert_eq!(records.len(), 8);
+        assert_eq!(records[7], b"tail");
+        outbox.confirm(outbox.end(), 8).unwrap();
         assert_eq!(segments(dir.path()).unwrap(), [outbox.end().segment]);
         assert_eq!(outbox.pending(), 0);
     }

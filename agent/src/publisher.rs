@@ -33,11 +33,17 @@ pub struct Publisher {
 
 impl Publisher {
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut wait = Duration::from_millis(200);
+        const MIN_WAIT: Duration = Duration::from_millis(200);
+        let mut wait = MIN_WAIT;
         while !shutdown.is_cancelled() {
+            let started = tokio::time::Instant::now();
             match self.session(&shutdown).await {
                 Ok(()) => break,
                 Err(error) => {
+                    // A connection that lived a while starts the backoff afresh.
+                    if started.elapsed() > Duration::from_secs(30) {
+                        wait = MIN_WAIT;
+                    }
                     // Jitter keeps a fleet from reconnecting in lockstep after an outage.
                     let jittered = wait.mul_f64(0.5 + rand::random::<f64>());
                     tracing::warn!(error = %error, retry_in_ms = jittered.as_millis() as u64, "publisher: broker connection lost");

@@ -111,6 +111,7 @@ impl Error {
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Database(sqlx::Error::RowNotFound) => StatusCode::NOT_FOUND,
+            Error::Database(e) if is_data_exception(e) => StatusCode::BAD_REQUEST,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -122,6 +123,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::ReadOnlyToken => "read-only-token",
             Error::NotFound | Error::Database(sqlx::Error::RowNotFound) => "not-found",
+            Error::Database(e) if is_data_exception(e) => "invalid-request",
             Error::Conflict { code, .. } => code,
             Error::InvalidRequest { .. } => "invalid-request",
             Error::Validation(_) => "validation-failed",
@@ -152,12 +154,21 @@ impl Error {
                 ("Too many requests", Some(format!("try again in {retry_after} seconds")), vec![])
             }
             Error::Unavailable(what) => ("Service unavailable", Some(what.clone()), vec![]),
+            Error::Database(e) if is_data_exception(e) => {
+                ("The request could not be read", Some("a value cannot be stored as given".to_owned()), vec![])
+            }
             // Internals stay in the log.
             Error::Database(_) | Error::Internal(_) => ("Internal server error", None, vec![]),
             _ => (status.canonical_reason().unwrap_or("Error"), None, vec![]),
         };
         Problem { kind: problem_type(self.code()), title: title.to_owned(), status: status.as_u16(), detail, errors }
     }
+}
+
+/// A value the database cannot hold (SQLSTATE class 22: a NUL in text, a number out of
+/// range): the request's fault, not the server's.
+fn is_data_exception(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")))
 }
 
 pub fn problem_type(code: &str) -> String {

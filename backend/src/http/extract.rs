@@ -39,10 +39,13 @@ impl Validator {
         self
     }
 
-    /// A human-entered name: trimmed, 1–200 characters.
+    /// A human-entered name: trimmed, 1–200 characters, no control characters.
     pub fn name(&mut self, field: &str, value: &str) -> &mut Self {
         let len = value.trim().chars().count();
-        self.check((1..=200).contains(&len), field, "must be between 1 and 200 characters")
+        if !(1..=200).contains(&len) {
+            return self.check(false, field, "must be between 1 and 200 characters");
+        }
+        self.check(!value.chars().any(char::is_control), field, "must not contain control characters")
     }
 
     pub fn finish(&mut self) -> Result<(), Error> {

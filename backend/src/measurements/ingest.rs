@@ -137,7 +137,7 @@ impl Consumer {
         // Two stages, so that the next batch is gathered and parsed while the previous one
         // is being committed: the reader hands parsed batches to the writer through a
         // one-slot channel, and the writer stores, dead-letters and acks them in order.
-        let (handoff, mut batches) = tokio::sync::mpsc::channel::<Batch>(1);
+        let (handoff, batches) = tokio::sync::mpsc::channel::<Batch>(1);
         // `async move`: the reader owns the sending end, so the writer sees the end of the
         // batches once the reader stops.
         let reader = async move {
@@ -160,26 +160,30 @@ impl Consumer {
                     .iter()
                     .map(|d| validate::parse(&incoming(d), &self.user_prefix, self.config.max_message_bytes))
                     .collect();
-                if handoff.send(Batch { deliveries: deliveries_in_batch, parsed }).await.is_err() {
-                    break; // the writer stopped
+                let batch = Batch { deliveries: deliveries_in_batch, parsed };
+                tokio::select! {
+                    () = shutdown.cancelled() => break, // unacked: redelivered to whoever consumes next
+                    sent = handoff.send(batch) => if sent.is_err() { break }, // the writer stopped
                 }
             }
             anyhow::Ok(())
         };
-        let writer = async {
-            // Shutdown lets the writer finish the batches in hand: each is committed and
-            // acked, or left unacked for redelivery if the database cannot be reached.
+        let (consume_channel, dead_letter_channel) = (&channel, &dead_letters);
+        // The writer owns the receiving end: when it stops, for whatever reason, the
+        // reader's next hand-off fails and the reader stops too.
+        let writer = async move {
+            let mut batches = batches;
+            // Shutdown lets the writer finish the batch in hand: it is committed and acked,
+            // or left unacked for redelivery if the database cannot be reached.
             while let Some(batch) = batches.recv().await {
-                if !self.handle(&channel, &dead_letters, batch, shutdown).await? {
+                if !self.handle(consume_channel, dead_letter_channel, batch, shutdown).await? {
                     break;
                 }
             }
-            batches.close();
             anyhow::Ok(())
         };
-        let (read, write) = tokio::join!(reader, writer);
-        read?;
-        write?;
+        // The first stage to fail ends both, and the session: the caller reconnects.
+        tokio::try_join!(reader, writer)?;
         let _ = channel.close(200, "shutdown".into()).await;
         let _ = connection.close(200, "shutdown".into()).await;
         Ok(())
@@ -199,40 +203,9 @@ impl Consumer {
         device_ids.dedup();
 
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        let mut rows: Vec<Row> = Vec::with_capacity(batch.len());
-        let mut rejections: Vec<(usize, Rejection)> = vec![];
-        loop {
-            let attempt = async {
-                let devices = store::known_devices(&self.db, &device_ids).await?;
-                rows.clear();
-                rejections.clear();
-                for (i, result) in parsed.iter().enumerate() {
-                    match result.clone().and_then(|m| validate::to_row(m, &devices)) {
-                        Ok(row) => rows.push(row),
-                        Err(rejection) => rejections.push((i, rejection)),
-                    }
-                }
-                let rejected: Vec<RejectedMessage<'_>> = rejections
-                    .iter()
-                    .map(|(i, rejection)| RejectedMessage {
-                        rejection,
-                        body: &batch[*i].data,
-                        routing_key: batch[*i].routing_key.as_str(),
-                        broker_user: batch[*i].properties.user_id().as_ref().map(ShortString::as_str),
-                    })
-                    .collect();
-                store::write(&self.db, &rows, &rejected).await
-            };
-            match attempt.await {
-                Ok(stored) => {
-                    tracing::debug!(
-                        messages = batch.len(),
-                        stored,
-                        rejected = rejections.len(),
-                        "ingest: batch committed"
-                    );
-                    break;
-                }
+        let rejections = loop {
+            match self.store(&batch, &parsed, &device_ids).await {
+                Ok(rejected) => break rejected,
                 Err(error) => {
                     let wait = backoff.step();
                     tracing::warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "ingest: database write failed; retrying");
@@ -242,7 +215,7 @@ impl Consumer {
                     }
                 }
             }
-        }
+        };
 
         for (i, rejection) in &rejections {
             tracing::warn!(reason = %rejection.reason, routing_key = %batch[*i].routing_key, "ingest: message rejected");
@@ -261,6 +234,68 @@ fn incoming(delivery: &Delivery) -> Incoming<'_> {
         routing_key: delivery.routing_key.as_str(),
         user_id: delivery.properties.user_id().as_ref().map(ShortString::as_str),
     }
+}
+
+impl Consumer {
+    /// Stores a batch; returns the messages rejected (by index). An error here is
+    /// transient (the database is unreachable): the caller retries the whole batch.
+    async fn store(
+        &self,
+        batch: &[Delivery],
+        parsed: &[Result<myscanner_protocol::MeasurementV1, Rejection>],
+        device_ids: &[uuid::Uuid],
+    ) -> sqlx::Result<Vec<(usize, Rejection)>> {
+        let devices = store::known_devices(&self.db, device_ids).await?;
+        let mut rows: Vec<(usize, Row)> = Vec::with_capacity(batch.len());
+        let mut rejections: Vec<(usize, Rejection)> = vec![];
+        for (i, result) in parsed.iter().enumerate() {
+            match result.clone().and_then(|m| validate::to_row(m, &devices)) {
+                Ok(row) => rows.push((i, row)),
+                Err(rejection) => rejections.push((i, rejection)),
+            }
+        }
+        let all: Vec<Row> = rows.iter().map(|(_, row)| row.clone()).collect();
+        match store::write(&self.db, &all, &rejected_messages(batch, &rejections)).await {
+            Ok(stored) => {
+                tracing::debug!(messages = batch.len(), stored, rejected = rejections.len(), "ingest: batch committed");
+                Ok(rejections)
+            }
+            // Something in the batch is refused by the database itself: find what, one
+            // message at a time, and reject it instead of retrying the batch for ever.
+            Err(error) if store::is_permanent(&error) => {
+                tracing::warn!(error = %error, "ingest: the database refused part of a batch; storing one by one");
+                for (i, row) in rows {
+                    match store::write(&self.db, std::slice::from_ref(&row), &[]).await {
+                        Ok(_) => {}
+                        Err(error) if store::is_permanent(&error) => {
+                            let reason = match &error {
+                                sqlx::Error::Database(db) => format!("refused by the database: {}", db.message()),
+                                other => format!("refused by the database: {other}"),
+                            };
+                            rejections.push((i, validate::reject(reason, Some(row.device_id))));
+                        }
+                        Err(error) => return Err(error),
+                    }
+                }
+                rejections.sort_by_key(|(i, _)| *i);
+                store::write(&self.db, &[], &rejected_messages(batch, &rejections)).await?;
+                Ok(rejections)
+            }
+            Err(error) => Err(error),
+        }
+    }
+}
+
+fn rejected_messages<'a>(batch: &'a [Delivery], rejections: &'a [(usize, Rejection)]) -> Vec<RejectedMessage<'a>> {
+    rejections
+        .iter()
+        .map(|(i, rejection)| RejectedMessage {
+            rejection,
+            body: &batch[*i].data,
+            routing_key: batch[*i].routing_key.as_str(),
+            broker_user: batch[*i].properties.user_id().as_ref().map(ShortString::as_str),
+        })
+        .collect()
 }
 
 /// Publishes a copy of the message to the dead-letter exchange with the reason, and waits

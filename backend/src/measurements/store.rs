@@ -26,6 +26,12 @@ pub async fn known_devices(db: &PgPool, ids: &[Uuid]) -> sqlx::Result<HashMap<Uu
         .collect())
 }
 
+/// Whether the database refused the data itself (a data exception or a violated
+/// constraint): retrying cannot help, unlike a lost connection.
+pub fn is_permanent(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23")))
+}
+
 /// A rejected message as recorded for operators.
 pub struct RejectedMessage<'a> {
     pub rejection: &'a Rejection,

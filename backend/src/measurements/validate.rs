@@ -59,8 +59,11 @@ pub struct Rejection {
     pub claimed_device_id: Option<Uuid>,
 }
 
-fn reject(reason: impl Into<String>, claimed_device_id: Option<Uuid>) -> Rejection {
-    Rejection { reason: reason.into(), claimed_device_id }
+/// Reasons quote what a device sent; control characters (NUL above all, which PostgreSQL
+/// text cannot hold) are replaced so that the rejection itself can always be recorded.
+pub fn reject(reason: impl Into<String>, claimed_device_id: Option<Uuid>) -> Rejection {
+    let reason = reason.into().chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect();
+    Rejection { reason, claimed_device_id }
 }
 
 /// Parses the body and checks everything that needs no database: schema, identity, ranges.

@@ -26,8 +26,10 @@ pub struct Member {
 }
 
 /// Adds a person to the workgroup. An e-mail without an account creates one, and then
-/// `name` and an initial `password` are required; an existing account just gains the
-/// membership (its name and password are left alone).
+/// `name` and an initial `password` are required. An account that exists already (a
+/// member of another workgroup) can be added only by a platform operator, who verifies
+/// that its holder is who the workgroup means: otherwise a workgroup could pre-create an
+/// account under someone else's address and later read every workgroup that adds it.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMember {
@@ -100,7 +102,7 @@ pub async fn list(
     request_body = NewMember,
     security(("user_jwt" = [])),
     responses((status = 201, body = Member),
-        (status = 409, description = "Already a member", body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "Already a member, or an existing account only an operator may add", body = crate::http::Problem, content_type = "application/problem+json")))]
 pub async fn add(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -116,7 +118,13 @@ pub async fn add(
         .await?;
     let mut tx = state.db.begin().await?;
     let user_id = match existing {
-        Some(id) => id,
+        Some(id) if user.is_operator => id,
+        Some(_) => {
+            return Err(Error::conflict(
+                "account-exists",
+                "an account with this e-mail exists; MyScanner support can add it to the workgroup",
+            ));
+        }
         None => {
             let name = new.name.as_deref().unwrap_or_default();
             let password = new.password.clone().unwrap_or_default();

@@ -179,7 +179,7 @@ pub async fn update(
     params(("workgroup_id" = Uuid, Path), ("site_id" = Uuid, Path)),
     security(("user_jwt" = [])),
     responses((status = 204, description = "Deleted"),
-        (status = 409, description = "Devices are still on the site", body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "Devices or measurements are still on the site", body = crate::http::Problem, content_type = "application/problem+json")))]
 pub async fn delete(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -193,6 +193,9 @@ pub async fn delete(
         .await
         .on_constraint("devices_site_fkey", || {
             Error::conflict("site-has-devices", "move or remove the site's devices first")
+        })
+        .on_constraint("measurements_workgroup_id_site_id_fkey", || {
+            Error::conflict("site-has-measurements", "the site's measurements are kept; it cannot be deleted")
         })?;
     if deleted.rows_affected() == 0 {
         return Err(Error::NotFound);

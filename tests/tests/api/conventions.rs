@@ -41,6 +41,8 @@ async fn invalid_input_gets_problem_documents_and_changes_nothing() {
     expect_problem(huge, StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large").await;
     let bad_id = app.get(&format!("{sites}/not-a-uuid"), &a.admin_token).await;
     expect_problem(bad_id, StatusCode::BAD_REQUEST, "invalid-request").await;
+    let nul = app.post(&sites, &a.admin_token, json!({"name": "North\u{0}", "time_zone": "UTC"})).await;
+    expect_problem(nul, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
     let taken = app.post(&sites, &a.admin_token, json!({"name": before["name"], "time_zone": "UTC"})).await;
     expect_problem(taken, StatusCode::CONFLICT, "site-name-taken").await;
 

@@ -180,3 +180,26 @@ async fn a_workgroup_keeps_a_manager() {
     app.member(&tenant.admin_token, tenant.workgroup_id, &["manage_workgroup"]).await;
     assert_eq!(app.delete(&me, &tenant.admin_token).await.status(), StatusCode::NO_CONTENT);
 }
+
+#[tokio::test]
+async fn only_operators_add_existing_accounts_to_a_workgroup() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let a = app.tenant(&operator, "Acme").await;
+    let b = app.tenant(&operator, "Bolt").await;
+    let email =
+        myscanner_tests::expect_json(app.get("/api/v1/me", &a.admin_token).await, StatusCode::OK).await["email"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let members = format!("/api/v1/workgroups/{}/members", b.workgroup_id);
+    // B's manager cannot pull A's admin's account (nor learn its name or reset its password).
+    let body = json!({"email": email.to_uppercase(), "name": "Someone", "password": "chosen-by-b-manager", "permissions": ["view_data"]});
+    let refused = app.post(&members, &b.admin_token, body.clone()).await;
+    let problem = myscanner_tests::expect_problem(refused, StatusCode::CONFLICT, "account-exists").await;
+    assert!(!problem.to_string().contains("Test User"));
+    app.login(&email, myscanner_tests::PASSWORD).await; // password untouched
+    // An operator, who has checked who the account belongs to, can.
+    let added = app.post(&members, &operator, json!({"email": email, "permissions": ["view_data"]})).await;
+    assert_eq!(added.status(), StatusCode::CREATED);
+}
