@@ -48,6 +48,10 @@ pub struct ServerConfig {
     pub cors_allowed_origins: Vec<String>,
     /// Reverse proxies whose `X-Forwarded-For` is believed. Anyone else's is ignored.
     pub trusted_proxies: Vec<IpNet>,
+    /// Steady request rate allowed per signed-in user and per API token (per replica).
+    pub rate_limit_per_minute: u32,
+    /// Requests a user or token may make at once before the steady rate applies.
+    pub rate_limit_burst: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +140,8 @@ impl Default for Config {
                 body_limit_bytes: 1024 * 1024,
                 cors_allowed_origins: vec!["http://localhost:3000".into()],
                 trusted_proxies: vec![],
+                rate_limit_per_minute: 600,
+                rate_limit_burst: 120,
             },
             database: DatabaseConfig { url: Secret::new(DEV_DATABASE_URL), max_connections: 20 },
             auth: AuthConfig {

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::jwt::JwtKeys;
+use crate::auth::rate_limit::RateLimiter;
 use crate::broker::management::Management;
 use crate::config::Config;
 use crate::db;
@@ -27,13 +28,16 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     pub broker: Management,
     pub ingest: IngestStatus,
+    pub rate_limit: Arc<RateLimiter>,
 }
 
 impl AppState {
     pub fn new(db: PgPool, config: Config) -> anyhow::Result<Self> {
         let jwt = Arc::new(JwtKeys::new(&config.auth));
         let broker = Management::new(&config.broker)?;
-        Ok(AppState { db, config: Arc::new(config), jwt, broker, ingest: IngestStatus::default() })
+        let rate_limit =
+            Arc::new(RateLimiter::new(config.server.rate_limit_per_minute, config.server.rate_limit_burst));
+        Ok(AppState { db, config: Arc::new(config), jwt, broker, ingest: IngestStatus::default(), rate_limit })
     }
 }
 

@@ -295,6 +295,21 @@ impl TestApp {
         }
     }
 
+    /// Stores measurements the way the ingest consumer does (same validation and batch
+    /// insert), without going through the broker: for tests of what reads them.
+    pub async fn insert_measurements(&self, measurements: &[myscanner_protocol::MeasurementV1]) {
+        use myscanner::measurements::{store, validate};
+        let mut ids: Vec<Uuid> = measurements.iter().map(|m| m.device_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let devices = store::known_devices(&self.db, &ids).await.unwrap();
+        let rows: Vec<validate::Row> =
+            measurements.iter().map(|m| validate::to_row(m.clone(), &devices).expect("a valid measurement")).collect();
+        for chunk in rows.chunks(500) {
+            store::write(&self.db, chunk, &[]).await.unwrap();
+        }
+    }
+
     /// Measurements stored for a device.
     pub async fn stored(&self, device_id: Uuid) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM measurements WHERE device_id = $1")

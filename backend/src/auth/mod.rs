@@ -9,6 +9,7 @@ pub mod jwt;
 pub mod login;
 pub mod password;
 pub mod principal;
+pub mod rate_limit;
 pub mod secret;
 pub mod throttle;
 

@@ -68,6 +68,7 @@ impl FromRequestParts<AppState> for CurrentUser {
         .await?;
         let is_operator = is_operator.ok_or(Error::Unauthorized("the account no longer exists"))?;
         tracing::Span::current().record("user.id", tracing::field::display(claims.sub));
+        state.rate_limit.check(&format!("user:{}", claims.sub))?;
         Ok(CurrentUser { id: claims.sub, is_operator })
     }
 }
@@ -96,6 +97,7 @@ async fn api_token(state: &AppState, token: &str) -> Result<ApiTokenCaller, Erro
     if !secret::matches(presented, &stored) {
         return Err(INVALID);
     }
+    state.rate_limit.check(&format!("token:{id}"))?;
     // At most one write a minute per token: usage is for humans reviewing tokens.
     sqlx::query(
         "UPDATE api_tokens SET last_used_at = now()

@@ -30,6 +30,7 @@ use super::error::{FieldError, PROBLEM_JSON, Problem};
         (name = "members", description = "People of a workgroup and their permissions"),
         (name = "api-tokens", description = "Read-only tokens for customer integrations"),
         (name = "devices", description = "LVS and MPS scanners"),
+        (name = "measurements", description = "Measurements, 3D load profiles, the change feed, exports and summaries"),
         (name = "ingest", description = "Measurement messages that could not be stored"),
         (name = "agent", description = "Endpoints the scanners call, with their device credential"),
         (name = "health", description = "Liveness and readiness"),

@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 use super::{health, openapi};
 use crate::auth::{api_tokens, login};
 use crate::devices::{self, agent, credentials};
-use crate::measurements::rejections;
+use crate::measurements::{api, changes, export, rejections, summary};
 use crate::startup::AppState;
 use crate::workgroups::{self, members, sites};
 
@@ -35,6 +35,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(devices::get, devices::update))
         .routes(routes!(credentials::rotate))
         .routes(routes!(credentials::revoke))
+        // Measurements
+        .routes(routes!(api::list))
+        .routes(routes!(changes::changes))
+        .routes(routes!(export::export))
+        .routes(routes!(summary::summary))
+        .routes(routes!(api::get))
+        .routes(routes!(api::profile))
         .routes(routes!(rejections::list))
         // Scanner-facing
         .routes(routes!(agent::me))

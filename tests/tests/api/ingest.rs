@@ -59,9 +59,17 @@ async fn agent_measurements_arrive_with_every_field_intact() {
     wait_stored(&app, mps_id, 40).await;
 
     for sent in sent_lvs.iter().chain(&sent_mps) {
-        let (row, volume, payload, carry_back): (Value, f64, Option<f64>, Option<f64>) = sqlx::query_as(
-            "SELECT to_jsonb(m) - 'seq' - 'received_at' - 'volume_m3' - 'payload_t' - 'carry_back_m3',
-                    volume_m3, payload_t, carry_back_m3
+        // Numbers and times are compared as such (JSON spells 19 and 19.0, or trailing zeros
+        // of fractional seconds, differently).
+        let (row, volume, payload, carry_back, scanned_at): (
+            Value,
+            f64,
+            Option<f64>,
+            Option<f64>,
+            chrono::DateTime<Utc>,
+        ) = sqlx::query_as(
+            "SELECT to_jsonb(m) - 'seq' - 'received_at' - 'volume_m3' - 'payload_t' - 'carry_back_m3' - 'scanned_at',
+                    volume_m3, payload_t, carry_back_m3, scanned_at
              FROM measurements m WHERE device_id = $1 AND measurement_id = $2",
         )
         .bind(sent.device_id)
@@ -74,7 +82,6 @@ async fn agent_measurements_arrive_with_every_field_intact() {
             "measurement_id": sent.measurement_id,
             "workgroup_id": t.workgroup_id,
             "site_id": t.site_id,
-            "scanned_at": sent.scanned_at.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string(),
             "truck_id": sent.truck.truck_id,
             "truck_name": sent.truck.name,
             "reference_scan_id": sent.truck.reference_scan_id,
@@ -84,6 +91,7 @@ async fn agent_measurements_arrive_with_every_field_intact() {
         });
         assert_eq!(row, expected);
         assert_eq!((volume, payload, carry_back), (sent.volume_m3, sent.payload_t, sent.carry_back_m3));
+        assert_eq!(scanned_at, sent.scanned_at);
         let (rows, cols, cell, heights): (i16, i16, i32, Vec<u8>) = sqlx::query_as(
             "SELECT rows, cols, cell_size_mm, heights FROM load_profiles WHERE device_id = $1 AND measurement_id = $2",
         )

@@ -8,6 +8,7 @@ mod conventions;
 mod deploy;
 mod devices;
 mod ingest;
+mod measurements;
 mod migrations;
 mod openapi;
 mod permissions;

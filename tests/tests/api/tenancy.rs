@@ -19,6 +19,8 @@ async fn snapshot(db: &PgPool, t: &Tenant) -> Vec<Value> {
         "SELECT to_jsonb(x) FROM api_tokens x WHERE workgroup_id = $1 ORDER BY id",
         "SELECT to_jsonb(x) FROM device_credentials x WHERE workgroup_id = $1 ORDER BY id",
         "SELECT to_jsonb(x) FROM users x WHERE id IN (SELECT user_id FROM memberships WHERE workgroup_id = $1) ORDER BY id",
+        "SELECT to_jsonb(x) FROM measurements x WHERE workgroup_id = $1 ORDER BY seq",
+        "SELECT to_jsonb(x) - 'heights' FROM load_profiles x WHERE workgroup_id = $1 ORDER BY measurement_id",
     ];
     let mut rows = vec![];
     for query in queries {
@@ -52,9 +54,10 @@ fn body_for(spec: &Value, operation: &Value, victim: &Tenant) -> Option<Value> {
     Some(body)
 }
 
-fn fill_path(path: &str, victim: &Tenant) -> String {
+fn fill_path(path: &str, victim: &Tenant, measurement_id: Uuid) -> String {
     let mut filled = path.to_owned();
     for (param, id) in [
+        ("measurement_id", measurement_id),
         ("workgroup_id", victim.workgroup_id),
         ("site_id", victim.site_id),
         ("device_id", victim.device_id),
@@ -67,12 +70,32 @@ fn fill_path(path: &str, victim: &Tenant) -> String {
     filled
 }
 
+/// Values for an operation's required query parameters, so that the probe gets past
+/// parsing to the access check. A new required parameter must be taught here.
+fn required_query(operation: &Value) -> String {
+    let mut pairs = vec![];
+    for parameter in operation["parameters"].as_array().into_iter().flatten() {
+        if parameter["in"] == "query" && parameter["required"] == true {
+            let name = parameter["name"].as_str().unwrap();
+            let value = match name {
+                "group_by" => "device",
+                other => panic!("teach the tenancy walker a value for query parameter `{other}`"),
+            };
+            pairs.push(format!("{name}={value}"));
+        }
+    }
+    if pairs.is_empty() { String::new() } else { format!("?{}", pairs.join("&")) }
+}
+
 #[tokio::test]
 async fn no_route_reaches_another_workgroup() {
     let app = TestApp::spawn().await;
     let operator = app.operator().await;
     let victim = app.tenant(&operator, "Victim").await;
     let attacker = app.tenant(&operator, "Attacker").await;
+    let measurement = myscanner_agent::simulate::MeasurementFactory::new(victim.device_id, victim.site_id, false)
+        .next(chrono::Utc::now());
+    app.insert_measurements(std::slice::from_ref(&measurement)).await;
     let spec = expect_json(app.client.get(app.url("/api/v1/openapi.json")).send().await.unwrap(), StatusCode::OK).await;
     let victim_ids: Vec<String> =
         [victim.workgroup_id, victim.site_id, victim.device_id, victim.admin_id, victim.api_token_id]
@@ -101,7 +124,9 @@ async fn no_route_reaches_another_workgroup() {
             }
             for (who, credential) in credentials {
                 let method: Method = method.to_uppercase().parse().unwrap();
-                let mut request = app.request(method.clone(), &fill_path(path, &victim), Some(credential));
+                let url =
+                    format!("{}{}", fill_path(path, &victim, measurement.measurement_id), required_query(operation));
+                let mut request = app.request(method.clone(), &url, Some(credential));
                 if let Some(body) = body_for(&spec, operation, &victim) {
                     request = request.json(&body);
                 }
