@@ -27,6 +27,9 @@ impl ServiceProcess {
             .env("MYSCANNER_BROKER__DEVICE_USER_PREFIX", &config.broker.device_user_prefix)
             .env("MYSCANNER_AUTH__JWT_SECRET", config.auth.jwt_secret.expose())
             .env("MYSCANNER_LOG__FILTER", "warn")
+            // Benchmarks measure the service, not its rate limit.
+            .env("MYSCANNER_SERVER__RATE_LIMIT_PER_MINUTE", "100000000")
+            .env("MYSCANNER_SERVER__RATE_LIMIT_BURST", "100000")
             .stdout(Stdio::null())
             .spawn()
             .expect("start myscanner");

@@ -2,6 +2,7 @@
 //! measured in the same run.
 //!
 //!   deploy/scripts/bench.sh ingest [--devices 20] [--measurements 50000]
+//!   deploy/scripts/bench.sh api [--measurements 1000000]
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,12 +40,18 @@ enum Bench {
         #[arg(long, default_value_t = 50_000)]
         measurements: usize,
     },
+    /// The measurements API on a large table: first and deep pages, exports.
+    Api {
+        #[arg(long, default_value_t = 1_000_000)]
+        measurements: i64,
+    },
 }
 
 #[tokio::main]
 async fn main() {
     match Cli::parse().command {
         Bench::Ingest { devices, measurements } => ingest(devices, measurements).await,
+        Bench::Api { measurements } => api(measurements).await,
     }
 }
 
@@ -54,6 +61,9 @@ struct Fleet {
     vhost: String,
     devices: Vec<(Uuid, String)>,
     site_id: Uuid,
+    workgroup_id: Uuid,
+    /// A member with view_data, signed in.
+    token: String,
     _config: myscanner::config::Config,
 }
 
@@ -102,7 +112,8 @@ async fn fleet(devices: usize) -> Fleet {
         ));
     }
     let vhost = config.broker.url.expose().rsplit('/').next().unwrap().to_owned();
-    Fleet { service, db, vhost, devices: provisioned, site_id, _config: config }
+    let workgroup_id = wg.parse().unwrap();
+    Fleet { service, db, vhost, devices: provisioned, site_id, workgroup_id, token, _config: config }
 }
 
 fn generate(fleet: &Fleet, per_device: usize) -> Vec<Vec<MeasurementV1>> {
@@ -324,4 +335,160 @@ async fn ingest(devices: usize, total: usize) {
             agent.stop().await;
         }
     }
+}
+
+/// Times `n` runs of `f`, in milliseconds.
+async fn timed<F, Fut>(n: usize, mut f: F) -> Vec<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        f().await;
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    samples
+}
+
+fn p50_p99(samples: &mut [f64]) -> (f64, f64) {
+    (percentile(samples, 50.0), percentile(samples, 99.0))
+}
+
+async fn api(total: i64) {
+    println!("bench api: {total} measurements (a tenth with 3D load profiles)");
+    let fleet = fleet(10).await;
+    let ids: Vec<Uuid> = fleet.devices.iter().map(|d| d.0).collect();
+    let seeding = Instant::now();
+    // Seeded in SQL: a measurement every 3 s per device, newest now.
+    for start in (0..total).step_by(100_000) {
+        let end = (start + 100_000).min(total);
+        sqlx::query(
+            "INSERT INTO measurements (device_id, measurement_id, workgroup_id, site_id, seq, scanned_at, received_at,
+                 truck_id, truck_name, reference_scan_id, volume_m3, payload_t, carry_back_m3, load_details, quality_flags, has_profile)
+             SELECT ($1::uuid[])[1 + g % 10], gen_random_uuid(), $2, $3, nextval('measurements_seq'),
+                 now() - g * interval '300 ms', now() - g * interval '300 ms' + interval '2 s',
+                 'T' || lpad((g % 8)::text, 2, '0'), 'CAT 777G', NULL, 10 + (g % 40), NULL, NULL,
+                 jsonb_build_array(jsonb_build_object('list', 'material', 'code', (ARRAY['SAND','ROCK','GRAVEL20'])[1 + g % 3])),
+                 CASE WHEN g % 50 = 0 THEN ARRAY['truck_moving'] ELSE '{}' END, g % 10 = 0
+             FROM generate_series($4::bigint, $5::bigint - 1) g",
+        )
+        .bind(&ids)
+        .bind(fleet.workgroup_id)
+        .bind(fleet.site_id)
+        .bind(start)
+        .bind(end)
+        .execute(&fleet.db)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO load_profiles (device_id, measurement_id, workgroup_id, rows, cols, cell_size_mm, heights)
+         SELECT device_id, measurement_id, workgroup_id, 40, 25, 200, decode(repeat(lpad(to_hex(seq % 65536), 4, '0'), 1000), 'hex')
+         FROM measurements WHERE has_profile",
+    )
+    .execute(&fleet.db)
+    .await
+    .unwrap();
+    sqlx::query("VACUUM ANALYZE measurements").execute(&fleet.db).await.unwrap();
+    sqlx::query("VACUUM ANALYZE load_profiles").execute(&fleet.db).await.unwrap();
+    println!("  seeded in {:.0} s", seeding.elapsed().as_secs_f64());
+
+    let http = reqwest::Client::new();
+    let list = format!("{}/api/v1/workgroups/{}/measurements", fleet.service.base_url, fleet.workgroup_id);
+    let get_page = |cursor: Option<String>, limit: u32| {
+        let (http, list, token) = (http.clone(), list.clone(), fleet.token.clone());
+        async move {
+            let mut url = format!("{list}?limit={limit}");
+            if let Some(c) = cursor {
+                url.push_str(&format!("&cursor={c}"));
+            }
+            let page: Value = http.get(url).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+            assert!(page["items"].is_array(), "{page}");
+            page
+        }
+    };
+    // Walk half-way down by cursors (pages of 500), then time a page of 50 there.
+    let walking = Instant::now();
+    let mut cursor = None;
+    let mut walked = 0;
+    while walked < total / 2 {
+        let page = get_page(cursor.clone(), 500).await;
+        walked += page["items"].as_array().unwrap().len() as i64;
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+    }
+    println!(
+        "  walked {walked} rows by cursor in {:.1} s ({:.0} rows/s)",
+        walking.elapsed().as_secs_f64(),
+        walked as f64 / walking.elapsed().as_secs_f64()
+    );
+    let deep_cursor = cursor.clone();
+    let mut first = timed(300, || async {
+        get_page(None, 50).await;
+    })
+    .await;
+    let mut deep = timed(300, || async {
+        get_page(deep_cursor.clone(), 50).await;
+    })
+    .await;
+
+    // The same queries straight against PostgreSQL, rows fetched the same way.
+    let conditions =
+        myscanner::measurements::filter::MeasurementFilter::default().conditions(fleet.workgroup_id).unwrap();
+    let last: (chrono::DateTime<chrono::Utc>, Uuid, Uuid) = {
+        let mut sql = sqlx::QueryBuilder::new("SELECT scanned_at, device_id, measurement_id FROM measurements");
+        conditions.push_where(&mut sql);
+        myscanner::measurements::api::push_page(&mut sql, myscanner::measurements::filter::Order::Desc, None, walked);
+        let rows: Vec<(chrono::DateTime<chrono::Utc>, Uuid, Uuid)> =
+            sql.build_query_as().fetch_all(&fleet.db).await.unwrap();
+        *rows.last().unwrap()
+    };
+    let raw = |after: Option<(chrono::DateTime<chrono::Utc>, Uuid, Uuid)>| {
+        let (db, conditions) = (fleet.db.clone(), conditions.clone());
+        async move {
+            let mut sql =
+                sqlx::QueryBuilder::new(format!("SELECT {} FROM measurements", myscanner::measurements::api::COLUMNS));
+            conditions.push_where(&mut sql);
+            myscanner::measurements::api::push_page(&mut sql, myscanner::measurements::filter::Order::Desc, after, 51);
+            let rows = sql.build().fetch_all(&db).await.unwrap();
+            assert!(!rows.is_empty());
+        }
+    };
+    let mut raw_first = timed(300, || raw(None)).await;
+    let mut raw_deep = timed(300, || raw(Some(last))).await;
+    let (f50, f99) = p50_p99(&mut first);
+    let (d50, d99) = p50_p99(&mut deep);
+    let (rf50, rf99) = p50_p99(&mut raw_first);
+    let (rd50, rd99) = p50_p99(&mut raw_deep);
+    println!(
+        "  first page (50 rows):          API p50 {f50:.2} ms p99 {f99:.2} ms | raw PostgreSQL p50 {rf50:.2} ms p99 {rf99:.2} ms | API/raw p50 {:.1}×",
+        f50 / rf50
+    );
+    println!(
+        "  page {walked} rows deep:     API p50 {d50:.2} ms p99 {d99:.2} ms | raw PostgreSQL p50 {rd50:.2} ms p99 {rd99:.2} ms | API/raw p50 {:.1}×",
+        d50 / rd50
+    );
+    println!("  deep page / first page (API): p50 {:.2}×, p99 {:.2}× (target ≤ 2×)", d50 / f50, d99 / f99);
+
+    // A full export, streamed; the service's memory before and after.
+    let before = fleet.service.peak_rss_mib();
+    let exporting = Instant::now();
+    let response = http.get(format!("{list}/export?format=ndjson")).bearer_auth(&fleet.token).send().await.unwrap();
+    let mut stream = response.bytes_stream();
+    let (mut bytes, mut lines) = (0usize, 0usize);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        bytes += chunk.len();
+        lines += chunk.iter().filter(|b| **b == b'\n').count();
+    }
+    let seconds = exporting.elapsed().as_secs_f64();
+    assert_eq!(lines as i64, total, "the export is complete");
+    let after = fleet.service.peak_rss_mib();
+    println!(
+        "  full NDJSON export: {lines} rows, {:.0} MiB in {seconds:.1} s = {:.0} rows/s (target ≥ 100,000); service peak memory {before:.0} → {after:.0} MiB (+{:.0} MiB, target < 64)",
+        bytes as f64 / 1048576.0,
+        lines as f64 / seconds,
+        after - before
+    );
 }
