@@ -27,6 +27,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub broker: BrokerConfig,
     pub ingest: IngestConfig,
+    pub security: SecurityConfig,
     pub log: LogConfig,
 }
 
@@ -114,6 +115,45 @@ pub struct IngestConfig {
     pub max_message_bytes: usize,
 }
 
+/// Security Services: the weekly schedule, the scan workers and what they may scan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Run the Saturday scheduler in this process (idempotent across replicas).
+    pub scheduler: bool,
+    /// External-scan workers in this process (0: none).
+    pub workers: usize,
+    /// A worker renews its lease every third of this; a job whose lease expires is rescued.
+    pub lease_secs: u64,
+    /// Delay before the first retry; it doubles with each attempt.
+    pub retry_backoff_secs: u64,
+    pub poll_interval_ms: u64,
+    /// The only addresses external scans may contact. Production lists the public ranges
+    /// its devices sit in; development and tests allow loopback only.
+    pub allowed_targets: Vec<IpNet>,
+    /// Ports of an external scan, e.g. `1-65535` or `1-1024,3389`.
+    pub external_ports: String,
+    pub max_in_flight: usize,
+    /// Connection attempts per second to one target.
+    pub rate_per_sec: u32,
+    pub initial_timeout_ms: u64,
+    pub min_timeout_ms: u64,
+    pub max_timeout_ms: u64,
+}
+
+impl SecurityConfig {
+    pub fn scan_settings(&self) -> crate::security::external::ScanSettings {
+        crate::security::external::ScanSettings {
+            ports: crate::security::external::parse_ports(&self.external_ports).expect("validated at load"),
+            max_in_flight: self.max_in_flight.max(1),
+            rate_per_sec: self.rate_per_sec,
+            initial_timeout: std::time::Duration::from_millis(self.initial_timeout_ms),
+            min_timeout: std::time::Duration::from_millis(self.min_timeout_ms),
+            max_timeout: std::time::Duration::from_millis(self.max_timeout_ms),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -170,6 +210,20 @@ impl Default for Config {
                 batch_timeout_ms: 20,
                 max_message_bytes: 1024 * 1024,
             },
+            security: SecurityConfig {
+                scheduler: true,
+                workers: 2,
+                lease_secs: 60,
+                retry_backoff_secs: 300,
+                poll_interval_ms: 1000,
+                allowed_targets: vec!["127.0.0.0/8".parse().expect("a network"), "::1/128".parse().expect("a network")],
+                external_ports: "1-65535".into(),
+                max_in_flight: 1024,
+                rate_per_sec: 50_000,
+                initial_timeout_ms: 1000,
+                min_timeout_ms: 20,
+                max_timeout_ms: 3000,
+            },
             log: LogConfig { format: LogFormat::Text, filter: "info,sqlx=warn".into() },
         }
     }
@@ -212,6 +266,8 @@ impl Config {
         if self.ingest.enabled && (self.ingest.prefetch == 0 || self.ingest.batch_size == 0) {
             bail!("ingest.prefetch and ingest.batch_size must be positive");
         }
+        crate::security::external::parse_ports(&self.security.external_ports)
+            .map_err(|e| anyhow::anyhow!("security.external_ports: {e}"))?;
         if self.server.request_timeout_secs == 0 || self.auth.jwt_ttl_secs == 0 {
             bail!("server.request_timeout_secs and auth.jwt_ttl_secs must be positive");
         }

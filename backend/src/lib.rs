@@ -9,6 +9,8 @@
 //! - [`devices`]: scanners — provisioning, credentials, and the endpoints scanners call.
 //! - [`measurements`]: the AMQP ingest consumer and the record of rejected messages.
 //! - [`broker`]: RabbitMQ topology and per-device broker users.
+//! - [`security`]: Security Services — scan settings, the queue, the weekly schedule,
+//!   the external scanner and its workers, the `security_scans` history.
 //! - [`db`]: the PostgreSQL pool and migrations; [`telemetry`]: logging and request spans.
 //! - [`cli`] and [`admin`]: the `myscanner` command and its bootstrap commands.
 
@@ -21,6 +23,7 @@ pub mod db;
 pub mod devices;
 pub mod http;
 pub mod measurements;
+pub mod security;
 pub mod startup;
 pub mod telemetry;
 pub mod workgroups;

@@ -87,12 +87,28 @@ impl Application {
                 Consumer::new(self.state.db.clone(), &config.broker, config.ingest.clone(), self.state.ingest.clone());
             tokio::spawn(consumer.run(cancel.clone()))
         });
+        // Security Services: the Saturday scheduler and the external-scan workers.
+        let config = &self.state.config;
+        let scheduler = config.security.scheduler.then(|| {
+            let (db, cancel) = (self.state.db.clone(), cancel.clone());
+            tokio::spawn(async move {
+                if let Err(error) = crate::security::schedule::run(db, cancel).await {
+                    tracing::error!(error = %error, "weekly security scheduler stopped");
+                }
+            })
+        });
+        let workers =
+            tokio::spawn(crate::security::worker::run(self.state.db.clone(), config.security.clone(), cancel.clone()));
         tracing::info!(address = %self.local_addr(), "listening");
         let service = app(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, service).with_graceful_shutdown(cancel.clone().cancelled_owned()).await?;
         if let Some(ingest) = ingest {
             ingest.await?;
         }
+        if let Some(scheduler) = scheduler {
+            scheduler.await?;
+        }
+        workers.await?;
         self.state.db.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -9,6 +9,7 @@ use super::{health, openapi};
 use crate::auth::{api_tokens, login};
 use crate::devices::{self, agent, credentials};
 use crate::measurements::{api, changes, export, rejections, summary};
+use crate::security::api as security;
 use crate::startup::AppState;
 use crate::workgroups::{self, members, sites};
 
@@ -43,6 +44,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api::get))
         .routes(routes!(api::profile))
         .routes(routes!(rejections::list))
+        // Security Services
+        .routes(routes!(security::list))
+        .routes(routes!(security::set_setting))
+        .routes(routes!(security::bulk_settings))
+        .routes(routes!(security::run_now))
+        .routes(routes!(security::bulk_run))
+        .routes(routes!(security::latest))
+        .routes(routes!(security::history))
+        .routes(routes!(security::findings))
         // Scanner-facing
         .routes(routes!(agent::me))
         .routes(routes!(agent::report_settings))

@@ -12,4 +12,5 @@ mod measurements;
 mod migrations;
 mod openapi;
 mod permissions;
+mod security;
 mod tenancy;

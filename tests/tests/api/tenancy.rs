@@ -34,9 +34,8 @@ async fn snapshot(db: &PgPool, t: &Tenant) -> Vec<Value> {
 fn body_for(spec: &Value, operation: &Value, victim: &Tenant) -> Option<Value> {
     let schema_ref = operation.pointer("/requestBody/content/application~1json/schema/$ref")?.as_str()?;
     let name = schema_ref.rsplit('/').next().unwrap();
-    let schema = &spec["components"]["schemas"][name];
     let mut body = json!({});
-    for (field, _) in schema["properties"].as_object().unwrap() {
+    for field in properties(spec, &spec["components"]["schemas"][name]) {
         body[field] = match field.as_str() {
             "name" => json!("Probe"),
             "time_zone" => json!("UTC"),
@@ -48,10 +47,27 @@ fn body_for(spec: &Value, operation: &Value, victim: &Tenant) -> Option<Value> {
             "serial" => json!(format!("PROBE-{}", &Uuid::new_v4().simple().to_string()[..8])),
             "agent_version" => json!("9.9.9"),
             "measurement_transfer" | "allow_remote_control" | "reference_scan_sync" | "load_list_sync" => json!(true),
+            "enabled" | "all_devices" => json!(true),
+            "device_ids" => json!([victim.device_id]),
+            "query" => json!("Test"),
+            "kinds" => json!(["internal", "external"]),
             other => panic!("teach the tenancy walker a value for request field `{other}` ({name})"),
         };
     }
     Some(body)
+}
+
+/// A schema's property names, through `$ref`s and `allOf` (flattened structs).
+fn properties(spec: &Value, schema: &Value) -> Vec<String> {
+    if let Some(reference) = schema["$ref"].as_str() {
+        return properties(spec, &spec["components"]["schemas"][reference.rsplit('/').next().unwrap()]);
+    }
+    let mut names: Vec<String> =
+        schema["properties"].as_object().map(|p| p.keys().cloned().collect()).unwrap_or_default();
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        names.extend(properties(spec, part));
+    }
+    names
 }
 
 fn fill_path(path: &str, victim: &Tenant, measurement_id: Uuid) -> String {
@@ -66,6 +82,7 @@ fn fill_path(path: &str, victim: &Tenant, measurement_id: Uuid) -> String {
     ] {
         filled = filled.replace(&format!("{{{param}}}"), &id.to_string());
     }
+    filled = filled.replace("{kind}", "external");
     assert!(!filled.contains('{'), "teach the tenancy walker the parameters of {path}");
     filled
 }

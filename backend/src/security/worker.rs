@@ -1,0 +1,148 @@
+//! The service's scan workers: they claim external scans from the queue, run them while
+//! heartbeating, and record the outcome; beside them a reaper rescues jobs whose worker
+//! died (lease expired) and fails internal scans their device did not claim in time.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use super::external::{self, ScanSettings};
+use super::queue::{self, Claimed, ScanKind, ScanResult};
+use crate::config::SecurityConfig;
+
+/// Runs the configured number of external-scan workers and the reaper until shutdown.
+/// A worker interrupted by shutdown hands its job back without using up an attempt.
+pub async fn run(db: PgPool, config: SecurityConfig, shutdown: CancellationToken) {
+    let settings = Arc::new(config.scan_settings());
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..config.workers {
+        let worker = format!("{}-{n}", hostname());
+        tasks.spawn(work(db.clone(), config.clone(), settings.clone(), worker, shutdown.clone()));
+    }
+    tasks.spawn(reap(db, config, shutdown));
+    while tasks.join_next().await.is_some() {}
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "worker".into())
+        + &format!("-{}", std::process::id())
+}
+
+async fn work(
+    db: PgPool,
+    config: SecurityConfig,
+    settings: Arc<ScanSettings>,
+    worker: String,
+    shutdown: CancellationToken,
+) {
+    let lease = Duration::from_secs(config.lease_secs);
+    while !shutdown.is_cancelled() {
+        match queue::claim(&db, ScanKind::External, None, &worker, lease).await {
+            Ok(Some(job)) => execute(&db, &config, &settings, job, &shutdown).await,
+            Ok(None) => {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_millis(config.poll_interval_ms)) => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "security worker: claim failed");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Runs one attempt of an external scan to its end, a lost lease, or shutdown.
+pub async fn execute(
+    db: &PgPool,
+    config: &SecurityConfig,
+    settings: &ScanSettings,
+    job: Claimed,
+    shutdown: &CancellationToken,
+) {
+    let lease = Duration::from_secs(config.lease_secs);
+    let backoff = Duration::from_secs(config.retry_backoff_secs);
+    let progress = Arc::new(AtomicU32::new(0f32.to_bits()));
+    let scan = async {
+        let Some(target) = job.target else {
+            return Err("the device has not connected yet, so its public address is unknown".to_owned());
+        };
+        let progress = progress.clone();
+        external::scan(target, settings, &config.allowed_targets, move |p| {
+            progress.store(p.to_bits(), Ordering::Relaxed)
+        })
+        .await
+        .map(|o| ScanResult::External {
+            target,
+            ports: o.open,
+            ids_suspected: o.ids_suspected,
+            ids_reasons: o.ids_reasons,
+        })
+    };
+    // Heartbeats renew the lease while the scan runs; a refused heartbeat means this
+    // attempt was given up on (presumed dead) and another may be running: stop at once.
+    let heartbeats = async {
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            let p = f32::from_bits(progress.load(Ordering::Relaxed));
+            match queue::heartbeat(db, &job, p, lease).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => tracing::warn!(error = %error, "security worker: heartbeat failed"),
+            }
+        }
+    };
+    let result = tokio::select! {
+        result = scan => Some(result),
+        () = heartbeats => {
+            tracing::warn!(job = %job.id, "security scan: lease lost; abandoning the attempt");
+            None
+        }
+        () = shutdown.cancelled() => {
+            if let Err(error) = queue::hand_back(db, &job).await {
+                tracing::warn!(error = %error, "security worker: could not hand the job back; its lease will expire");
+            }
+            None
+        }
+    };
+    let recorded = match result {
+        Some(Ok(result)) => queue::succeed(db, &job, &result).await,
+        Some(Err(error)) => {
+            tracing::warn!(job = %job.id, attempt = job.attempt, error = %error, "security scan failed");
+            queue::fail(db, &job, &error, backoff).await
+        }
+        None => return,
+    };
+    match recorded {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(job = %job.id, "security scan: result fenced off (the attempt was superseded)"),
+        Err(error) => {
+            tracing::error!(error = %error, "security scan: could not record the result; its lease will expire")
+        }
+    }
+}
+
+async fn reap(db: PgPool, config: SecurityConfig, shutdown: CancellationToken) {
+    let backoff = Duration::from_secs(config.retry_backoff_secs);
+    let every = Duration::from_secs(config.lease_secs.max(3) / 3);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(every) => {}
+        }
+        match queue::rescue_expired(&db, backoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(rescued = n, "security scans rescued from lost workers"),
+            Err(error) => tracing::warn!(error = %error, "security reaper failed"),
+        }
+    }
+}

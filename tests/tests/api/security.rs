@@ -1,0 +1,361 @@
+//! Workgroup Security Services: the weekly schedule (fake clock), run now, bulk actions,
+//! the queue's retries, leases and fencing, and real external scans of loopback listeners.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use myscanner::security::queue::{self, ScanKind, ScanResult};
+use myscanner::security::schedule;
+use myscanner_tests::{Tenant, TestApp, eventually, expect_json, expect_problem};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+/// A service whose scheduler and workers stay still, so the test drives the queue.
+async fn quiet_app() -> TestApp {
+    TestApp::spawn_with(|c| {
+        c.security.scheduler = false;
+        c.security.workers = 0;
+    })
+    .await
+}
+
+async fn jobs(app: &TestApp) -> Vec<(Uuid, String, Option<DateTime<Utc>>, String)> {
+    sqlx::query_as("SELECT device_id, kind, scheduled_for, origin FROM security_scan_jobs ORDER BY queue_position")
+        .fetch_all(&app.db)
+        .await
+        .unwrap()
+}
+
+async fn set(app: &TestApp, t: &Tenant, device: Uuid, kind: &str, enabled: bool) {
+    let path = format!("/api/v1/workgroups/{}/security/devices/{device}/{kind}", t.workgroup_id);
+    let response = app
+        .request(reqwest::Method::PUT, &path, Some(&t.admin_token))
+        .json(&json!({"enabled": enabled}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn weekly_scans_are_enqueued_once_per_saturday() {
+    let app = quiet_app().await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    let (b, _) = app.provision(&operator, t.workgroup_id, t.site_id, "mps").await;
+    let (c, _) = app.provision(&operator, t.workgroup_id, t.site_id, "lvs").await;
+    set(&app, &t, t.device_id, "external", true).await;
+    set(&app, &t, b, "internal", true).await;
+    set(&app, &t, c, "external", false).await; // disabled: never scheduled
+
+    // The service was down across Saturday midnight and starts on Sunday: caught up once.
+    assert_eq!(schedule::enqueue_due(&app.db, at("2026-11-22T09:30:00Z")).await.unwrap(), 2);
+    let queued = jobs(&app).await;
+    assert_eq!(queued.len(), 2);
+    assert!(queued.iter().all(|j| j.2 == Some(at("2026-11-21T00:00:00Z")) && j.3 == "weekly"));
+    // The Saturday wake-up itself, a restart, and two replicas at once: still one job each.
+    let (x, y) = tokio::join!(
+        schedule::enqueue_due(&app.db, at("2026-11-21T00:00:00Z")),
+        schedule::enqueue_due(&app.db, at("2026-11-21T00:00:01Z"))
+    );
+    assert_eq!(x.unwrap() + y.unwrap(), 0);
+    assert_eq!(jobs(&app).await.len(), 2);
+
+    // Those scans ran; the next Saturday brings the next ones.
+    sqlx::query("UPDATE security_scan_jobs SET state = 'succeeded', finished_at = now()")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let (x, y) = tokio::join!(
+        schedule::enqueue_due(&app.db, at("2026-11-28T00:00:00Z")),
+        schedule::enqueue_due(&app.db, at("2026-11-28T00:00:00Z"))
+    );
+    assert_eq!(x.unwrap() + y.unwrap(), 2);
+    let next: Vec<_> = jobs(&app).await.into_iter().filter(|j| j.2 == Some(at("2026-11-28T00:00:00Z"))).collect();
+    assert_eq!(next.len(), 2);
+    assert!(!next.iter().any(|j| j.0 == c), "a disabled scan is not scheduled");
+}
+
+#[tokio::test]
+async fn run_now_joins_the_back_of_the_queue_and_is_refused_while_pending() {
+    let app = quiet_app().await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    let (b, _) = app.provision(&operator, t.workgroup_id, t.site_id, "lvs").await;
+    set(&app, &t, b, "external", true).await;
+    schedule::enqueue_due(&app.db, at("2026-11-21T00:00:00Z")).await.unwrap();
+
+    let run = format!("/api/v1/workgroups/{}/security/devices/{}/external/run", t.workgroup_id, t.device_id);
+    assert_eq!(app.post(&run, &t.admin_token, json!({})).await.status(), StatusCode::ACCEPTED);
+    expect_problem(app.post(&run, &t.admin_token, json!({})).await, StatusCode::CONFLICT, "scan-already-scheduled")
+        .await;
+    let order = jobs(&app).await;
+    assert_eq!((order[0].0, order[1].0), (b, t.device_id), "behind the weekly scan still waiting");
+
+    // The tab shows both as scheduled, with their places in the queue.
+    let list = expect_json(
+        app.get(&format!("/api/v1/workgroups/{}/security/devices", t.workgroup_id), &t.admin_token).await,
+        StatusCode::OK,
+    )
+    .await;
+    let of =
+        |id: Uuid| list["items"].as_array().unwrap().iter().find(|d| d["device_id"] == id.to_string()).unwrap().clone();
+    assert_eq!(of(b)["external"]["state"], "scheduled");
+    assert_eq!(of(b)["external"]["queue_position"], 1);
+    assert_eq!(of(t.device_id)["external"]["queue_position"], 2);
+    assert_eq!(of(t.device_id)["internal"]["state"], "not_enabled");
+
+    // Bulk: the pending ones are reported, the others enqueued.
+    let bulk = expect_json(
+        app.post(
+            &format!("/api/v1/workgroups/{}/security/run", t.workgroup_id),
+            &t.admin_token,
+            json!({"all_devices": true, "kinds": ["external", "internal"]}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(bulk["applied"], 2, "{bulk}");
+    assert_eq!(bulk["already_scheduled"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn bulk_settings_by_selection_and_filter() {
+    let app = quiet_app().await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    let other = app.tenant(&operator, "Other").await;
+    let (b, _) = app.provision(&operator, t.workgroup_id, t.site_id, "lvs").await;
+    let settings = format!("/api/v1/workgroups/{}/security/settings", t.workgroup_id);
+    let selected = expect_json(
+        app.post(
+            &settings,
+            &t.admin_token,
+            json!({"device_ids": [b, other.device_id], "kinds": ["internal", "external"], "enabled": true}),
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(selected["applied"], 2, "another workgroup's device is not selected");
+    let all = expect_json(
+        app.post(&settings, &t.admin_token, json!({"site_id": t.site_id, "kinds": ["external"], "enabled": false}))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(all["applied"], 2);
+    let list = expect_json(
+        app.get(&format!("/api/v1/workgroups/{}/security/devices?device_id={b}", t.workgroup_id), &t.admin_token).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (list["items"][0]["internal"]["enabled"].clone(), list["items"][0]["external"]["enabled"].clone()),
+        (json!(true), json!(false))
+    );
+    expect_problem(
+        app.post(&settings, &t.admin_token, json!({"kinds": ["external"], "enabled": true})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation-failed",
+    )
+    .await;
+    let (_, viewer) = app.member(&t.admin_token, t.workgroup_id, &["view_data"]).await;
+    expect_problem(
+        app.get(&format!("/api/v1/workgroups/{}/security/devices", t.workgroup_id), &viewer).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_dead_workers_job_is_rescued_and_its_late_result_fenced_off() {
+    let app = quiet_app().await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    assert!(queue::run_now(&app.db, t.workgroup_id, t.device_id, ScanKind::External).await.unwrap());
+    let first =
+        queue::claim(&app.db, ScanKind::External, None, "worker-a", Duration::from_millis(300)).await.unwrap().unwrap();
+    assert!(
+        queue::claim(&app.db, ScanKind::External, None, "worker-b", Duration::from_secs(60)).await.unwrap().is_none(),
+        "claimed once"
+    );
+    // worker-a dies: no heartbeat. Its lease runs out and the job is rescued.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(queue::rescue_expired(&app.db, Duration::ZERO).await.unwrap(), 1);
+    let second =
+        queue::claim(&app.db, ScanKind::External, None, "worker-b", Duration::from_secs(60)).await.unwrap().unwrap();
+    assert_eq!((second.id, second.attempt), (first.id, 2));
+    // worker-a comes back from the dead: everything it tries to write is refused.
+    let result = ScanResult::External {
+        target: "127.0.0.1".parse().unwrap(),
+        ports: vec![],
+        ids_suspected: false,
+        ids_reasons: vec![],
+    };
+    assert!(!queue::heartbeat(&app.db, &first, 0.5, Duration::from_secs(60)).await.unwrap());
+    assert!(!queue::succeed(&app.db, &first, &result).await.unwrap());
+    assert!(!queue::fail(&app.db, &first, "late", Duration::ZERO).await.unwrap());
+    assert!(queue::succeed(&app.db, &second, &result).await.unwrap());
+    let outcomes: Vec<(i32, String)> = sqlx::query_as("SELECT attempt, outcome FROM security_scans ORDER BY attempt")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(outcomes, [(1, "lost".to_owned()), (2, "succeeded".to_owned())]);
+    // Handing back (shutdown) does not use up an attempt.
+    assert!(queue::run_now(&app.db, t.workgroup_id, t.device_id, ScanKind::External).await.unwrap());
+    let job =
+        queue::claim(&app.db, ScanKind::External, None, "worker-c", Duration::from_secs(60)).await.unwrap().unwrap();
+    assert!(queue::hand_back(&app.db, &job).await.unwrap());
+    let again =
+        queue::claim(&app.db, ScanKind::External, None, "worker-c", Duration::from_secs(60)).await.unwrap().unwrap();
+    assert_eq!(again.attempt, 1);
+}
+
+/// A service with one scan worker allowed to scan loopback, over `ports`.
+async fn scanning_app(ports: &str, allowed: &str) -> TestApp {
+    let (ports, allowed) = (ports.to_owned(), allowed.to_owned());
+    TestApp::spawn_with(move |c| {
+        c.security.scheduler = false;
+        c.security.workers = 1;
+        c.security.poll_interval_ms = 50;
+        c.security.retry_backoff_secs = 0;
+        c.security.lease_secs = 30;
+        c.security.external_ports = ports;
+        c.security.allowed_targets = vec![allowed.parse().unwrap()];
+    })
+    .await
+}
+
+async fn device_seen_from_loopback(app: &TestApp, t: &Tenant) {
+    assert_eq!(app.get("/api/v1/agent/me", &t.device_credential).await.status(), StatusCode::OK);
+}
+
+async fn status(app: &TestApp, t: &Tenant, kind: &str) -> Value {
+    let list = expect_json(
+        app.get(
+            &format!("/api/v1/workgroups/{}/security/devices?device_id={}", t.workgroup_id, t.device_id),
+            &t.admin_token,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    list["items"][0][kind].clone()
+}
+
+#[tokio::test]
+async fn a_scan_failing_every_time_makes_four_attempts_then_reports_scan_failed() {
+    // The device is seen from 127.0.0.1, but only 127.0.0.2 may be scanned.
+    let app = scanning_app("1-100", "127.0.0.2/32").await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    device_seen_from_loopback(&app, &t).await;
+    let run = format!("/api/v1/workgroups/{}/security/devices/{}/external/run", t.workgroup_id, t.device_id);
+    assert_eq!(app.post(&run, &t.admin_token, json!({})).await.status(), StatusCode::ACCEPTED);
+    eventually(Duration::from_secs(20), "the scan to fail for good", || async {
+        status(&app, &t, "external").await["state"] == "failed"
+    })
+    .await;
+    let failed = status(&app, &t, "external").await;
+    assert!(failed["last_error"].as_str().unwrap().contains("allow-list"), "{failed}");
+    let attempts: Vec<(i32, String)> = sqlx::query_as("SELECT attempt, outcome FROM security_scans ORDER BY attempt")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        attempts,
+        (1..=4).map(|a| (a, "failed".to_owned())).collect::<Vec<_>>(),
+        "the first try and three retries"
+    );
+}
+
+#[tokio::test]
+async fn an_external_scan_finds_the_listeners_and_nothing_else() {
+    let listeners: Vec<tokio::net::TcpListener> = {
+        let mut v = vec![];
+        for _ in 0..3 {
+            v.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        v
+    };
+    let open: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    let ports = format!("{},{},{},20000-20200", open[0], open[1], open[2]);
+    let app = scanning_app(&ports, "127.0.0.0/8").await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    device_seen_from_loopback(&app, &t).await;
+    let run = format!("/api/v1/workgroups/{}/security/devices/{}/external/run", t.workgroup_id, t.device_id);
+    assert_eq!(app.post(&run, &t.admin_token, json!({})).await.status(), StatusCode::ACCEPTED);
+    eventually(Duration::from_secs(20), "the scan to complete", || async {
+        status(&app, &t, "external").await["state"] == "completed"
+    })
+    .await;
+    let done = status(&app, &t, "external").await;
+    assert_eq!(done["latest"]["open_ports"], 3);
+    assert_eq!(done["latest"]["ids_suspected"], false);
+    let latest = expect_json(
+        app.get(
+            &format!("/api/v1/workgroups/{}/security/devices/{}/external/latest", t.workgroup_id, t.device_id),
+            &t.admin_token,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    let mut found: Vec<u16> =
+        latest["findings"].as_array().unwrap().iter().map(|f| f["port"].as_u64().unwrap() as u16).collect();
+    found.sort_unstable();
+    let mut expected = open.clone();
+    expected.sort_unstable();
+    assert_eq!(found, expected);
+    assert_eq!(latest["scan"]["target"], "127.0.0.1");
+    // The history is searchable by port.
+    let by_port = expect_json(
+        app.get(
+            &format!("/api/v1/workgroups/{}/security-scans/findings?port={}", t.workgroup_id, open[1]),
+            &t.admin_token,
+        )
+        .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(by_port["items"].as_array().unwrap().len(), 1);
+    let history = expect_json(
+        app.get(&format!("/api/v1/workgroups/{}/security-scans?kind=external", t.workgroup_id), &t.admin_token).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(history["items"][0]["outcome"], "succeeded");
+    drop(listeners);
+}
+
+#[tokio::test]
+async fn a_target_answering_on_every_port_is_flagged_as_an_ids() {
+    let mut listeners = vec![];
+    for _ in 0..120 {
+        listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    let ports: Vec<String> = listeners.iter().map(|l| l.local_addr().unwrap().port().to_string()).collect();
+    let app = scanning_app(&format!("{},21000-21030", ports.join(",")), "127.0.0.0/8").await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    device_seen_from_loopback(&app, &t).await;
+    let run = format!("/api/v1/workgroups/{}/security/devices/{}/external/run", t.workgroup_id, t.device_id);
+    assert_eq!(app.post(&run, &t.admin_token, json!({})).await.status(), StatusCode::ACCEPTED);
+    eventually(Duration::from_secs(20), "the scan to complete", || async {
+        status(&app, &t, "external").await["state"] == "completed"
+    })
+    .await;
+    let done = status(&app, &t, "external").await;
+    assert_eq!(done["latest"]["ids_suspected"], true, "{done}");
+    assert_eq!(done["latest"]["open_ports"], 120, "the ports it verified are still reported");
+    drop(listeners);
+}
