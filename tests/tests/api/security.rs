@@ -234,8 +234,20 @@ async fn scanning_app(ports: &str, allowed: &str) -> TestApp {
     .await
 }
 
-async fn device_seen_from_loopback(app: &TestApp, t: &Tenant) {
+/// Sets up a tenant whose device was seen from 127.0.0.1, runs its external scan now and
+/// waits for the scan to reach `state`; returns the tenant and the tab's status.
+async fn scan_until(app: &TestApp, state: &str) -> (Tenant, Value) {
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
     assert_eq!(app.get("/api/v1/agent/me", &t.device_credential).await.status(), StatusCode::OK);
+    let run = format!("/api/v1/workgroups/{}/security/devices/{}/external/run", t.workgroup_id, t.device_id);
+    assert_eq!(app.post(&run, &t.admin_token, json!({})).await.status(), StatusCode::ACCEPTED);
+    eventually(Duration::from_secs(20), &format!("the scan to be {state}"), || async {
+        status(app, &t, "external").await["state"] == state
+    })
+    .await;
+    let status = status(app, &t, "external").await;
+    (t, status)
 }
 
 async fn status(app: &TestApp, t: &Tenant, kind: &str) -> Value {
@@ -255,16 +267,7 @@ async fn status(app: &TestApp, t: &Tenant, kind: &str) -> Value {
 async fn a_scan_failing_every_time_makes_four_attempts_then_reports_scan_failed() {
     // The device is seen from 127.0.0.1, but only 127.0.0.2 may be scanned.
     let app = scanning_app("1-100", "127.0.0.2/32").await;
-    let operator = app.operator().await;
-    let t = app.tenant(&operator, "Acme").await;
-    device_seen_from_loopback(&app, &t).await;
-    let run = format!("/api/v1/workgroups/{}/security/devices/{}/external/run", t.workgroup_id, t.device_id);
-    assert_eq!(app.post(&run, &t.admin_token, json!({})).await.status(), StatusCode::ACCEPTED);
-    eventually(Duration::from_secs(20), "the scan to fail for good", || async {
-        status(&app, &t, "external").await["state"] == "failed"
-    })
-    .await;
-    let failed = status(&app, &t, "external").await;
+    let (_, failed) = scan_until(&app, "failed").await;
     assert!(failed["last_error"].as_str().unwrap().contains("allow-list"), "{failed}");
     let attempts: Vec<(i32, String)> = sqlx::query_as("SELECT attempt, outcome FROM security_scans ORDER BY attempt")
         .fetch_all(&app.db)
@@ -289,16 +292,7 @@ async fn an_external_scan_finds_the_listeners_and_nothing_else() {
     let open: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
     let ports = format!("{},{},{},20000-20200", open[0], open[1], open[2]);
     let app = scanning_app(&ports, "127.0.0.0/8").await;
-    let operator = app.operator().await;
-    let t = app.tenant(&operator, "Acme").await;
-    device_seen_from_loopback(&app, &t).await;
-    let run = format!("/api/v1/workgroups/{}/security/devices/{}/external/run", t.workgroup_id, t.device_id);
-    assert_eq!(app.post(&run, &t.admin_token, json!({})).await.status(), StatusCode::ACCEPTED);
-    eventually(Duration::from_secs(20), "the scan to complete", || async {
-        status(&app, &t, "external").await["state"] == "completed"
-    })
-    .await;
-    let done = status(&app, &t, "external").await;
+    let (t, done) = scan_until(&app, "completed").await;
     assert_eq!(done["latest"]["open_ports"], 3);
     assert_eq!(done["latest"]["ids_suspected"], false);
     let latest = expect_json(
@@ -345,16 +339,7 @@ async fn a_target_answering_on_every_port_is_flagged_as_an_ids() {
     }
     let ports: Vec<String> = listeners.iter().map(|l| l.local_addr().unwrap().port().to_string()).collect();
     let app = scanning_app(&format!("{},21000-21030", ports.join(",")), "127.0.0.0/8").await;
-    let operator = app.operator().await;
-    let t = app.tenant(&operator, "Acme").await;
-    device_seen_from_loopback(&app, &t).await;
-    let run = format!("/api/v1/workgroups/{}/security/devices/{}/external/run", t.workgroup_id, t.device_id);
-    assert_eq!(app.post(&run, &t.admin_token, json!({})).await.status(), StatusCode::ACCEPTED);
-    eventually(Duration::from_secs(20), "the scan to complete", || async {
-        status(&app, &t, "external").await["state"] == "completed"
-    })
-    .await;
-    let done = status(&app, &t, "external").await;
+    let (_, done) = scan_until(&app, "completed").await;
     assert_eq!(done["latest"]["ids_suspected"], true, "{done}");
     assert_eq!(done["latest"]["open_ports"], 120, "the ports it verified are still reported");
     drop(listeners);
