@@ -127,6 +127,8 @@ pub struct SecurityConfig {
     pub lease_secs: u64,
     /// Delay before the first retry; it doubles with each attempt.
     pub retry_backoff_secs: u64,
+    /// An internal scan its device has not claimed in this long fails that attempt.
+    pub internal_claim_timeout_secs: u64,
     pub poll_interval_ms: u64,
     /// The only addresses external scans may contact. Production lists the public ranges
     /// its devices sit in; development and tests allow loopback only.
@@ -215,6 +217,7 @@ impl Default for Config {
                 workers: 2,
                 lease_secs: 60,
                 retry_backoff_secs: 300,
+                internal_claim_timeout_secs: 3600,
                 poll_interval_ms: 1000,
                 allowed_targets: vec!["127.0.0.0/8".parse().expect("a network"), "::1/128".parse().expect("a network")],
                 external_ports: "1-65535".into(),

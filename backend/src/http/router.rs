@@ -10,6 +10,7 @@ use crate::auth::{api_tokens, login};
 use crate::devices::{self, agent, credentials};
 use crate::measurements::{api, changes, export, rejections, summary};
 use crate::security::api as security;
+use crate::security::device as security_device;
 use crate::startup::AppState;
 use crate::workgroups::{self, members, sites};
 
@@ -56,4 +57,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         // Scanner-facing
         .routes(routes!(agent::me))
         .routes(routes!(agent::report_settings))
+        .routes(routes!(security_device::claim))
+        .routes(routes!(security_device::heartbeat))
+        .routes(routes!(security_device::report))
 }

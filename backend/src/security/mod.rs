@@ -4,6 +4,7 @@
 //! a PostgreSQL queue with leases, retries and a `security_scans` history.
 
 pub mod api;
+pub mod device;
 pub mod external;
 pub mod queue;
 pub mod schedule;

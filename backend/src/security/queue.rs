@@ -352,3 +352,33 @@ pub async fn rescue_expired(db: &PgPool, backoff: Duration) -> sqlx::Result<u64>
     tx.commit().await?;
     Ok(lost.len() as u64)
 }
+
+/// Internal scans waiting longer than `timeout` for their device to claim them: the
+/// attempt counts as failed (the device is offline or its agent too old), and the job
+/// waits for a retry or ends as failed.
+pub async fn fail_unclaimed(db: &PgPool, timeout: Duration, backoff: Duration) -> sqlx::Result<u64> {
+    let mut tx = db.begin().await?;
+    let error = format!("the device did not claim the scan within {} s", timeout.as_secs());
+    let missed: Vec<(Uuid, i32)> = sqlx::query_as(
+        "UPDATE security_scan_jobs
+         SET attempt = attempt + 1,
+             state = CASE WHEN attempt + 1 >= max_attempts THEN 'failed' ELSE 'queued' END,
+             finished_at = CASE WHEN attempt + 1 >= max_attempts THEN now() END,
+             not_before = now() + make_interval(secs => $2 * power(2, attempt)),
+             last_error = $3
+         WHERE id IN (SELECT id FROM security_scan_jobs
+                      WHERE state = 'queued' AND kind = 'internal' AND not_before < now() - make_interval(secs => $1)
+                      FOR UPDATE SKIP LOCKED)
+         RETURNING id, attempt",
+    )
+    .bind(timeout.as_secs_f64())
+    .bind(backoff.as_secs_f64())
+    .bind(&error)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (id, attempt) in &missed {
+        log_attempt(&mut tx, *id, *attempt, "failed", &error).await?;
+    }
+    tx.commit().await?;
+    Ok(missed.len() as u64)
+}

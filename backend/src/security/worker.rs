@@ -144,5 +144,11 @@ async fn reap(db: PgPool, config: SecurityConfig, shutdown: CancellationToken) {
             Ok(n) => tracing::warn!(rescued = n, "security scans rescued from lost workers"),
             Err(error) => tracing::warn!(error = %error, "security reaper failed"),
         }
+        let claim_timeout = Duration::from_secs(config.internal_claim_timeout_secs);
+        match queue::fail_unclaimed(&db, claim_timeout, backoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(missed = n, "internal security scans not claimed by their devices in time"),
+            Err(error) => tracing::warn!(error = %error, "security reaper failed"),
+        }
     }
 }

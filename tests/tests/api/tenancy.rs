@@ -51,6 +51,10 @@ fn body_for(spec: &Value, operation: &Value, victim: &Tenant) -> Option<Value> {
             "device_ids" => json!([victim.device_id]),
             "query" => json!("Test"),
             "kinds" => json!(["internal", "external"]),
+            "attempt" => json!(1),
+            "progress" => json!(0.5),
+            "hosts" => json!([]),
+            "error" => json!(null),
             other => panic!("teach the tenancy walker a value for request field `{other}` ({name})"),
         };
     }
@@ -74,6 +78,7 @@ fn fill_path(path: &str, victim: &Tenant, measurement_id: Uuid) -> String {
     let mut filled = path.to_owned();
     for (param, id) in [
         ("measurement_id", measurement_id),
+        ("job_id", measurement_id),
         ("workgroup_id", victim.workgroup_id),
         ("site_id", victim.site_id),
         ("device_id", victim.device_id),
@@ -92,6 +97,10 @@ fn fill_path(path: &str, victim: &Tenant, measurement_id: Uuid) -> String {
 fn required_query(operation: &Value) -> String {
     let mut pairs = vec![];
     for parameter in operation["parameters"].as_array().into_iter().flatten() {
+        // Long polls answer at once.
+        if parameter["in"] == "query" && parameter["name"] == "wait" {
+            pairs.push("wait=0".to_owned());
+        }
         if parameter["in"] == "query" && parameter["required"] == true {
             let name = parameter["name"].as_str().unwrap();
             let value = match name {
