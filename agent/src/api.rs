@@ -44,6 +44,14 @@ impl Default for Settings {
     }
 }
 
+/// An internal scan this device claimed.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InternalScanJob {
+    pub job_id: Uuid,
+    pub attempt: i32,
+    pub lease_secs: u64,
+}
+
 #[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
@@ -70,6 +78,49 @@ impl Api {
         let response =
             self.http.get(format!("{}/api/v1/agent/me", self.base)).bearer_auth(&self.credential).send().await?;
         Ok(Self::check(response).await?.json().await?)
+    }
+
+    /// Waits up to `wait` for this device's next internal scan.
+    pub async fn claim_internal_scan(&self, wait: std::time::Duration) -> anyhow::Result<Option<InternalScanJob>> {
+        let url = format!("{}/api/v1/agent/security-scans/claim?wait={}", self.base, wait.as_secs());
+        let response = self
+            .http
+            .post(url)
+            .bearer_auth(&self.credential)
+            .timeout(wait + std::time::Duration::from_secs(10))
+            .send()
+            .await?;
+        if response.status() == reqwest::StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        Ok(Some(Self::check(response).await?.json().await?))
+    }
+
+    /// `false`: the attempt was superseded; stop.
+    pub async fn scan_heartbeat(&self, job: &InternalScanJob, progress: f32) -> anyhow::Result<bool> {
+        let url = format!("{}/api/v1/agent/security-scans/{}/heartbeat", self.base, job.job_id);
+        let body = serde_json::json!({"attempt": job.attempt, "progress": progress});
+        self.fenced(self.http.post(url).bearer_auth(&self.credential).json(&body).send().await?).await
+    }
+
+    /// Reports the hosts found, or why the scan failed. `false`: superseded.
+    pub async fn scan_report(
+        &self,
+        job: &InternalScanJob,
+        hosts: Option<Vec<crate::network_scan::Host>>,
+        error: Option<String>,
+    ) -> anyhow::Result<bool> {
+        let url = format!("{}/api/v1/agent/security-scans/{}/report", self.base, job.job_id);
+        let body = serde_json::json!({"attempt": job.attempt, "hosts": hosts, "error": error});
+        self.fenced(self.http.post(url).bearer_auth(&self.credential).json(&body).send().await?).await
+    }
+
+    async fn fenced(&self, response: reqwest::Response) -> anyhow::Result<bool> {
+        if response.status() == reqwest::StatusCode::CONFLICT {
+            return Ok(false);
+        }
+        Self::check(response).await?;
+        Ok(true)
     }
 
     pub async fn report_settings(&self, settings: Settings) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@
 //! api_url = "https://myscanner.example" # default http://127.0.0.1:8080
 //! outbox_dir = "/var/lib/myscanner/outbox"
 //! ca_file = "/etc/myscanner/broker-ca.pem"  # pinned CA for amqps:// (optional)
+//! internal_scan_allowed = ["192.0.2.0/24"]  # local networks internal scans may sweep
 //! [settings]                            # what the scanner's owner enabled
 //! measurement_transfer = true
 //! allow_remote_control = false
@@ -31,6 +32,10 @@ pub struct DeviceConfig {
     pub ca_file: Option<PathBuf>,
     #[serde(default)]
     pub settings: Settings,
+    /// The local networks internal security scans may sweep (CIDR). Empty, the default:
+    /// the agent sweeps nothing and reports why.
+    #[serde(default)]
+    pub internal_scan_allowed: Vec<ipnet::Ipv4Net>,
     /// Informational, as written by `myscanner admin demo`.
     pub serial: Option<String>,
     pub device_id: Option<uuid::Uuid>,
@@ -49,6 +54,7 @@ impl std::fmt::Debug for DeviceConfig {
             .field("outbox_dir", &self.outbox_dir)
             .field("ca_file", &self.ca_file)
             .field("settings", &self.settings)
+            .field("internal_scan_allowed", &self.internal_scan_allowed)
             .field("serial", &self.serial)
             .finish()
     }

@@ -5,6 +5,8 @@
 
 pub mod api;
 pub mod config;
+pub mod internal_scans;
+pub mod network_scan;
 pub mod outbox;
 pub mod publisher;
 pub mod simulate;
@@ -28,6 +30,7 @@ pub struct Agent {
     outbox: Arc<Outbox>,
     shutdown: CancellationToken,
     publisher: Option<JoinHandle<()>>,
+    internal_scans: JoinHandle<()>,
 }
 
 impl Agent {
@@ -52,8 +55,11 @@ impl Agent {
             };
             tokio::spawn(publisher.run(shutdown.clone()))
         });
+        // Internal security scans are the workgroup's to schedule; the agent always listens.
+        let internal_scans =
+            tokio::spawn(internal_scans::run(api, config.internal_scan_allowed.clone(), shutdown.clone()));
         tracing::info!(device = %identity.device_id, serial = %identity.serial, transfer = config.settings.measurement_transfer, "agent started");
-        Ok(Agent { identity, config, outbox, shutdown, publisher })
+        Ok(Agent { identity, config, outbox, shutdown, publisher, internal_scans })
     }
 
     /// Records measurements durably for upload. With measurement transfer disabled on the
@@ -90,5 +96,6 @@ impl Agent {
         if let Some(publisher) = self.publisher.take() {
             let _ = publisher.await;
         }
+        let _ = (&mut self.internal_scans).await;
     }
 }

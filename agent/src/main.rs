@@ -26,6 +26,16 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         rate: f64,
     },
+    /// Find the hosts on this machine's local subnets, as an internal scan does, and print
+    /// them as JSON.
+    ScanNetwork {
+        /// Subnets with more addresses are skipped.
+        #[arg(long, default_value_t = myscanner_agent::internal_scans::MAX_HOSTS)]
+        max_hosts: u32,
+        /// A network the scan may sweep (CIDR); repeat for more. Nothing else is touched.
+        #[arg(long = "allow", required = true)]
+        allowed: Vec<ipnet::Ipv4Net>,
+    },
     /// Run a fleet of simulated scanners, one per device file in DIR.
     Simulate {
         #[arg(long)]
@@ -48,6 +58,11 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let (configs, rate) = match Cli::parse().command {
+        Command::ScanNetwork { max_hosts, allowed } => {
+            let hosts = myscanner_agent::network_scan::discover(max_hosts, &allowed).await?;
+            println!("{}", serde_json::to_string_pretty(&hosts)?);
+            return Ok(());
+        }
         Command::Run { config, rate } => (vec![DeviceConfig::load(&config)?], rate),
         Command::Simulate { devices_dir, devices, rate, api_url } => {
             let mut files: Vec<PathBuf> = std::fs::read_dir(&devices_dir)

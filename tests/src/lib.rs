@@ -290,6 +290,7 @@ impl TestApp {
             outbox_dir: Some(dir.to_path_buf()),
             ca_file: None,
             settings: myscanner_agent::api::Settings::default(),
+            internal_scan_allowed: vec![],
             serial: None,
             device_id: None,
         }

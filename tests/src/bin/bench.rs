@@ -228,6 +228,7 @@ async fn start_agents(fleet: &Fleet, dirs: &[tempfile::TempDir]) -> Vec<Arc<Agen
             outbox_dir: Some(dir.path().to_path_buf()),
             ca_file: None,
             settings: Default::default(),
+            internal_scan_allowed: vec![],
             serial: None,
             device_id: None,
         };

@@ -10,6 +10,7 @@ mod devices;
 mod ingest;
 mod measurements;
 mod migrations;
+mod netns;
 mod openapi;
 mod permissions;
 mod security;

@@ -471,3 +471,26 @@ async fn a_device_that_does_not_claim_in_time_fails_the_attempt() {
     .await;
     assert_eq!(job["attempt"], 2);
 }
+
+#[tokio::test]
+async fn the_agent_claims_runs_and_reports_internal_scans() {
+    let app = quiet_app().await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    let dir = tempfile::tempdir().unwrap();
+    // The agent may sweep no network here (this machine's own networks are off limits),
+    // so its scan fails — after a real claim and a real report, which is what this shows.
+    let agent = myscanner_agent::Agent::start(app.agent_config(&t.device_credential, dir.path())).await.unwrap();
+    set(&app, &t, t.device_id, "internal", true).await;
+    let run = format!("/api/v1/workgroups/{}/security/devices/{}/internal/run", t.workgroup_id, t.device_id);
+    assert_eq!(app.post(&run, &t.admin_token, json!({})).await.status(), StatusCode::ACCEPTED);
+    eventually(Duration::from_secs(20), "the agent's report", || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM security_scans").fetch_one(&app.db).await.unwrap() == 1
+    })
+    .await;
+    let (outcome, error): (String, String) =
+        sqlx::query_as("SELECT outcome, error FROM security_scans").fetch_one(&app.db).await.unwrap();
+    assert_eq!(outcome, "failed");
+    assert!(error.contains("allow-list"), "{error}");
+    agent.stop().await;
+}
