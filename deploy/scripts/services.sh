@@ -90,6 +90,9 @@ rabbit_api() { # method path [curl args...]
 
 ensure_services() {
     command -v curl >/dev/null || apt_install curl
+    command -v ip >/dev/null || apt_install iproute2
+    # The IEEE OUI registry names the vendors of MAC addresses internal scans find.
+    [ -f /usr/share/ieee-data/oui.txt ] || apt_install ieee-data || log "ieee-data unavailable: found hosts get no vendor names"
     ensure_postgres
     ensure_rabbitmq
 }
