@@ -107,6 +107,9 @@ fn service_guess(port: u16, banner: Option<&str>) -> Option<String> {
 async fn probe(address: SocketAddr, timeout: Duration) -> Probe {
     let started = Instant::now();
     match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
+        // Connecting to a loopback port in the ephemeral range can meet itself (the kernel
+        // picks the same port as the source): that is no listener, the port is closed.
+        Ok(Ok(stream)) if stream.local_addr().ok() == Some(address) => Probe::Closed { rtt: started.elapsed() },
         Ok(Ok(mut stream)) => {
             let rtt = started.elapsed();
             // A service may greet first (SSH, SMTP, FTP, VNC); many wait for the client.
@@ -156,8 +159,11 @@ pub async fn scan(
     let mut window = 64.0f64.min(settings.max_in_flight as f64);
     let (mut srtt, mut rttvar): (Option<f64>, f64) = (None, 0.0);
     let mut timeout = settings.initial_timeout;
-    let interval = Duration::from_secs_f64(1.0 / f64::from(settings.rate_per_sec.max(1)));
-    let mut next_send = Instant::now();
+    // The rate cap as a budget: probes may go out in small bursts, and the scanner sleeps
+    // only when it is a few milliseconds ahead (timers are too coarse for one sleep a probe).
+    let rate = f64::from(settings.rate_per_sec.max(1));
+    let rate_start = Instant::now();
+    let mut sent = 0f64;
     let mut rtts: Vec<f64> = Vec::new();
     let (mut canaries_open, mut resets, mut done) = (0usize, 0usize, 0usize);
     let mut next = queue.into_iter();
@@ -170,11 +176,11 @@ pub async fn scan(
                 break;
             };
             // The per-target rate cap.
-            let now = Instant::now();
-            if next_send > now {
-                tokio::time::sleep(next_send - now).await;
+            let ahead = sent / rate - rate_start.elapsed().as_secs_f64();
+            if ahead > 0.005 {
+                tokio::time::sleep(Duration::from_secs_f64(ahead)).await;
             }
-            next_send = next_send.max(now) + interval;
+            sent += 1.0;
             let probe_timeout = timeout;
             in_flight.spawn(async move { (port, canary, probe(SocketAddr::new(target, port), probe_timeout).await) });
         }
@@ -199,7 +205,8 @@ pub async fn scan(
                 srtt = Some(s);
                 rttvar = v;
                 timeout = Duration::from_secs_f64(s + 4.0 * v).clamp(settings.min_timeout, settings.max_timeout);
-                window = (window + 1.0 / window * 8.0).min(settings.max_in_flight as f64);
+                // Grow quickly while every probe is answered; halve when one is not.
+                window = (window + 1.0).min(settings.max_in_flight as f64);
             }
             // A probe that got no answer: the target or the path may be overloaded.
             None => window = (window / 2.0).max(8.0),

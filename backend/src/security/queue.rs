@@ -184,19 +184,6 @@ pub async fn heartbeat(db: &PgPool, job: &Claimed, progress: f32, lease: Duratio
 
 /// Records a successful attempt with its findings. `false` if fenced off.
 pub async fn succeed(db: &PgPool, job: &Claimed, result: &ScanResult) -> sqlx::Result<bool> {
-    let mut tx = db.begin().await?;
-    let done = sqlx::query(
-        "UPDATE security_scan_jobs SET state = 'succeeded', finished_at = now(), progress = 1, lease_owner = NULL,
-                lease_expires_at = NULL, last_error = NULL
-         WHERE id = $1 AND attempt = $2 AND state = 'running'",
-    )
-    .bind(job.id)
-    .bind(job.attempt)
-    .execute(&mut *tx)
-    .await?;
-    if done.rows_affected() == 0 {
-        return Ok(false);
-    }
     let scan_id = Uuid::now_v7();
     let (target, open_ports, ids_suspected, ids_reasons, hosts_found) = match result {
         ScanResult::External { target, ports, ids_suspected, ids_reasons } => (
@@ -208,10 +195,24 @@ pub async fn succeed(db: &PgPool, job: &Claimed, result: &ScanResult) -> sqlx::R
         ),
         ScanResult::Internal { hosts } => (None, None, None, None, Some(hosts.len() as i32)),
     };
-    sqlx::query(
-        "INSERT INTO security_scans (id, job_id, workgroup_id, device_id, kind, attempt, outcome, target, started_at,
+    let has_findings = match result {
+        ScanResult::External { ports, .. } => !ports.is_empty(),
+        ScanResult::Internal { hosts } => !hosts.is_empty(),
+    };
+    // A transaction only when findings follow; otherwise the one statement is atomic.
+    let mut tx = if has_findings { Some(db.begin().await?) } else { None };
+    // Finishing the job and logging the attempt are one statement: the attempt is logged
+    // only if this worker still held the job (the fence).
+    let done = sqlx::query(
+        "WITH done AS (
+             UPDATE security_scan_jobs SET state = 'succeeded', finished_at = now(), progress = 1, lease_owner = NULL,
+                    lease_expires_at = NULL, last_error = NULL
+             WHERE id = $2 AND attempt = $6 AND state = 'running'
+             RETURNING id
+         )
+         INSERT INTO security_scans (id, job_id, workgroup_id, device_id, kind, attempt, outcome, target, started_at,
                                      open_ports, ids_suspected, ids_reasons, hosts_found)
-         VALUES ($1, $2, $3, $4, $5, $6, 'succeeded', $7, $8, $9, $10, $11, $12)",
+         SELECT $1, $2, $3, $4, $5, $6, 'succeeded', $7, $8, $9, $10, $11, $12 FROM done",
     )
     .bind(scan_id)
     .bind(job.id)
@@ -224,9 +225,15 @@ pub async fn succeed(db: &PgPool, job: &Claimed, result: &ScanResult) -> sqlx::R
     .bind(open_ports)
     .bind(ids_suspected)
     .bind(ids_reasons)
-    .bind(hosts_found)
-    .execute(&mut *tx)
-    .await?;
+    .bind(hosts_found);
+    let done = match tx.as_mut() {
+        Some(tx) => done.execute(&mut **tx).await?,
+        None => done.execute(db).await?,
+    };
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    let Some(mut tx) = tx else { return Ok(true) };
     match result {
         ScanResult::External { ports, .. } if !ports.is_empty() => {
             sqlx::query(

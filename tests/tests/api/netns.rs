@@ -90,3 +90,10 @@ fn the_internal_scan_finds_exactly_the_hosts_on_its_subnet() {
     assert_eq!(found, expected);
     drop(lab);
 }
+
+#[test]
+fn vendors_come_from_the_ieee_registry() {
+    // deploy/scripts/test.sh installs Debian's ieee-data.
+    assert_eq!(network_scan::vendor("00:1b:21:3a:4f:5e").as_deref(), Some("Intel Corporate"));
+    assert_eq!(network_scan::vendor("02:00:00:aa:00:01"), None, "locally administered addresses have no vendor");
+}
