@@ -215,7 +215,7 @@ impl Default for Config {
             security: SecurityConfig {
                 scheduler: true,
                 workers: 2,
-                lease_secs: 60,
+                lease_secs: 30,
                 retry_backoff_secs: 300,
                 internal_claim_timeout_secs: 3600,
                 poll_interval_ms: 1000,

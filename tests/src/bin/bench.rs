@@ -594,7 +594,7 @@ async fn security(devices: i64, workers: usize) {
         }
     }
     println!(
-        "  rescue after a worker dies: {:.1} s with a {} s lease (target ≤ 60 s; production lease 60 s → ≤ 80 s)",
+        "  rescue after a worker dies: {:.1} s with a {} s lease (target ≤ 60 s; with the default 30 s lease: ≤ 40 s)",
         died.elapsed().as_secs_f64(),
         lease.as_secs()
     );
