@@ -20,7 +20,8 @@ use crate::startup::AppState;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ClaimParams {
-    /// Seconds to wait for a job before answering 204 (0–30, default 25).
+    /// Seconds to wait for a job before answering 204 (0–25, default 25: under the
+    /// server's request timeout).
     pub wait: Option<u64>,
 }
 
@@ -43,7 +44,7 @@ pub async fn claim(
     device: AuthenticatedDevice,
     Query(params): Query<ClaimParams>,
 ) -> Result<Response> {
-    let wait = Duration::from_secs(params.wait.unwrap_or(25).min(30));
+    let wait = Duration::from_secs(params.wait.unwrap_or(25).min(25));
     let lease = Duration::from_secs(state.config.security.lease_secs);
     let deadline = tokio::time::Instant::now() + wait;
     let worker = format!("device:{}", device.device_id);
