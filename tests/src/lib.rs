@@ -93,17 +93,11 @@ pub mod broker {
     /// Closes every connection of the vhost whose client-given name is `name` (as the
     /// broker would on a network failure).
     pub async fn kill_connections(vhost: &str, name: &str) -> usize {
-        let connections: Vec<Value> = client()
-            .get(format!("{API}/vhosts/{vhost}/connections"))
-            .basic_auth("guest", Some("guest"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let connections = get_json(&format!("/vhosts/{vhost}/connections")).await;
         let mut killed = 0;
-        for connection in connections.iter().filter(|c| c["client_properties"]["connection_name"] == name) {
+        for connection in
+            connections.as_array().into_iter().flatten().filter(|c| c["client_properties"]["connection_name"] == name)
+        {
             let id = myscanner::broker::management::encode(connection["name"].as_str().unwrap());
             client().delete(format!("{API}/connections/{id}")).basic_auth("guest", Some("guest")).send().await.unwrap();
             killed += 1;
@@ -113,16 +107,13 @@ pub mod broker {
 
     /// Messages waiting in a queue of the vhost.
     pub async fn queue_depth(vhost: &str, queue: &str) -> u64 {
-        let info: Value = client()
-            .get(format!("{API}/queues/{vhost}/{}", myscanner::broker::management::encode(queue)))
-            .basic_auth("guest", Some("guest"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let info = get_json(&format!("/queues/{vhost}/{}", myscanner::broker::management::encode(queue))).await;
         info["messages"].as_u64().unwrap_or(0)
+    }
+
+    async fn get_json(path: &str) -> Value {
+        let response = client().get(format!("{API}{path}")).basic_auth("guest", Some("guest")).send().await.unwrap();
+        response.json().await.unwrap()
     }
 }
 
