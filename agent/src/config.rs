@@ -6,6 +6,7 @@
 //! outbox_dir = "/var/lib/myscanner/outbox"
 //! ca_file = "/etc/myscanner/broker-ca.pem"  # pinned CA for amqps:// (optional)
 //! internal_scan_allowed = ["192.0.2.0/24"]  # local networks internal scans may sweep
+//! remote_control_target = "127.0.0.1:5900"  # the one local service remote sessions reach
 //! [settings]                            # what the scanner's owner enabled
 //! measurement_transfer = true
 //! allow_remote_control = false
@@ -36,9 +37,17 @@ pub struct DeviceConfig {
     /// the agent sweeps nothing and reports why.
     #[serde(default)]
     pub internal_scan_allowed: Vec<ipnet::Ipv4Net>,
+    /// The one local service remote sessions are connected to (VNC by default); the
+    /// agent connects them to nothing else.
+    #[serde(default = "default_remote_control_target")]
+    pub remote_control_target: std::net::SocketAddr,
     /// Informational, as written by `myscanner admin demo`.
     pub serial: Option<String>,
     pub device_id: Option<uuid::Uuid>,
+}
+
+fn default_remote_control_target() -> std::net::SocketAddr {
+    crate::tunnel::DEFAULT_TARGET.parse().expect("a socket address")
 }
 
 fn default_api_url() -> String {
@@ -55,6 +64,7 @@ impl std::fmt::Debug for DeviceConfig {
             .field("ca_file", &self.ca_file)
             .field("settings", &self.settings)
             .field("internal_scan_allowed", &self.internal_scan_allowed)
+            .field("remote_control_target", &self.remote_control_target)
             .field("serial", &self.serial)
             .finish()
     }

@@ -10,6 +10,7 @@ pub mod network_scan;
 pub mod outbox;
 pub mod publisher;
 pub mod simulate;
+pub mod tunnel;
 
 use std::sync::Arc;
 
@@ -31,6 +32,9 @@ pub struct Agent {
     shutdown: CancellationToken,
     publisher: Option<JoinHandle<()>>,
     internal_scans: JoinHandle<()>,
+    api: Api,
+    /// The remote-control tunnel, while remote control is allowed: its stop and its task.
+    tunnel: Option<(CancellationToken, JoinHandle<()>)>,
 }
 
 impl Agent {
@@ -57,9 +61,42 @@ impl Agent {
         });
         // Internal security scans are the workgroup's to schedule; the agent always listens.
         let internal_scans =
-            tokio::spawn(internal_scans::run(api, config.internal_scan_allowed.clone(), shutdown.clone()));
+            tokio::spawn(internal_scans::run(api.clone(), config.internal_scan_allowed.clone(), shutdown.clone()));
         tracing::info!(device = %identity.device_id, serial = %identity.serial, transfer = config.settings.measurement_transfer, "agent started");
-        Ok(Agent { identity, config, outbox, shutdown, publisher, internal_scans })
+        let mut agent = Agent { identity, config, outbox, shutdown, publisher, internal_scans, api, tunnel: None };
+        agent.follow_remote_control();
+        Ok(agent)
+    }
+
+    /// Switches remote control on the scanner: reports it, then opens or closes the
+    /// tunnel (the cloud refuses sessions from the report on).
+    pub async fn set_remote_control(&mut self, allowed: bool) -> anyhow::Result<()> {
+        self.config.settings.allow_remote_control = allowed;
+        self.api.report_settings(self.config.settings).await.context("reporting settings")?;
+        self.follow_remote_control();
+        Ok(())
+    }
+
+    /// Holds the tunnel while remote control is allowed, and only then.
+    fn follow_remote_control(&mut self) {
+        match (self.config.settings.allow_remote_control, &self.tunnel) {
+            (true, None) => {
+                let stop = self.shutdown.child_token();
+                let task = tokio::spawn(tunnel::run(
+                    self.config.api_url.clone(),
+                    self.config.credential.clone(),
+                    self.config.remote_control_target,
+                    stop.clone(),
+                ));
+                self.tunnel = Some((stop, task));
+            }
+            (false, Some(_)) => {
+                if let Some((stop, _)) = self.tunnel.take() {
+                    stop.cancel();
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Records measurements durably for upload. With measurement transfer disabled on the
@@ -97,5 +134,8 @@ impl Agent {
             let _ = publisher.await;
         }
         let _ = (&mut self.internal_scans).await;
+        if let Some((_, task)) = self.tunnel.take() {
+            let _ = task.await;
+        }
     }
 }

@@ -28,6 +28,22 @@ pub enum Command {
     /// Administration: bootstrap operators and demo data.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Forward a local port to a scanner's remote-control service (VNC), for native
+    /// clients: each connection to LISTEN opens a remote session.
+    Remote {
+        /// MyScanner's address.
+        #[arg(long, env = "MYSCANNER_API_URL", default_value = "http://127.0.0.1:8080")]
+        api_url: String,
+        #[arg(long)]
+        workgroup: uuid::Uuid,
+        #[arg(long)]
+        device: uuid::Uuid,
+        #[arg(long, default_value = "127.0.0.1:5901")]
+        listen: std::net::SocketAddr,
+        /// Your access token (from signing in); from the environment, never the command line.
+        #[arg(long = "token-from-env", env = "MYSCANNER_TOKEN", hide_env_values = true, hide = true)]
+        token: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,10 +74,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         let _ = std::io::stdout().write_all(http::openapi::spec_json().as_bytes());
         return Ok(());
     }
+    if let Command::Remote { api_url, workgroup, device, listen, token } = cli.command {
+        // A client command: no server configuration needed.
+        tracing_subscriber::fmt().with_env_filter("info").init();
+        let target = crate::remote::forward::Target { api_url, workgroup_id: workgroup, device_id: device, token };
+        return crate::remote::forward::run(listen, target).await;
+    }
     let config = Config::load(cli.config.as_deref())?;
     telemetry::init(&config.log);
     match cli.command {
-        Command::Openapi => unreachable!("handled above"),
+        Command::Openapi | Command::Remote { .. } => unreachable!("handled above"),
         Command::Serve => {
             let application = startup::Application::build(config).await?;
             application.run_until(startup::shutdown_signal()).await

@@ -28,6 +28,7 @@ pub struct Config {
     pub broker: BrokerConfig,
     pub ingest: IngestConfig,
     pub security: SecurityConfig,
+    pub remote: RemoteConfig,
     pub log: LogConfig,
 }
 
@@ -156,6 +157,20 @@ impl SecurityConfig {
     }
 }
 
+/// Remote control: the tunnels scanners hold and the sessions users open over them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// Where other replicas reach this one to route sessions to the tunnels it holds.
+    /// Default: `http://` and the address this process listens on.
+    pub advertise_url: Option<String>,
+    /// A session with no bytes either way for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// How often a replica refreshes its tunnels and sessions in the registry; one silent
+    /// for three of these counts as gone, and its tunnels as offline.
+    pub heartbeat_secs: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -227,6 +242,7 @@ impl Default for Config {
                 min_timeout_ms: 20,
                 max_timeout_ms: 3000,
             },
+            remote: RemoteConfig { advertise_url: None, idle_timeout_secs: 15 * 60, heartbeat_secs: 10 },
             log: LogConfig { format: LogFormat::Text, filter: "info,sqlx=warn".into() },
         }
     }
@@ -273,6 +289,9 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("security.external_ports: {e}"))?;
         if self.server.request_timeout_secs == 0 || self.auth.jwt_ttl_secs == 0 {
             bail!("server.request_timeout_secs and auth.jwt_ttl_secs must be positive");
+        }
+        if self.remote.idle_timeout_secs == 0 || self.remote.heartbeat_secs == 0 {
+            bail!("remote.idle_timeout_secs and remote.heartbeat_secs must be positive");
         }
         Ok(())
     }

@@ -9,6 +9,8 @@
 //! - [`devices`]: scanners — provisioning, credentials, and the endpoints scanners call.
 //! - [`measurements`]: the AMQP ingest consumer and the record of rejected messages.
 //! - [`broker`]: RabbitMQ topology and per-device broker users.
+//! - [`remote`]: remote control — scanners' tunnels, users' sessions across replicas, and
+//!   their audit.
 //! - [`security`]: Security Services — scan settings, the queue, the weekly schedule,
 //!   the external scanner and its workers, the `security_scans` history.
 //! - [`db`]: the PostgreSQL pool and migrations; [`telemetry`]: logging and request spans.
@@ -23,6 +25,7 @@ pub mod db;
 pub mod devices;
 pub mod http;
 pub mod measurements;
+pub mod remote;
 pub mod security;
 pub mod startup;
 pub mod telemetry;

@@ -29,6 +29,7 @@ pub struct AppState {
     pub broker: Management,
     pub ingest: IngestStatus,
     pub rate_limit: Arc<RateLimiter>,
+    pub remote: crate::remote::Registry,
 }
 
 impl AppState {
@@ -37,7 +38,10 @@ impl AppState {
         let broker = Management::new(&config.broker)?;
         let rate_limit =
             Arc::new(RateLimiter::new(config.server.rate_limit_per_minute, config.server.rate_limit_burst));
-        Ok(AppState { db, config: Arc::new(config), jwt, broker, ingest: IngestStatus::default(), rate_limit })
+        let replica_url =
+            config.remote.advertise_url.clone().unwrap_or_else(|| format!("http://{}", config.server.listen));
+        let remote = crate::remote::Registry::new(db.clone(), &config.remote, replica_url);
+        Ok(AppState { db, config: Arc::new(config), jwt, broker, ingest: IngestStatus::default(), rate_limit, remote })
     }
 }
 
@@ -54,12 +58,20 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Self> {
         let db = db::connect(&config.database).await?;
         db::migrate(&db).await?;
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        // Other replicas reach this one where it actually listens (port 0 picks one).
+        if config.remote.advertise_url.is_none() {
+            let mut address = listener.local_addr()?;
+            if address.ip().is_unspecified() {
+                address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            config.remote.advertise_url = Some(format!("http://{address}"));
+        }
         Ok(Application { listener, state: AppState::new(db, config)? })
     }
 
@@ -99,9 +111,14 @@ impl Application {
         });
         let workers =
             tokio::spawn(crate::security::worker::run(self.state.db.clone(), config.security.clone(), cancel.clone()));
+        // Remote control: the registry's heartbeats and notifications.
+        let remote = tokio::spawn(self.state.remote.clone().run());
         tracing::info!(address = %self.local_addr(), "listening");
         let service = app(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, service).with_graceful_shutdown(cancel.clone().cancelled_owned()).await?;
+        // Upgraded connections outlive the server: tunnels and sessions end here, recorded.
+        self.state.remote.shutdown().await;
+        remote.await?;
         if let Some(ingest) = ingest {
             ingest.await?;
         }

@@ -4,6 +4,7 @@
 
 pub mod measurement;
 pub mod profile;
+pub mod tunnel;
 
 pub use measurement::{LoadDetail, MeasurementV1, Truck};
 pub use profile::LoadProfile;

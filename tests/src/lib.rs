@@ -118,6 +118,7 @@ pub mod broker {
 }
 
 pub struct TestApp {
+    /// Stays the same across [`TestApp::restart`].
     pub base_url: String,
     pub db: PgPool,
     pub config: Config,
@@ -145,6 +146,28 @@ impl Drop for TestApp {
             });
         })
         .join();
+    }
+}
+
+/// Another instance of the service on a [`TestApp`]'s database; stopped on drop.
+pub struct Replica {
+    pub base_url: String,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Replica {
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("replica task").expect("replica stopped cleanly");
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
     }
 }
 
@@ -190,6 +213,8 @@ impl TestApp {
     async fn start(&mut self) {
         let application = Application::build(self.config.clone()).await.expect("build the application");
         self.base_url = format!("http://{}", application.local_addr());
+        // A restart comes back on the same port, as a real one would: agents reconnect there.
+        self.config.server.listen = application.local_addr();
         self.shutdown = CancellationToken::new();
         let stop = self.shutdown.clone();
         self.server = Some(tokio::spawn(async move { application.run_until(stop.cancelled_owned()).await }));
@@ -208,6 +233,22 @@ impl TestApp {
     pub async fn restart(&mut self) {
         self.stop().await;
         self.start().await;
+    }
+
+    /// A second replica of the service on the same database (no consumer, scheduler or
+    /// workers of its own): for what crosses replicas.
+    pub async fn spawn_replica(&self) -> Replica {
+        let mut config = self.config.clone();
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.ingest.enabled = false;
+        config.security.scheduler = false;
+        config.security.workers = 0;
+        let application = Application::build(config).await.expect("build the replica");
+        let base_url = format!("http://{}", application.local_addr());
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let server = tokio::spawn(async move { application.run_until(stop.cancelled_owned()).await });
+        Replica { base_url, shutdown, server: Some(server) }
     }
 
     /// Polls `/readyz` (database and, with ingest on, the consumer's broker connection).
@@ -282,6 +323,7 @@ impl TestApp {
             ca_file: None,
             settings: myscanner_agent::api::Settings::default(),
             internal_scan_allowed: vec![],
+            remote_control_target: myscanner_agent::tunnel::DEFAULT_TARGET.parse().unwrap(),
             serial: None,
             device_id: None,
         }
@@ -507,4 +549,91 @@ pub async fn expect_problem(response: Response, status: StatusCode, code: &str) 
     assert_eq!(problem["type"], format!("urn:myscanner:problem:{code}"), "{problem}");
     assert_eq!(problem["status"], status.as_u16(), "{problem}");
     problem
+}
+
+/// Remote control from the user's side, and what sits behind a scanner.
+pub mod remote {
+    use std::net::SocketAddr;
+
+    use futures_util::{SinkExt, StreamExt};
+    use reqwest::StatusCode;
+    use serde_json::Value;
+    use tokio::net::TcpStream;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+    use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+    use uuid::Uuid;
+
+    pub type Session = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+    /// A TCP echo server on loopback: the scanner's "VNC" in tests.
+    pub async fn echo_server() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut rx, mut tx) = socket.split();
+                    let _ = tokio::io::copy(&mut rx, &mut tx).await;
+                });
+            }
+        });
+        addr
+    }
+
+    pub fn session_url(base_url: &str, workgroup_id: Uuid, device_id: Uuid) -> String {
+        let ws = base_url.replacen("http", "ws", 1);
+        format!("{ws}/api/v1/workgroups/{workgroup_id}/devices/{device_id}/remote")
+    }
+
+    /// Opens a session; a refusal comes back as its status and problem document.
+    pub async fn open(url: &str, token: &str) -> Result<Session, (StatusCode, Value)> {
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(WsError::Http(response)) => {
+                let body: Value =
+                    response.body().as_deref().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
+                Err((StatusCode::from_u16(response.status().as_u16()).unwrap(), body))
+            }
+            Err(error) => panic!("session to {url}: {error}"),
+        }
+    }
+
+    /// Sends `payload` through the session in binary messages while reading the echo back;
+    /// returns what came back.
+    pub async fn echo(session: &mut Session, payload: &[u8]) -> Vec<u8> {
+        let (mut tx, mut rx) = session.split();
+        let send = async {
+            for chunk in payload.chunks(64 * 1024) {
+                tx.send(Message::Binary(chunk.to_vec().into())).await.unwrap();
+            }
+        };
+        let receive = async {
+            let mut back = Vec::with_capacity(payload.len());
+            while back.len() < payload.len() {
+                match rx.next().await {
+                    Some(Ok(Message::Binary(data))) => back.extend_from_slice(&data),
+                    Some(Ok(Message::Close(frame))) => panic!("session closed mid-transfer: {frame:?}"),
+                    Some(Ok(_)) => {}
+                    other => panic!("session failed mid-transfer: {other:?}"),
+                }
+            }
+            back
+        };
+        let ((), back) = tokio::join!(send, receive);
+        back
+    }
+
+    /// Waits for the session's close frame and returns its reason.
+    pub async fn close_reason(session: &mut Session) -> String {
+        loop {
+            match session.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.reason.to_string()).unwrap_or_default(),
+                Some(Ok(_)) => {}
+                other => panic!("the session ended without a close frame: {other:?}"),
+            }
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! expired or revoked credential is a 401, never an anonymous caller.
 
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
 use axum::http::request::Parts;
 use uuid::Uuid;
 
@@ -40,13 +40,32 @@ pub struct AuthenticatedDevice {
     pub site_id: Uuid,
 }
 
-fn bearer(parts: &Parts) -> Result<&str, Error> {
-    let value = parts.headers.get(AUTHORIZATION).ok_or(Error::Unauthorized("missing bearer token"))?;
+/// Browsers cannot set headers on a WebSocket: there the token may travel as the
+/// subprotocol `bearer.<token>` instead (offered beside `binary`, the one we select).
+pub const BEARER_PROTOCOL_PREFIX: &str = "bearer.";
+
+/// The bearer token of a request: from `Authorization`, or, without one, from a
+/// `bearer.<token>` WebSocket subprotocol.
+pub(crate) fn bearer(parts: &Parts) -> Result<&str, Error> {
+    let Some(value) = parts.headers.get(AUTHORIZATION) else {
+        return websocket_bearer(parts).ok_or(Error::Unauthorized("missing bearer token"));
+    };
     let value = value.to_str().map_err(|_| Error::Unauthorized("malformed Authorization header"))?;
     match value.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => Ok(token.trim()),
         _ => Err(Error::Unauthorized("expected `Authorization: Bearer <token>`")),
     }
+}
+
+fn websocket_bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find_map(|protocol| protocol.trim().strip_prefix(BEARER_PROTOCOL_PREFIX))
+        .filter(|token| !token.is_empty())
 }
 
 impl FromRequestParts<AppState> for CurrentUser {

@@ -107,5 +107,9 @@ pub async fn report_settings(
     .bind(version)
     .fetch_one(&state.db)
     .await?;
+    if !device.settings.allow_remote_control {
+        // Refused from now on (the flag above); what runs ends at once, on every replica.
+        state.remote.remote_control_disabled(device.id).await?;
+    }
     Ok(Json(device))
 }

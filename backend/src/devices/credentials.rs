@@ -102,6 +102,8 @@ pub async fn revoke(
         .await?;
     state.broker.delete_device_user(device_id).await.map_err(broker_unavailable)?;
     tx.commit().await?;
+    // Its remote-control tunnel goes too, wherever it is held.
+    state.remote.cut_off(device_id).await?;
     tracing::info!(device.id = %device_id, "device credential revoked");
     Ok(StatusCode::NO_CONTENT)
 }

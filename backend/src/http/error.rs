@@ -80,6 +80,12 @@ pub enum Error {
     /// Throttled; `retry_after` is in seconds and becomes the `Retry-After` header.
     #[error("too many requests")]
     TooManyRequests { retry_after: u64 },
+    /// A WebSocket endpoint was called without a WebSocket upgrade.
+    #[error("WebSocket upgrade required")]
+    UpgradeRequired,
+    /// The scanner is connected but could not reach the service behind it.
+    #[error("{0}")]
+    DeviceUnreachable(String),
     /// A dependency (database, broker) is unreachable.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -110,6 +116,8 @@ impl Error {
             Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
+            Error::DeviceUnreachable(_) => StatusCode::BAD_GATEWAY,
             Error::Database(sqlx::Error::RowNotFound) => StatusCode::NOT_FOUND,
             Error::Database(e) if is_data_exception(e) => StatusCode::BAD_REQUEST,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -131,6 +139,8 @@ impl Error {
             Error::UnsupportedMediaType => "unsupported-media-type",
             Error::TooManyRequests { .. } => "too-many-requests",
             Error::Unavailable(_) => "unavailable",
+            Error::UpgradeRequired => "websocket-required",
+            Error::DeviceUnreachable(_) => "device-service-unreachable",
             Error::Database(_) | Error::Internal(_) => "internal",
         }
     }
@@ -154,6 +164,10 @@ impl Error {
                 ("Too many requests", Some(format!("try again in {retry_after} seconds")), vec![])
             }
             Error::Unavailable(what) => ("Service unavailable", Some(what.clone()), vec![]),
+            Error::UpgradeRequired => {
+                ("WebSocket upgrade required", Some("open this URL as a WebSocket".to_owned()), vec![])
+            }
+            Error::DeviceUnreachable(why) => ("The scanner's service is unreachable", Some(why.clone()), vec![]),
             Error::Database(e) if is_data_exception(e) => {
                 ("The request could not be read", Some("a value cannot be stored as given".to_owned()), vec![])
             }

@@ -34,7 +34,11 @@ pub fn apply(router: Router, config: &ServerConfig) -> Router {
 
     router.layer(
         ServiceBuilder::new()
-            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                header::AUTHORIZATION,
+                header::COOKIE,
+                header::SEC_WEBSOCKET_PROTOCOL,
+            ]))
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
             // 5xx are logged once, by the error type; the default on_failure would log them again.
             .layer(TraceLayer::new_for_http().make_span_with(RequestSpan).on_response(RequestDone).on_failure(()))

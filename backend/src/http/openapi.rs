@@ -33,6 +33,7 @@ use super::error::{FieldError, PROBLEM_JSON, Problem};
         (name = "measurements", description = "Measurements, 3D load profiles, the change feed, exports and summaries"),
         (name = "security", description = "Security Services: weekly and run-now network scans, their results and history"),
         (name = "ingest", description = "Measurement messages that could not be stored"),
+        (name = "remote", description = "Remote control: sessions to scanners, who is online, and the session audit"),
         (name = "agent", description = "Endpoints the scanners call, with their device credential"),
         (name = "health", description = "Liveness and readiness"),
     )

@@ -9,6 +9,7 @@ use super::{health, openapi};
 use crate::auth::{api_tokens, login};
 use crate::devices::{self, agent, credentials};
 use crate::measurements::{api, changes, export, rejections, summary};
+use crate::remote::{api as remote, peer, session, tunnel};
 use crate::security::api as security;
 use crate::security::device as security_device;
 use crate::startup::AppState;
@@ -54,10 +55,18 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(security::latest))
         .routes(routes!(security::history))
         .routes(routes!(security::findings))
+        // Remote control
+        .routes(routes!(session::connect))
+        .routes(routes!(remote::online))
+        .routes(routes!(remote::list))
+        .routes(routes!(remote::end))
         // Scanner-facing
         .routes(routes!(agent::me))
         .routes(routes!(agent::report_settings))
         .routes(routes!(security_device::claim))
         .routes(routes!(security_device::heartbeat))
         .routes(routes!(security_device::report))
+        .routes(routes!(tunnel::open))
+        // Between replicas only (replica token): not part of the public API document.
+        .route(peer::RELAY_PATH, axum::routing::get(peer::relay))
 }

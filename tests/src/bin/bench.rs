@@ -4,6 +4,7 @@
 //!   deploy/scripts/bench.sh ingest [--devices 20] [--measurements 50000]
 //!   deploy/scripts/bench.sh api [--measurements 1000000]
 //!   deploy/scripts/bench.sh security [--devices 100000]
+//!   deploy/scripts/bench.sh tunnel [--agents 1000] [--mib 512]
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,6 +54,15 @@ enum Bench {
         #[arg(long, default_value_t = 1_000_000)]
         measurements: i64,
     },
+    /// Remote control: one session's bulk throughput and added round trip next to direct
+    /// TCP, and the service's memory per idle connected scanner.
+    Tunnel {
+        #[arg(long, default_value_t = 1000)]
+        agents: usize,
+        /// Bytes sent (and echoed back) through one session, in MiB.
+        #[arg(long, default_value_t = 512)]
+        mib: usize,
+    },
 }
 
 #[tokio::main]
@@ -61,6 +71,7 @@ async fn main() {
         Bench::Ingest { devices, measurements } => ingest(devices, measurements).await,
         Bench::Api { measurements } => api(measurements).await,
         Bench::Security { devices, workers } => security(devices, workers).await,
+        Bench::Tunnel { agents, mib } => tunnel(agents, mib).await,
     }
 }
 
@@ -102,7 +113,7 @@ async fn fleet(devices: usize) -> Fleet {
     let wg = workgroup["id"].as_str().unwrap().to_owned();
     post(
         &format!("/api/v1/workgroups/{wg}/members"),
-        json!({"email": "bench@example.com", "permissions": ["manage_workgroup", "view_data"]}),
+        json!({"email": "bench@example.com", "permissions": ["manage_workgroup", "view_data", "control_devices"]}),
     )
     .await;
     let site = post(&format!("/api/v1/workgroups/{wg}/sites"), json!({"name": "Pit", "time_zone": "UTC"})).await;
@@ -238,6 +249,7 @@ async fn start_agents(fleet: &Fleet, dirs: &[tempfile::TempDir]) -> Vec<Arc<Agen
             ca_file: None,
             settings: Default::default(),
             internal_scan_allowed: vec![],
+            remote_control_target: myscanner_agent::tunnel::DEFAULT_TARGET.parse().unwrap(),
             serial: None,
             device_id: None,
         };
@@ -646,4 +658,151 @@ async fn security(devices: i64, workers: usize) {
         _ => println!("  nmap is not installed: no baseline for the scan (apt-get install nmap)"),
     }
     drop(listeners);
+}
+
+/// Bulk transfer through `io`: `total` bytes written in 64 KiB writes while the echo is read
+/// back; MB/s of payload (each way).
+async fn bulk<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(io: S, total: usize) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut rx, mut tx) = tokio::io::split(io);
+    let chunk = vec![0x5au8; 64 * 1024];
+    let started = Instant::now();
+    let send = async {
+        let mut sent = 0;
+        while sent < total {
+            tx.write_all(&chunk).await.unwrap();
+            sent += chunk.len();
+        }
+        tx.flush().await.unwrap();
+    };
+    let receive = async {
+        let mut buffer = vec![0u8; 256 * 1024];
+        let mut received = 0;
+        while received < total {
+            let n = rx.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the echo ended early");
+            received += n;
+        }
+    };
+    tokio::join!(send, receive);
+    total as f64 / 1e6 / started.elapsed().as_secs_f64()
+}
+
+/// Round trips of a 64-byte message through `io`, in microseconds.
+async fn round_trips<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut io: S, n: usize) -> Vec<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let message = [7u8; 64];
+    let mut back = [0u8; 64];
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        io.write_all(&message).await.unwrap();
+        io.flush().await.unwrap();
+        io.read_exact(&mut back).await.unwrap();
+        samples.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    samples
+}
+
+/// A remote session as a byte stream, the way `myscanner remote` carries one.
+async fn session_io(fleet: &Fleet, device_id: Uuid) -> impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {
+    use myscanner_protocol::tunnel::{self, WsIo};
+    use tokio_util::compat::FuturesAsyncReadCompatExt;
+    let url = myscanner_tests::remote::session_url(&fleet.service.base_url, fleet.workgroup_id, device_id);
+    let ws = myscanner_tests::remote::open(&url, &fleet.token).await.expect("session opens");
+    WsIo::new(ws, tunnel::tungstenite_codec(), None, Duration::from_secs(3600)).compat()
+}
+
+async fn tunnel(agents: usize, mib: usize) {
+    use myscanner_agent::tunnel as agent_tunnel;
+    println!("bench tunnel: one session through the service and an agent's tunnel to an echo server, vs direct TCP;");
+    println!("              then {agents} idle agents connected");
+    let fleet = fleet(1).await;
+    let echo = myscanner_tests::remote::echo_server().await;
+    let http = reqwest::Client::new();
+    let (device_id, credential) = fleet.devices[0].clone();
+    let settings = json!({"measurement_transfer": false, "allow_remote_control": true,
+        "reference_scan_sync": false, "load_list_sync": false, "agent_version": "bench"});
+    let url = format!("{}/api/v1/agent/settings", fleet.service.base_url);
+    http.put(&url).bearer_auth(&credential).json(&settings).send().await.unwrap().error_for_status().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(agent_tunnel::run(fleet.service.base_url.clone(), credential, echo, stop.clone()));
+    let online = async |n: i64| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let count: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM device_tunnels").fetch_one(&fleet.db).await.unwrap();
+            if count >= n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "only {count} of {n} tunnels connected");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    online(1).await;
+
+    let total = mib * 1024 * 1024;
+    let direct = bulk(tokio::net::TcpStream::connect(echo).await.unwrap(), total).await;
+    let session = bulk(session_io(&fleet, device_id).await, total).await;
+    println!("  bulk, {mib} MiB each way at once:");
+    println!("    direct loopback TCP:                    {direct:8.0} MB/s");
+    println!(
+        "    one session (service + tunnel):         {session:8.0} MB/s = {:.2} × direct (target ≥ 200 MB/s)",
+        session / direct
+    );
+    let mut direct_rtt = round_trips(tokio::net::TcpStream::connect(echo).await.unwrap(), 5000).await;
+    let mut session_rtt = round_trips(session_io(&fleet, device_id).await, 5000).await;
+    let (d50, d99) = (percentile(&mut direct_rtt, 50.0), percentile(&mut direct_rtt, 99.0));
+    let (s50, s99) = (percentile(&mut session_rtt, 50.0), percentile(&mut session_rtt, 99.0));
+    println!("  round trip of a 64-byte message (5000 each):");
+    println!("    direct loopback TCP:                    p50 {d50:7.0} µs   p99 {d99:7.0} µs");
+    println!("    one session:                            p50 {s50:7.0} µs   p99 {s99:7.0} µs");
+    println!(
+        "    added by the service and tunnel:        p50 {:7.0} µs   p99 {:7.0} µs (target p99 < 1000 µs)",
+        s50 - d50,
+        s99 - d99
+    );
+
+    // Idle scanners: credentials made directly in the database (the API would make a broker
+    // user for each, which this does not measure), remote control on.
+    let mut credentials = vec![];
+    for i in 1..agents {
+        let (id, issued) = (Uuid::now_v7(), myscanner::auth::secret::issue(myscanner::auth::secret::DEVICE_PREFIX));
+        sqlx::query(
+            "INSERT INTO devices (id, workgroup_id, site_id, kind, serial, name, allow_remote_control)
+             VALUES ($1, $2, $3, 'lvs', $4, $4, true)",
+        )
+        .bind(id)
+        .bind(fleet.workgroup_id)
+        .bind(fleet.site_id)
+        .bind(format!("IDLE-{i:05}"))
+        .execute(&fleet.db)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO device_credentials (id, workgroup_id, device_id, secret_hash) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(issued.id)
+        .bind(fleet.workgroup_id)
+        .bind(id)
+        .bind(&issued.hash)
+        .execute(&fleet.db)
+        .await
+        .unwrap();
+        credentials.push(issued.token);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = fleet.service.rss_mib();
+    for credential in credentials {
+        tokio::spawn(agent_tunnel::run(fleet.service.base_url.clone(), credential, echo, stop.clone()));
+    }
+    online(agents as i64).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = fleet.service.rss_mib();
+    let per_agent_kib = (after - before) * 1024.0 / (agents - 1) as f64;
+    println!("  {agents} agents connected and idle:");
+    println!(
+        "    service memory {before:.0} MiB before, {after:.0} MiB after: {per_agent_kib:.1} KiB per idle connected scanner (target ≤ 32 KiB)"
+    );
+    stop.cancel();
 }

@@ -13,5 +13,6 @@ mod migrations;
 mod netns;
 mod openapi;
 mod permissions;
+mod remote;
 mod security;
 mod tenancy;

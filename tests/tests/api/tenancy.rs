@@ -21,6 +21,7 @@ async fn snapshot(db: &PgPool, t: &Tenant) -> Vec<Value> {
         "SELECT to_jsonb(x) FROM users x WHERE id IN (SELECT user_id FROM memberships WHERE workgroup_id = $1) ORDER BY id",
         "SELECT to_jsonb(x) FROM measurements x WHERE workgroup_id = $1 ORDER BY seq",
         "SELECT to_jsonb(x) - 'heights' FROM load_profiles x WHERE workgroup_id = $1 ORDER BY measurement_id",
+        "SELECT to_jsonb(x) FROM remote_sessions x WHERE workgroup_id = $1 ORDER BY id",
     ];
     let mut rows = vec![];
     for query in queries {
@@ -74,10 +75,11 @@ fn properties(spec: &Value, schema: &Value) -> Vec<String> {
     names
 }
 
-fn fill_path(path: &str, victim: &Tenant, measurement_id: Uuid) -> String {
+fn fill_path(path: &str, victim: &Tenant, measurement_id: Uuid, session_id: Uuid) -> String {
     let mut filled = path.to_owned();
     for (param, id) in [
         ("measurement_id", measurement_id),
+        ("session_id", session_id),
         ("job_id", measurement_id),
         ("workgroup_id", victim.workgroup_id),
         ("site_id", victim.site_id),
@@ -122,6 +124,20 @@ async fn no_route_reaches_another_workgroup() {
     let measurement = myscanner_agent::simulate::MeasurementFactory::new(victim.device_id, victim.site_id, false)
         .next(chrono::Utc::now());
     app.insert_measurements(std::slice::from_ref(&measurement)).await;
+    // An active remote session of the victim's, for the audit routes to be probed with
+    // (its heartbeat in the future, so no sweep ends it while the walker runs).
+    let session_id = Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO remote_sessions (id, workgroup_id, device_id, user_id, replica_id, heartbeat_at)
+         VALUES ($1, $2, $3, $4, $1, now() + interval '1 hour')",
+    )
+    .bind(session_id)
+    .bind(victim.workgroup_id)
+    .bind(victim.device_id)
+    .bind(victim.admin_id)
+    .execute(&app.db)
+    .await
+    .unwrap();
     let spec = expect_json(app.client.get(app.url("/api/v1/openapi.json")).send().await.unwrap(), StatusCode::OK).await;
     let victim_ids: Vec<String> =
         [victim.workgroup_id, victim.site_id, victim.device_id, victim.admin_id, victim.api_token_id]
@@ -150,8 +166,11 @@ async fn no_route_reaches_another_workgroup() {
             }
             for (who, credential) in credentials {
                 let method: Method = method.to_uppercase().parse().unwrap();
-                let url =
-                    format!("{}{}", fill_path(path, &victim, measurement.measurement_id), required_query(operation));
+                let url = format!(
+                    "{}{}",
+                    fill_path(path, &victim, measurement.measurement_id, session_id),
+                    required_query(operation)
+                );
                 let mut request = app.request(method.clone(), &url, Some(credential));
                 if let Some(body) = body_for(&spec, operation, &victim) {
                     request = request.json(&body);

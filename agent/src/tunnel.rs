@@ -1,0 +1,120 @@
+//! The scanner's end of remote control. While remote control is allowed on the scanner it
+//! holds one WebSocket to the cloud (`/api/v1/agent/tunnel`, device credential), pings it,
+//! and re-opens it with jittered backoff. The cloud opens a yamux stream per remote session;
+//! each is connected to the one allow-listed local service (VNC on 127.0.0.1:5900 unless
+//! configured otherwise) and to nothing else.
+
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use myscanner_protocol::tunnel::{self, WsIo};
+use rand::Rng;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http;
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+use tokio_util::sync::CancellationToken;
+
+/// The local service remote sessions reach when the device file names none.
+pub const DEFAULT_TARGET: &str = "127.0.0.1:5900";
+
+/// The tunnel's WebSocket address for an API base URL (http → ws, https → wss).
+pub fn tunnel_url(api_url: &str) -> String {
+    let base = api_url.trim_end_matches('/');
+    let base = base.strip_prefix("http").map_or_else(|| base.to_owned(), |rest| format!("ws{rest}"));
+    format!("{base}{}", tunnel::AGENT_TUNNEL_PATH)
+}
+
+/// Holds the tunnel open until `shutdown`, reconnecting with jittered exponential backoff
+/// (1 s doubling to 60 s, so a fleet does not return all at once after a cloud restart).
+pub async fn run(api_url: String, credential: String, target: SocketAddr, shutdown: CancellationToken) {
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        let started = tokio::time::Instant::now();
+        match hold(&api_url, &credential, target, &shutdown).await {
+            Ok(()) => break,
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "remote-control tunnel down"),
+        }
+        // A tunnel that stayed up a while starts the backoff afresh.
+        failures = if started.elapsed() > Duration::from_secs(60) { 1 } else { failures + 1 };
+        let ceiling = Duration::from_secs(1u64 << failures.min(6).saturating_sub(1)).min(Duration::from_secs(60));
+        let wait = ceiling.mul_f64(rand::rng().random_range(0.5..=1.0));
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// One tunnel's lifetime; `Ok` only on shutdown.
+async fn hold(api_url: &str, credential: &str, target: SocketAddr, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let mut request = tunnel_url(api_url).into_client_request()?;
+    request.headers_mut().insert(
+        http::header::AUTHORIZATION,
+        format!("Bearer {credential}").parse().context("credential is not a valid header")?,
+    );
+    let (ws, _) = match tokio_tungstenite::connect_async(request).await {
+        Ok(connected) => connected,
+        Err(WsError::Http(response)) => {
+            let body = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+            anyhow::bail!("the cloud refused the tunnel ({}): {body}", response.status())
+        }
+        Err(error) => return Err(error).context("connecting the tunnel"),
+    };
+    tracing::info!("remote-control tunnel open");
+    let io = WsIo::new(ws, tunnel::tungstenite_codec(), Some(tunnel::PING_EVERY), tunnel::DEAD_AFTER);
+    let mut connection = yamux::Connection::new(io, tunnel::yamux_config(), yamux::Mode::Server);
+    loop {
+        let next = tokio::select! {
+            () = shutdown.cancelled() => {
+                let _ = poll_fn(|cx| connection.poll_close(cx)).await;
+                return Ok(());
+            }
+            next = poll_fn(|cx| connection.poll_next_inbound(cx)) => next,
+        };
+        match next {
+            Some(Ok(stream)) => {
+                tokio::spawn(serve(stream, target));
+            }
+            Some(Err(error)) => return Err(error).context("tunnel failed"),
+            None => anyhow::bail!("the cloud closed the tunnel"),
+        }
+    }
+}
+
+/// One remote session: the stream is joined to the local service, or told why it cannot be.
+async fn serve(stream: yamux::Stream, target: SocketAddr) {
+    let mut stream = stream.compat();
+    let mut request = [0u8; 1];
+    if stream.read_exact(&mut request).await.is_err() || request[0] != tunnel::STREAM_REQUEST {
+        return; // not a stream of this protocol: dropped
+    }
+    match TcpStream::connect(target).await {
+        Ok(mut local) => {
+            let _ = local.set_nodelay(true);
+            if stream.write_all(&[tunnel::STREAM_READY]).await.is_ok() {
+                let _ = tokio::io::copy_bidirectional(&mut stream, &mut local).await;
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%target, %error, "remote session refused: local service unreachable");
+            let _ = stream.write_all(&[tunnel::STREAM_REFUSED]).await;
+            let _ = stream.shutdown().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tunnel_url_follows_the_api_scheme() {
+        assert_eq!(tunnel_url("http://127.0.0.1:8080/"), "ws://127.0.0.1:8080/api/v1/agent/tunnel");
+        assert_eq!(tunnel_url("https://cloud.example"), "wss://cloud.example/api/v1/agent/tunnel");
+    }
+}

@@ -1,0 +1,503 @@
+//! Who is connected, where, and which sessions ride which tunnel.
+//!
+//! In memory: the tunnels this replica holds and the user sessions it serves. In
+//! PostgreSQL: one `device_tunnels` row per connected scanner naming the replica that holds
+//! it, so any replica can route a session there and the dashboard can tell who is online.
+//! Each replica heartbeats its rows; rows of a replica silent for three heartbeats are
+//! swept, as are the sessions it served (`replica_lost`).
+//!
+//! Ending a session or cutting a scanner off is broadcast with `NOTIFY`, so it takes effect
+//! on whichever replica holds it; the heartbeat also picks up end requests, should a
+//! notification be missed.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use uuid::Uuid;
+
+use super::{CloseReason, device_offline};
+use crate::config::RemoteConfig;
+use crate::http::Error;
+use myscanner_protocol::tunnel::{STREAM_READY, STREAM_REQUEST};
+
+/// The `NOTIFY` channel replicas tell each other about sessions and scanners on.
+const CHANNEL: &str = "myscanner_remote";
+
+/// How long a scanner has to connect a new stream to its local service.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A request for a new stream, answered by the task driving the tunnel.
+pub type Opening = oneshot::Sender<Result<yamux::Stream, yamux::ConnectionError>>;
+
+#[derive(Clone)]
+pub struct Registry(Arc<Inner>);
+
+struct Inner {
+    db: PgPool,
+    replica_id: Uuid,
+    replica_url: String,
+    heartbeat: Duration,
+    tunnels: Mutex<HashMap<Uuid, Tunnel>>,
+    sessions: Mutex<HashMap<Uuid, SessionControl>>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// A tunnel this replica holds.
+#[derive(Clone)]
+pub struct Tunnel {
+    pub id: Uuid,
+    pub device_id: Uuid,
+    opener: mpsc::Sender<Opening>,
+    /// Cancelled when the tunnel is gone, or to make it go.
+    pub closed: CancellationToken,
+    /// The sessions riding it, marked `tunnel_lost` if it drops.
+    riders: Arc<Mutex<HashSet<Uuid>>>,
+}
+
+/// The scanner's side of a session as a byte stream: a stream of a tunnel held here, or a
+/// link to the replica that holds it.
+pub struct DeviceStream {
+    pub io: Box<dyn DeviceIo>,
+    /// The tunnel's `closed`, when this replica holds it.
+    pub tunnel_closed: Option<CancellationToken>,
+    _rider: Option<Rider>,
+}
+
+pub trait DeviceIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> DeviceIo for T {}
+
+impl DeviceStream {
+    pub fn routed(io: Box<dyn DeviceIo>) -> Self {
+        DeviceStream { io, tunnel_closed: None, _rider: None }
+    }
+}
+
+/// Keeps a session on its tunnel's rider list while the stream lives.
+struct Rider {
+    riders: Arc<Mutex<HashSet<Uuid>>>,
+    session_id: Uuid,
+}
+
+impl Drop for Rider {
+    fn drop(&mut self) {
+        self.riders.lock().expect("riders lock").remove(&self.session_id);
+    }
+}
+
+impl Tunnel {
+    /// A new stream to the scanner's local service, once the scanner says it is connected.
+    pub async fn open(&self, session_id: Uuid) -> Result<DeviceStream, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.opener.send(reply).await.map_err(|_| device_offline())?;
+        let stream = answer.await.map_err(|_| device_offline())?.map_err(|_| device_offline())?;
+        let mut io = stream.compat();
+        let mut status = [0u8; 1];
+        let answer = async {
+            io.write_all(&[STREAM_REQUEST]).await?;
+            io.read_exact(&mut status).await
+        };
+        match tokio::time::timeout(OPEN_TIMEOUT, answer).await {
+            Ok(Ok(_)) if status[0] == STREAM_READY => {}
+            Ok(Ok(_)) => {
+                return Err(Error::DeviceUnreachable(
+                    "the scanner could not connect to its remote-control service".into(),
+                ));
+            }
+            Ok(Err(_)) => return Err(device_offline()),
+            Err(_) => return Err(Error::DeviceUnreachable("the scanner did not answer in time".into())),
+        }
+        self.riders.lock().expect("riders lock").insert(session_id);
+        let rider = Rider { riders: self.riders.clone(), session_id };
+        Ok(DeviceStream { io: Box::new(io), tunnel_closed: Some(self.closed.clone()), _rider: Some(rider) })
+    }
+}
+
+/// Bytes each way and the last activity of a session.
+pub struct Counters {
+    pub to_device: AtomicU64,
+    pub from_device: AtomicU64,
+    started: Instant,
+    last_active_ms: AtomicU64,
+}
+
+impl Counters {
+    pub fn new() -> Self {
+        Counters {
+            to_device: AtomicU64::new(0),
+            from_device: AtomicU64::new(0),
+            started: Instant::now(),
+            last_active_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub fn add(&self, counter: &AtomicU64, bytes: usize) {
+        counter.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.last_active_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        self.started.elapsed().saturating_sub(Duration::from_millis(self.last_active_ms.load(Ordering::Relaxed)))
+    }
+
+    pub fn totals(&self) -> (i64, i64) {
+        let get = |c: &AtomicU64| i64::try_from(c.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        (get(&self.to_device), get(&self.from_device))
+    }
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// How a session this replica serves is ended from outside it.
+#[derive(Clone)]
+pub struct SessionControl {
+    pub device_id: Uuid,
+    pub counters: Arc<Counters>,
+    end: CancellationToken,
+    reason: Arc<Mutex<Option<CloseReason>>>,
+}
+
+impl SessionControl {
+    /// Ends the session; the first reason given is the one recorded.
+    pub fn end(&self, reason: CloseReason) {
+        self.reason.lock().expect("reason lock").get_or_insert(reason);
+        self.end.cancel();
+    }
+
+    /// Completes when the session is ended from outside, with why.
+    pub async fn ended(&self) -> CloseReason {
+        self.end.cancelled().await;
+        // Cancelled through the registry's shutdown token when no reason was set.
+        self.reason.lock().expect("reason lock").unwrap_or(CloseReason::ServiceShutdown)
+    }
+}
+
+/// What replicas tell each other.
+enum Event {
+    EndSession(Uuid),
+    /// Remote control switched off on the scanner: its sessions end, its tunnel closes.
+    Disabled(Uuid),
+    /// The scanner's credential was revoked: its tunnel closes.
+    CutOff(Uuid),
+}
+
+impl Event {
+    fn encode(&self) -> String {
+        match self {
+            Event::EndSession(id) => format!("end:{id}"),
+            Event::Disabled(id) => format!("disabled:{id}"),
+            Event::CutOff(id) => format!("cutoff:{id}"),
+        }
+    }
+
+    fn decode(payload: &str) -> Option<Event> {
+        let (kind, id) = payload.split_once(':')?;
+        let id = id.parse().ok()?;
+        match kind {
+            "end" => Some(Event::EndSession(id)),
+            "disabled" => Some(Event::Disabled(id)),
+            "cutoff" => Some(Event::CutOff(id)),
+            _ => None,
+        }
+    }
+}
+
+impl Registry {
+    pub fn new(db: PgPool, config: &RemoteConfig, replica_url: String) -> Self {
+        Registry(Arc::new(Inner {
+            db,
+            replica_id: Uuid::now_v7(),
+            replica_url,
+            heartbeat: Duration::from_secs(config.heartbeat_secs),
+            tunnels: Mutex::default(),
+            sessions: Mutex::default(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }))
+    }
+
+    pub fn replica_id(&self) -> Uuid {
+        self.0.replica_id
+    }
+
+    /// Counts a tunnel or session as running, so shutdown waits for it to record its end.
+    pub fn task(&self) -> TaskTrackerToken {
+        self.0.tasks.token()
+    }
+
+    /// Registers a new tunnel of `device_id`; an older one of the same scanner is closed.
+    pub async fn attach(&self, device_id: Uuid, address: IpAddr) -> (Tunnel, mpsc::Receiver<Opening>) {
+        let (opener, openings) = mpsc::channel(16);
+        let tunnel = Tunnel {
+            id: Uuid::now_v7(),
+            device_id,
+            opener,
+            closed: self.0.shutdown.child_token(),
+            riders: Arc::default(),
+        };
+        if let Some(old) = self.0.tunnels.lock().expect("tunnels lock").insert(device_id, tunnel.clone()) {
+            old.closed.cancel();
+        }
+        let registered = sqlx::query(
+            "INSERT INTO device_tunnels (device_id, tunnel_id, replica_id, replica_url, remote_address)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (device_id) DO UPDATE SET tunnel_id = $2, replica_id = $3, replica_url = $4,
+                 remote_address = $5, connected_at = now(), heartbeat_at = now()",
+        )
+        .bind(device_id)
+        .bind(tunnel.id)
+        .bind(self.0.replica_id)
+        .bind(&self.0.replica_url)
+        .bind(address)
+        .execute(&self.0.db)
+        .await;
+        if let Err(error) = registered {
+            // Sessions through this replica still work; the next heartbeat cannot repair the
+            // row, so other replicas see the scanner offline until it reconnects.
+            tracing::warn!(%device_id, %error, "tunnel not registered");
+        }
+        (tunnel, openings)
+    }
+
+    /// Forgets a tunnel that is gone; sessions that rode it are recorded as `tunnel_lost`.
+    pub async fn detach(&self, tunnel: &Tunnel) {
+        tunnel.closed.cancel();
+        {
+            let mut tunnels = self.0.tunnels.lock().expect("tunnels lock");
+            if tunnels.get(&tunnel.device_id).is_some_and(|t| t.id == tunnel.id) {
+                tunnels.remove(&tunnel.device_id);
+            }
+        }
+        let riders: Vec<Uuid> = tunnel.riders.lock().expect("riders lock").iter().copied().collect();
+        let result = async {
+            sqlx::query("DELETE FROM device_tunnels WHERE device_id = $1 AND tunnel_id = $2")
+                .bind(tunnel.device_id)
+                .bind(tunnel.id)
+                .execute(&self.0.db)
+                .await?;
+            sqlx::query(
+                "UPDATE remote_sessions SET ended_at = now(), close_reason = 'tunnel_lost'
+                 WHERE id = ANY($1) AND ended_at IS NULL",
+            )
+            .bind(&riders)
+            .execute(&self.0.db)
+            .await
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(device_id = %tunnel.device_id, %error, "tunnel not deregistered; the sweep will");
+        }
+    }
+
+    pub fn local_tunnel(&self, device_id: Uuid) -> Option<Tunnel> {
+        self.0.tunnels.lock().expect("tunnels lock").get(&device_id).filter(|t| !t.closed.is_cancelled()).cloned()
+    }
+
+    /// The address of the other replica holding the scanner's tunnel, if one does.
+    pub async fn locate(&self, device_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT replica_url FROM device_tunnels
+             WHERE device_id = $1 AND replica_id <> $2 AND heartbeat_at > now() - $3 * interval '1 second'",
+        )
+        .bind(device_id)
+        .bind(self.0.replica_id)
+        .bind(self.stale_after_secs())
+        .fetch_optional(&self.0.db)
+        .await
+    }
+
+    fn stale_after_secs(&self) -> f64 {
+        3.0 * self.0.heartbeat.as_secs_f64()
+    }
+
+    pub fn register_session(&self, session_id: Uuid, device_id: Uuid) -> SessionControl {
+        let control = SessionControl {
+            device_id,
+            counters: Arc::new(Counters::new()),
+            end: self.0.shutdown.child_token(),
+            reason: Arc::default(),
+        };
+        self.0.sessions.lock().expect("sessions lock").insert(session_id, control.clone());
+        control
+    }
+
+    pub fn unregister_session(&self, session_id: Uuid) {
+        self.0.sessions.lock().expect("sessions lock").remove(&session_id);
+    }
+
+    /// Ends a session wherever it is served.
+    pub async fn end_session(&self, session_id: Uuid) -> Result<(), sqlx::Error> {
+        self.broadcast(Event::EndSession(session_id)).await
+    }
+
+    /// Remote control was switched off on the scanner: refuse from now on, end what runs.
+    pub async fn remote_control_disabled(&self, device_id: Uuid) -> Result<(), sqlx::Error> {
+        self.broadcast(Event::Disabled(device_id)).await
+    }
+
+    /// The scanner's credential was revoked: its tunnel closes wherever it is held.
+    pub async fn cut_off(&self, device_id: Uuid) -> Result<(), sqlx::Error> {
+        self.broadcast(Event::CutOff(device_id)).await
+    }
+
+    /// Applied here at once, and on every replica through `NOTIFY`.
+    async fn broadcast(&self, event: Event) -> Result<(), sqlx::Error> {
+        self.apply(&event);
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(event.encode()).execute(&self.0.db).await?;
+        Ok(())
+    }
+
+    fn apply(&self, event: &Event) {
+        let end_sessions = |device_id: Uuid, reason: CloseReason| {
+            for control in self.0.sessions.lock().expect("sessions lock").values() {
+                if control.device_id == device_id {
+                    control.end(reason);
+                }
+            }
+        };
+        let close_tunnel = |device_id: Uuid| {
+            if let Some(tunnel) = self.0.tunnels.lock().expect("tunnels lock").get(&device_id) {
+                tunnel.closed.cancel();
+            }
+        };
+        match *event {
+            Event::EndSession(id) => {
+                if let Some(control) = self.0.sessions.lock().expect("sessions lock").get(&id) {
+                    control.end(CloseReason::EndedByAdmin);
+                }
+            }
+            Event::Disabled(device_id) => {
+                end_sessions(device_id, CloseReason::RemoteControlDisabled);
+                close_tunnel(device_id);
+            }
+            Event::CutOff(device_id) => close_tunnel(device_id),
+        }
+    }
+
+    /// Heartbeats, sweeps and listens until shutdown.
+    pub async fn run(self) {
+        let mut listener = None;
+        let mut beat = tokio::time::interval(self.0.heartbeat);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = self.0.shutdown.cancelled() => break,
+                _ = beat.tick() => {
+                    if listener.is_none() {
+                        listener = self.listen().await;
+                    }
+                    if let Err(error) = self.beat().await {
+                        tracing::warn!(%error, "remote-control heartbeat failed");
+                    }
+                }
+                notification = recv(&mut listener) => match notification {
+                    Ok(notification) => {
+                        if let Some(event) = Event::decode(notification.payload()) {
+                            self.apply(&event);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "remote-control notifications lost; relying on heartbeats");
+                        listener = None;
+                    }
+                },
+            }
+        }
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let mut listener = PgListener::connect_with(&self.0.db).await.ok()?;
+        listener.listen(CHANNEL).await.ok()?;
+        Some(listener)
+    }
+
+    async fn beat(&self) -> Result<(), sqlx::Error> {
+        let db = &self.0.db;
+        let stale = self.stale_after_secs();
+        sqlx::query("UPDATE device_tunnels SET heartbeat_at = now() WHERE replica_id = $1")
+            .bind(self.0.replica_id)
+            .execute(db)
+            .await?;
+        let (ids, to_device, from_device) = {
+            let sessions = self.0.sessions.lock().expect("sessions lock");
+            let mut columns = (vec![], vec![], vec![]);
+            for (id, control) in sessions.iter() {
+                let (to, from) = control.counters.totals();
+                columns.0.push(*id);
+                columns.1.push(to);
+                columns.2.push(from);
+            }
+            columns
+        };
+        let end_requested: Vec<Option<Uuid>> = sqlx::query_scalar(
+            "UPDATE remote_sessions s SET heartbeat_at = now(), bytes_to_device = c.to_device,
+                 bytes_from_device = c.from_device
+             FROM UNNEST($1::uuid[], $2::int8[], $3::int8[]) AS c (id, to_device, from_device)
+             WHERE s.id = c.id AND s.ended_at IS NULL
+             RETURNING CASE WHEN s.end_requested_at IS NOT NULL THEN s.id END",
+        )
+        .bind(&ids)
+        .bind(&to_device)
+        .bind(&from_device)
+        .fetch_all(db)
+        .await?;
+        for id in end_requested.into_iter().flatten() {
+            self.apply(&Event::EndSession(id));
+        }
+        // What replicas that died left behind.
+        sqlx::query("DELETE FROM device_tunnels WHERE heartbeat_at < now() - $1 * interval '1 second'")
+            .bind(stale)
+            .execute(db)
+            .await?;
+        sqlx::query(
+            "UPDATE remote_sessions SET ended_at = heartbeat_at, close_reason = 'replica_lost'
+             WHERE ended_at IS NULL AND heartbeat_at < now() - $1 * interval '1 second'",
+        )
+        .bind(stale)
+        .execute(db)
+        .await?;
+        Ok(())
+    }
+
+    /// Ends every session and tunnel of this replica and waits (briefly) until each has
+    /// recorded its end; scanners reconnect to another replica.
+    pub async fn shutdown(&self) {
+        self.0.shutdown.cancel();
+        self.0.tasks.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.0.tasks.wait()).await.is_err() {
+            tracing::warn!("remote-control sessions still ending at shutdown");
+        }
+        let _ = sqlx::query("DELETE FROM device_tunnels WHERE replica_id = $1")
+            .bind(self.0.replica_id)
+            .execute(&self.0.db)
+            .await;
+    }
+
+    /// Completes when this replica begins shutting down.
+    pub async fn stopped(&self) {
+        self.0.shutdown.cancelled().await;
+    }
+}
+
+async fn recv(listener: &mut Option<PgListener>) -> Result<sqlx::postgres::PgNotification, sqlx::Error> {
+    match listener {
+        Some(listener) => listener.recv().await,
+        None => std::future::pending().await,
+    }
+}

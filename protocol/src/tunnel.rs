@@ -1,0 +1,215 @@
+//! The remote-control tunnel: yamux streams carried in the binary messages of one
+//! WebSocket that the scanner holds open to `/api/v1/agent/tunnel`.
+//!
+//! - The scanner is the yamux *server*: it only accepts streams. The cloud opens one stream
+//!   per remote session; the scanner connects it to its allow-listed local service and
+//!   answers with one status byte ([`STREAM_READY`] or [`STREAM_REFUSED`]) before any
+//!   session data, so a user learns at once when the service behind the scanner is down.
+//!   The cloud speaks first ([`STREAM_REQUEST`]): yamux announces a new stream only with
+//!   its first frame.
+//! - Keepalive and dead-peer detection are WebSocket pings, handled by [`WsIo`].
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::io::{AsyncRead, AsyncWrite};
+use futures_util::{Sink, Stream};
+use tokio::time::{Instant, Sleep};
+
+/// Where the scanner opens its tunnel.
+pub const AGENT_TUNNEL_PATH: &str = "/api/v1/agent/tunnel";
+
+/// The cloud's first byte on a new stream: connect me to your remote-control service.
+pub const STREAM_REQUEST: u8 = 1;
+
+/// The scanner connected the stream to its local service; session data follows.
+pub const STREAM_READY: u8 = 0;
+/// The scanner could not reach its local service; the stream ends.
+pub const STREAM_REFUSED: u8 = 1;
+
+/// How often the scanner pings the cloud, and how long either side waits for any sign of
+/// life before it gives the tunnel up.
+pub const PING_EVERY: Duration = Duration::from_secs(20);
+pub const DEAD_AFTER: Duration = Duration::from_secs(60);
+
+/// Sessions one tunnel carries at most at once.
+pub const MAX_STREAMS: usize = 256;
+
+/// The multiplexer settings both ends use.
+pub fn yamux_config() -> yamux::Config {
+    let mut config = yamux::Config::default();
+    config.set_max_num_streams(MAX_STREAMS);
+    // Larger frames than yamux's 16 KiB default: one WebSocket message per frame, so fewer
+    // messages per byte on bulk transfers (a VNC screen update); interleaving between the
+    // few sessions of one scanner matters less.
+    config.set_split_send_size(64 * 1024);
+    config
+}
+
+/// What [`WsIo`] makes of a received WebSocket message.
+pub enum Received {
+    Data(Bytes),
+    Close,
+    /// Ping, pong and anything else that carries no tunnel bytes.
+    Control,
+}
+
+/// How to make and read the messages of one WebSocket implementation (axum's on the
+/// service, tungstenite's on the scanner), so [`WsIo`] works over either.
+pub struct Codec<M> {
+    pub binary: fn(Bytes) -> M,
+    pub ping: fn() -> M,
+    pub received: fn(M) -> Received,
+}
+
+/// How tungstenite's messages (the scanner's tunnel, links between replicas, the port
+/// forwarder) map onto the adapter.
+pub fn tungstenite_codec() -> Codec<tokio_tungstenite::tungstenite::Message> {
+    use tokio_tungstenite::tungstenite::Message;
+    Codec {
+        binary: Message::Binary,
+        ping: || Message::Ping(Bytes::new()),
+        received: |message| match message {
+            Message::Binary(data) => Received::Data(data),
+            Message::Close(_) => Received::Close,
+            _ => Received::Control,
+        },
+    }
+}
+
+/// A WebSocket as a byte stream for yamux: each flush of yamux (one frame) leaves as one
+/// binary message. Sends pings when asked to and fails with `TimedOut` when the peer has been
+/// silent for `dead_after`.
+pub struct WsIo<S, M> {
+    ws: S,
+    codec: Codec<M>,
+    reading: Bytes,
+    writing: BytesMut,
+    ping_every: Option<Duration>,
+    next_ping: Option<Instant>,
+    ping_due: bool,
+    dead_after: Duration,
+    last_heard: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl<S, M, E> WsIo<S, M>
+where
+    S: Stream<Item = Result<M, E>> + Sink<M, Error = E> + Unpin,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    pub fn new(ws: S, codec: Codec<M>, ping_every: Option<Duration>, dead_after: Duration) -> Self {
+        let now = Instant::now();
+        let next_ping = ping_every.map(|every| now + every);
+        WsIo {
+            ws,
+            codec,
+            reading: Bytes::new(),
+            writing: BytesMut::new(),
+            ping_every,
+            next_ping,
+            ping_due: false,
+            dead_after,
+            last_heard: now,
+            timer: Box::pin(tokio::time::sleep_until(next_ping.map_or(now + dead_after, |p| p.min(now + dead_after)))),
+        }
+    }
+
+    /// Keeps the peer and ourselves honest: pings when one is due, and errors when the peer
+    /// has gone quiet. One timer serves both deadlines; it is re-armed only when it fires.
+    fn poll_keepalive(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let now = Instant::now();
+            if now >= self.last_heard + self.dead_after {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "tunnel peer silent"));
+            }
+            if let (Some(every), Some(next)) = (self.ping_every, self.next_ping)
+                && now >= next
+            {
+                self.ping_due = true;
+                self.next_ping = Some(now + every);
+            }
+            let silence_deadline = self.last_heard + self.dead_after;
+            self.timer.as_mut().reset(self.next_ping.map_or(silence_deadline, |p| p.min(silence_deadline)));
+        }
+        if self.ping_due && Pin::new(&mut self.ws).poll_ready(cx).is_ready() {
+            Pin::new(&mut self.ws).start_send((self.codec.ping)()).map_err(io::Error::other)?;
+            self.ping_due = false;
+            let _ = Pin::new(&mut self.ws).poll_flush(cx).map_err(io::Error::other)?;
+        }
+        Ok(())
+    }
+
+    fn poll_send_buffered(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.writing.is_empty() {
+            ready!(Pin::new(&mut self.ws).poll_ready(cx)).map_err(io::Error::other)?;
+            let message = (self.codec.binary)(std::mem::take(&mut self.writing).freeze());
+            Pin::new(&mut self.ws).start_send(message).map_err(io::Error::other)?;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A message larger than this is sent before more is buffered, so one unflushed writer
+/// cannot grow the buffer without bound.
+const MAX_MESSAGE: usize = 256 * 1024;
+
+impl<S, M, E> AsyncRead for WsIo<S, M>
+where
+    S: Stream<Item = Result<M, E>> + Sink<M, Error = E> + Unpin,
+    M: Unpin,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        loop {
+            if !this.reading.is_empty() {
+                let n = buf.len().min(this.reading.len());
+                buf[..n].copy_from_slice(&this.reading[..n]);
+                this.reading.advance(n);
+                return Poll::Ready(Ok(n));
+            }
+            this.poll_keepalive(cx)?;
+            let Some(message) = ready!(Pin::new(&mut this.ws).poll_next(cx)) else {
+                return Poll::Ready(Ok(0));
+            };
+            this.last_heard = Instant::now();
+            match (this.codec.received)(message.map_err(io::Error::other)?) {
+                Received::Data(data) => this.reading = data,
+                Received::Close => return Poll::Ready(Ok(0)),
+                Received::Control => {}
+            }
+        }
+    }
+}
+
+impl<S, M, E> AsyncWrite for WsIo<S, M>
+where
+    S: Stream<Item = Result<M, E>> + Sink<M, Error = E> + Unpin,
+    M: Unpin,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.writing.len() >= MAX_MESSAGE {
+            ready!(this.poll_send_buffered(cx))?;
+        }
+        this.writing.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_send_buffered(cx))?;
+        Pin::new(&mut this.ws).poll_flush(cx).map_err(io::Error::other)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_send_buffered(cx))?;
+        Pin::new(&mut this.ws).poll_close(cx).map_err(io::Error::other)
+    }
+}

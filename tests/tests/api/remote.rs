@@ -1,0 +1,339 @@
+//! Remote control end to end: a real agent holds its tunnel to the service, an echo server
+//! stands behind it as the scanner's VNC, and users open sessions over WebSockets — through
+//! one replica or across two.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use myscanner_agent::Agent;
+use myscanner_agent::api::Settings;
+use myscanner_tests::remote::{self, close_reason, echo, echo_server, session_url};
+use myscanner_tests::{TcpProxy, Tenant, TestApp, eventually, expect_json, expect_problem};
+use rand::RngCore;
+use reqwest::StatusCode;
+use serde_json::Value;
+use uuid::Uuid;
+
+const REMOTE_ON: Settings = Settings {
+    measurement_transfer: false,
+    allow_remote_control: true,
+    reference_scan_sync: false,
+    load_list_sync: false,
+};
+
+/// An agent for the tenant's scanner with remote control on, its sessions going to `target`.
+async fn agent(app: &TestApp, api_url: &str, credential: &str, target: SocketAddr, dir: &tempfile::TempDir) -> Agent {
+    let mut config = app.agent_config(credential, dir.path());
+    config.api_url = api_url.to_owned();
+    config.settings = REMOTE_ON;
+    config.remote_control_target = target;
+    Agent::start(config).await.expect("agent starts")
+}
+
+async fn online(app: &TestApp, t: &Tenant) -> Vec<Value> {
+    let path = format!("/api/v1/workgroups/{}/remote/online", t.workgroup_id);
+    expect_json(app.get(&path, &t.admin_token).await, StatusCode::OK).await.as_array().unwrap().clone()
+}
+
+async fn wait_online(app: &TestApp, t: &Tenant) {
+    eventually(Duration::from_secs(10), "the scanner's tunnel", || async {
+        online(app, t).await.iter().any(|d| d["device_id"] == t.device_id.to_string())
+    })
+    .await;
+}
+
+async fn sessions(app: &TestApp, t: &Tenant) -> Vec<Value> {
+    let path = format!("/api/v1/workgroups/{}/remote-sessions", t.workgroup_id);
+    expect_json(app.get(&path, &t.admin_token).await, StatusCode::OK).await["items"].as_array().unwrap().clone()
+}
+
+/// The one session of the tenant, once it has ended.
+async fn ended_session(app: &TestApp, t: &Tenant) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let newest = sessions(app, t).await.into_iter().next().unwrap_or_default();
+        if !newest["ended_at"].is_null() {
+            return newest;
+        }
+        assert!(Instant::now() < deadline, "the session's end never reached the audit: {newest}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A service, a tenant, and its scanner's agent online with an echo server behind it.
+struct Scene {
+    app: TestApp,
+    t: Tenant,
+    agent: Agent,
+    /// The tenant's session URL on `app`.
+    url: String,
+    _outbox: tempfile::TempDir,
+}
+
+async fn scene_with(adjust: impl FnOnce(&mut myscanner::config::Config)) -> Scene {
+    let app = TestApp::spawn_with(adjust).await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    let outbox = tempfile::tempdir().unwrap();
+    let agent = agent(&app, &app.base_url, &t.device_credential, echo_server().await, &outbox).await;
+    wait_online(&app, &t).await;
+    let url = session_url(&app.base_url, t.workgroup_id, t.device_id);
+    Scene { app, t, agent, url, _outbox: outbox }
+}
+
+fn random(len: usize) -> Vec<u8> {
+    let mut payload = vec![0u8; len];
+    rand::rng().fill_bytes(&mut payload);
+    payload
+}
+
+#[tokio::test]
+async fn large_payloads_cross_intact_both_ways_and_the_session_is_audited() {
+    let Scene { app, t, agent, url, _outbox } = scene_with(|_| {}).await;
+
+    let mut session = remote::open(&url, &t.admin_token).await.expect("session opens");
+    let payload = random(8 * 1024 * 1024);
+    assert!(echo(&mut session, &payload).await == payload, "8 MiB each way, intact");
+    // An active session is listed as such.
+    let active = sessions(&app, &t).await;
+    assert_eq!(active.len(), 1);
+    assert!(active[0]["ended_at"].is_null());
+    session.close(None).await.unwrap();
+
+    let audit = ended_session(&app, &t).await;
+    assert_eq!(audit["close_reason"], "client_closed");
+    assert_eq!(audit["device_id"], t.device_id.to_string());
+    assert_eq!(audit["user_id"], t.admin_id.to_string());
+    assert_eq!(audit["client_address"], "127.0.0.1");
+    assert_eq!(audit["bytes_to_device"], payload.len());
+    assert_eq!(audit["bytes_from_device"], payload.len());
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn many_concurrent_sessions_share_one_tunnel() {
+    let Scene { app, t, agent, url, _outbox } = scene_with(|_| {}).await;
+
+    let transfers = (0..32).map(|_| {
+        let (url, token) = (url.clone(), t.admin_token.clone());
+        tokio::spawn(async move {
+            let mut session = remote::open(&url, &token).await.expect("session opens");
+            let payload = random(256 * 1024);
+            let back = echo(&mut session, &payload).await;
+            session.close(None).await.unwrap();
+            back == payload
+        })
+    });
+    for transfer in futures_util::future::join_all(transfers).await {
+        assert!(transfer.unwrap(), "every session's bytes came back intact");
+    }
+    eventually(Duration::from_secs(10), "32 ended sessions", || async {
+        let all = sessions(&app, &t).await;
+        all.len() == 32 && all.iter().all(|s| s["close_reason"] == "client_closed")
+    })
+    .await;
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_are_refused_clearly_and_at_once() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    let other = app.tenant(&operator, "Rival").await;
+    let url = session_url(&app.base_url, t.workgroup_id, t.device_id);
+
+    // Remote control was never switched on at the scanner.
+    let (status, problem) = remote::open(&url, &t.admin_token).await.unwrap_err();
+    assert_eq!(
+        (status, problem["type"].as_str().unwrap()),
+        (StatusCode::CONFLICT, "urn:myscanner:problem:remote-control-disabled")
+    );
+
+    // Switched on, but the scanner is offline: refused within a second.
+    let dir = tempfile::tempdir().unwrap();
+    let agent = agent(&app, &app.base_url, &t.device_credential, echo_server().await, &dir).await;
+    agent.stop().await;
+    let started = Instant::now();
+    let (status, problem) = remote::open(&url, &t.admin_token).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(1), "an offline scanner is an error at once");
+    assert_eq!(
+        (status, problem["type"].as_str().unwrap()),
+        (StatusCode::CONFLICT, "urn:myscanner:problem:device-offline")
+    );
+
+    // Online, but the service behind the scanner is down: 502, not a hanging socket.
+    let closed_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let agent = self::agent(&app, &app.base_url, &t.device_credential, closed_port, &dir).await;
+    wait_online(&app, &t).await;
+    let (status, problem) = remote::open(&url, &t.admin_token).await.unwrap_err();
+    assert_eq!(
+        (status, problem["type"].as_str().unwrap()),
+        (StatusCode::BAD_GATEWAY, "urn:myscanner:problem:device-service-unreachable")
+    );
+
+    // Without `control_devices`, or from another workgroup.
+    let (_, viewer) = app.member(&t.admin_token, t.workgroup_id, &["view_data"]).await;
+    let (status, problem) = remote::open(&url, &viewer).await.unwrap_err();
+    assert_eq!((status, problem["type"].as_str().unwrap()), (StatusCode::FORBIDDEN, "urn:myscanner:problem:forbidden"));
+    let (status, _) = remote::open(&url, &other.admin_token).await.unwrap_err();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let cross = session_url(&app.base_url, other.workgroup_id, t.device_id);
+    let (status, _) = remote::open(&cross, &other.admin_token).await.unwrap_err();
+    assert_eq!(status, StatusCode::NOT_FOUND, "a device is found only in its own workgroup");
+    // API tokens are read-only: no remote control.
+    let (status, _) = remote::open(&url, &t.api_token).await.unwrap_err();
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A plain GET is told to upgrade.
+    let path = format!("/api/v1/workgroups/{}/devices/{}/remote", t.workgroup_id, t.device_id);
+    expect_problem(app.get(&path, &t.admin_token).await, StatusCode::UPGRADE_REQUIRED, "websocket-required").await;
+
+    // The tunnel itself: a wrong credential, and remote control off, are refused.
+    let tunnel_url = myscanner_agent::tunnel::tunnel_url(&app.base_url);
+    let (status, _) = remote::open(&tunnel_url, "mysd_bogus.credential").await.unwrap_err();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, problem) = remote::open(&tunnel_url, &other.device_credential).await.unwrap_err();
+    assert_eq!(
+        (status, problem["type"].as_str().unwrap()),
+        (StatusCode::CONFLICT, "urn:myscanner:problem:remote-control-disabled")
+    );
+    assert!(sessions(&app, &t).await.is_empty(), "refused sessions never started");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_dropped_tunnel_ends_its_sessions_and_the_agent_comes_back() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    // The agent reaches the service through a proxy the test can cut, as a network would.
+    let proxy = TcpProxy::start(app.base_url.trim_start_matches("http://").parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = agent(&app, &format!("http://{}", proxy.addr), &t.device_credential, echo_server().await, &dir).await;
+    wait_online(&app, &t).await;
+    let url = session_url(&app.base_url, t.workgroup_id, t.device_id);
+    let mut session = remote::open(&url, &t.admin_token).await.expect("session opens");
+    assert_eq!(echo(&mut session, b"hello").await, b"hello");
+
+    proxy.cut();
+    assert_eq!(close_reason(&mut session).await, "tunnel_lost");
+    let audit = ended_session(&app, &t).await;
+    assert_eq!(audit["close_reason"], "tunnel_lost");
+    assert_eq!(audit["bytes_to_device"], 5);
+    eventually(Duration::from_secs(5), "the scanner offline", || async { online(&app, &t).await.is_empty() }).await;
+
+    // The network heals: the agent's backoff brings the tunnel back.
+    proxy.restore();
+    wait_online(&app, &t).await;
+    let mut session = remote::open(&url, &t.admin_token).await.expect("session opens again");
+    assert_eq!(echo(&mut session, b"again").await, b"again");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn the_agent_reconnects_after_the_service_restarts() {
+    let Scene { mut app, t, agent, url, _outbox } = scene_with(|_| {}).await;
+    let mut session = remote::open(&url, &t.admin_token).await.expect("session opens");
+
+    app.restart().await;
+    assert_eq!(close_reason(&mut session).await, "service_shutdown");
+    assert_eq!(ended_session(&app, &t).await["close_reason"], "service_shutdown");
+    wait_online(&app, &t).await;
+    let mut session = remote::open(&url, &t.admin_token).await.expect("session after the restart");
+    assert_eq!(echo(&mut session, b"back").await, b"back");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn admins_end_sessions_idle_ones_time_out_and_switching_off_ends_them() {
+    let Scene { app, t, mut agent, url, _outbox } = scene_with(|c| c.remote.idle_timeout_secs = 1).await;
+
+    // Idle for the timeout: closed.
+    let mut idle = remote::open(&url, &t.admin_token).await.unwrap();
+    assert_eq!(close_reason(&mut idle).await, "idle_timeout");
+
+    // Ended by an admin; only admins may, and only active sessions.
+    let mut ended = remote::open(&url, &t.admin_token).await.unwrap();
+    assert_eq!(echo(&mut ended, b"x").await, b"x");
+    let active = sessions(&app, &t).await.into_iter().find(|s| s["ended_at"].is_null()).unwrap();
+    let end = format!("/api/v1/workgroups/{}/remote-sessions/{}/end", t.workgroup_id, active["id"].as_str().unwrap());
+    let (_, operator_only) = app.member(&t.admin_token, t.workgroup_id, &["control_devices"]).await;
+    expect_problem(app.post(&end, &operator_only, Value::Null).await, StatusCode::FORBIDDEN, "forbidden").await;
+    let accepted = expect_json(app.post(&end, &t.admin_token, Value::Null).await, StatusCode::ACCEPTED).await;
+    assert!(!accepted["end_requested_at"].is_null());
+    assert_eq!(close_reason(&mut ended).await, "ended_by_admin");
+    eventually(Duration::from_secs(5), "the end recorded", || async {
+        let session = sessions(&app, &t).await.into_iter().find(|s| s["id"] == active["id"]).unwrap();
+        session["close_reason"] == "ended_by_admin"
+    })
+    .await;
+    expect_problem(app.post(&end, &t.admin_token, Value::Null).await, StatusCode::CONFLICT, "session-ended").await;
+    let unknown = format!("/api/v1/workgroups/{}/remote-sessions/{}/end", t.workgroup_id, Uuid::now_v7());
+    expect_problem(app.post(&unknown, &t.admin_token, Value::Null).await, StatusCode::NOT_FOUND, "not-found").await;
+
+    // Remote control switched off on the scanner: the running session ends, new ones are
+    // refused at once, and the tunnel closes.
+    let mut running = remote::open(&url, &t.admin_token).await.unwrap();
+    agent.set_remote_control(false).await.unwrap();
+    assert_eq!(close_reason(&mut running).await, "remote_control_disabled");
+    let (status, problem) = remote::open(&url, &t.admin_token).await.unwrap_err();
+    assert_eq!(
+        (status, problem["type"].as_str().unwrap()),
+        (StatusCode::CONFLICT, "urn:myscanner:problem:remote-control-disabled")
+    );
+    eventually(Duration::from_secs(5), "the tunnel closed", || async { online(&app, &t).await.is_empty() }).await;
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_reaching_another_replica_is_routed_to_the_tunnel() {
+    let app = TestApp::spawn().await;
+    let mut replica = app.spawn_replica().await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    let dir = tempfile::tempdir().unwrap();
+    // The scanner's tunnel is held by the first instance; the user reaches the second.
+    let agent = agent(&app, &app.base_url, &t.device_credential, echo_server().await, &dir).await;
+    wait_online(&app, &t).await;
+    let url = session_url(&replica.base_url, t.workgroup_id, t.device_id);
+    let mut session = remote::open(&url, &t.admin_token).await.expect("routed session opens");
+    let payload = random(2 * 1024 * 1024);
+    assert!(echo(&mut session, &payload).await == payload);
+
+    // An admin on the first instance ends the session the second one serves.
+    let active = sessions(&app, &t).await.remove(0);
+    let end = format!("/api/v1/workgroups/{}/remote-sessions/{}/end", t.workgroup_id, active["id"].as_str().unwrap());
+    expect_json(app.post(&end, &t.admin_token, Value::Null).await, StatusCode::ACCEPTED).await;
+    assert_eq!(close_reason(&mut session).await, "ended_by_admin");
+    let audit = ended_session(&app, &t).await;
+    assert_eq!(audit["close_reason"], "ended_by_admin");
+    assert_eq!(audit["bytes_from_device"], payload.len());
+
+    // The port forwarder of `myscanner remote`, through the second instance.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let forwarded = listener.local_addr().unwrap();
+    let target = myscanner::remote::forward::Target {
+        api_url: replica.base_url.clone(),
+        workgroup_id: t.workgroup_id,
+        device_id: t.device_id,
+        token: t.admin_token.clone(),
+    };
+    let forwarder = tokio::spawn(myscanner::remote::forward::serve(listener, target));
+    let mut vnc = tokio::net::TcpStream::connect(forwarded).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    vnc.write_all(b"RFB 003.008\n").await.unwrap();
+    let mut back = [0u8; 12];
+    vnc.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"RFB 003.008\n");
+    drop(vnc);
+    forwarder.abort();
+
+    // An unknown replica token is refused by the relay route.
+    let relay = format!("/internal/v1/tunnels/{}/sessions/{}", t.device_id, Uuid::now_v7());
+    expect_problem(app.get(&relay, &t.admin_token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    replica.stop().await;
+    agent.stop().await;
+}
