@@ -1,5 +1,6 @@
 //! The agent's HTTPS calls to MyScanner Cloud, authenticated with the device credential.
 
+use myscanner_protocol::sync::{Changes, Collection, Edit, Push, PushResult, Snapshot};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -135,5 +136,27 @@ impl Api {
             .await?;
         Self::check(response).await?;
         Ok(())
+    }
+
+    pub async fn sync_pull(&self, collection: Collection, since: i64, wait: u64) -> anyhow::Result<Changes> {
+        let url = format!("{}/api/v1/agent/sync/{}?since={since}&wait={wait}", self.base, collection.as_str());
+        let response = self.http.get(url).bearer_auth(&self.credential).send().await?;
+        Ok(Self::check(response).await?.json().await?)
+    }
+
+    pub async fn sync_push(&self, collection: Collection, edits: &[Edit]) -> anyhow::Result<PushResult> {
+        let url = format!("{}/api/v1/agent/sync/{}", self.base, collection.as_str());
+        let body = Push { edits: edits.to_vec() };
+        let response = self.http.post(url).bearer_auth(&self.credential).json(&body).send().await?;
+        Ok(Self::check(response).await?.json().await?)
+    }
+
+    pub async fn sync_snapshot(&self, collection: Collection, after: Option<Uuid>) -> anyhow::Result<Snapshot> {
+        let mut url = format!("{}/api/v1/agent/sync/{}/snapshot?limit=5000", self.base, collection.as_str());
+        if let Some(after) = after {
+            url.push_str(&format!("&after={after}"));
+        }
+        let response = self.http.get(url).bearer_auth(&self.credential).send().await?;
+        Ok(Self::check(response).await?.json().await?)
     }
 }

@@ -7,6 +7,7 @@
 //! ca_file = "/etc/myscanner/broker-ca.pem"  # pinned CA for amqps:// (optional)
 //! internal_scan_allowed = ["192.0.2.0/24"]  # local networks internal scans may sweep
 //! remote_control_target = "127.0.0.1:5900"  # the one local service remote sessions reach
+//! sync_dir = "/var/lib/myscanner/sync"      # the site's reference scans and lists, kept locally
 //! [settings]                            # what the scanner's owner enabled
 //! measurement_transfer = true
 //! allow_remote_control = false
@@ -41,6 +42,9 @@ pub struct DeviceConfig {
     /// agent connects them to nothing else.
     #[serde(default = "default_remote_control_target")]
     pub remote_control_target: std::net::SocketAddr,
+    /// Where the local copies of the site's reference scans and load lists live.
+    /// Defaults to `.local/sync/<serial or file name>`.
+    pub sync_dir: Option<PathBuf>,
     /// Informational, as written by `myscanner admin demo`.
     pub serial: Option<String>,
     pub device_id: Option<uuid::Uuid>,
@@ -65,6 +69,7 @@ impl std::fmt::Debug for DeviceConfig {
             .field("settings", &self.settings)
             .field("internal_scan_allowed", &self.internal_scan_allowed)
             .field("remote_control_target", &self.remote_control_target)
+            .field("sync_dir", &self.sync_dir)
             .field("serial", &self.serial)
             .finish()
     }
@@ -79,7 +84,10 @@ impl DeviceConfig {
                 .serial
                 .clone()
                 .unwrap_or_else(|| path.file_stem().unwrap_or_default().to_string_lossy().into_owned());
-            config.outbox_dir = Some(PathBuf::from(".local/outbox").join(name));
+            config.outbox_dir = Some(PathBuf::from(".local/outbox").join(&name));
+            if config.sync_dir.is_none() {
+                config.sync_dir = Some(PathBuf::from(".local/sync").join(name));
+            }
         }
         Ok(config)
     }

@@ -10,12 +10,14 @@ pub mod network_scan;
 pub mod outbox;
 pub mod publisher;
 pub mod simulate;
+pub mod sync;
 pub mod tunnel;
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use myscanner_protocol::MeasurementV1;
+use myscanner_protocol::sync::Collection;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +37,8 @@ pub struct Agent {
     api: Api,
     /// The remote-control tunnel, while remote control is allowed: its stop and its task.
     tunnel: Option<(CancellationToken, JoinHandle<()>)>,
+    /// The site's reference scans and load lists, for the syncs enabled on the scanner.
+    syncs: Vec<(Arc<sync::SyncReplica>, JoinHandle<()>)>,
 }
 
 impl Agent {
@@ -63,9 +67,25 @@ impl Agent {
         let internal_scans =
             tokio::spawn(internal_scans::run(api.clone(), config.internal_scan_allowed.clone(), shutdown.clone()));
         tracing::info!(device = %identity.device_id, serial = %identity.serial, transfer = config.settings.measurement_transfer, "agent started");
-        let mut agent = Agent { identity, config, outbox, shutdown, publisher, internal_scans, api, tunnel: None };
+        let mut syncs = vec![];
+        let enabled = [
+            (Collection::ReferenceScans, config.settings.reference_scan_sync),
+            (Collection::LoadLists, config.settings.load_list_sync),
+        ];
+        for (collection, _) in enabled.into_iter().filter(|(_, on)| *on) {
+            let dir = config.sync_dir.clone().unwrap_or_else(|| dir.join("sync"));
+            let replica = sync::SyncReplica::open(api.clone(), collection, &dir)?;
+            syncs.push((replica.clone(), tokio::spawn(replica.run(shutdown.clone()))));
+        }
+        let mut agent =
+            Agent { identity, config, outbox, shutdown, publisher, internal_scans, api, tunnel: None, syncs };
         agent.follow_remote_control();
         Ok(agent)
+    }
+
+    /// The local copy of a collection, when its sync is enabled.
+    pub fn sync(&self, collection: Collection) -> Option<Arc<sync::SyncReplica>> {
+        self.syncs.iter().find(|(r, _)| r.collection == collection).map(|(r, _)| r.clone())
     }
 
     /// Switches remote control on the scanner: reports it, then opens or closes the
@@ -135,6 +155,9 @@ impl Agent {
         }
         let _ = (&mut self.internal_scans).await;
         if let Some((_, task)) = self.tunnel.take() {
+            let _ = task.await;
+        }
+        for (_, task) in self.syncs.drain(..) {
             let _ = task.await;
         }
     }

@@ -13,6 +13,7 @@
 //!   their audit.
 //! - [`security`]: Security Services — scan settings, the queue, the weekly schedule,
 //!   the external scanner and its workers, the `security_scans` history.
+//! - [`sync`]: reference-scan and load-list sync between the scanners of a site.
 //! - [`db`]: the PostgreSQL pool and migrations; [`telemetry`]: logging and request spans.
 //! - [`cli`] and [`admin`]: the `myscanner` command and its bootstrap commands.
 
@@ -28,5 +29,6 @@ pub mod measurements;
 pub mod remote;
 pub mod security;
 pub mod startup;
+pub mod sync;
 pub mod telemetry;
 pub mod workgroups;

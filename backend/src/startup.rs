@@ -30,6 +30,7 @@ pub struct AppState {
     pub ingest: IngestStatus,
     pub rate_limit: Arc<RateLimiter>,
     pub remote: crate::remote::Registry,
+    pub sync: crate::sync::Hub,
 }
 
 impl AppState {
@@ -41,7 +42,16 @@ impl AppState {
         let replica_url =
             config.remote.advertise_url.clone().unwrap_or_else(|| format!("http://{}", config.server.listen));
         let remote = crate::remote::Registry::new(db.clone(), &config.remote, replica_url);
-        Ok(AppState { db, config: Arc::new(config), jwt, broker, ingest: IngestStatus::default(), rate_limit, remote })
+        Ok(AppState {
+            db,
+            config: Arc::new(config),
+            jwt,
+            broker,
+            ingest: IngestStatus::default(),
+            rate_limit,
+            remote,
+            sync: Default::default(),
+        })
     }
 }
 
@@ -113,12 +123,15 @@ impl Application {
             tokio::spawn(crate::security::worker::run(self.state.db.clone(), config.security.clone(), cancel.clone()));
         // Remote control: the registry's heartbeats and notifications.
         let remote = tokio::spawn(self.state.remote.clone().run());
+        // Sync: wakes long polls when any replica commits a change.
+        let sync = tokio::spawn(self.state.sync.clone().run(self.state.db.clone(), cancel.clone()));
         tracing::info!(address = %self.local_addr(), "listening");
         let service = app(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, service).with_graceful_shutdown(cancel.clone().cancelled_owned()).await?;
         // Upgraded connections outlive the server: tunnels and sessions end here, recorded.
         self.state.remote.shutdown().await;
         remote.await?;
+        sync.await?;
         if let Some(ingest) = ingest {
             ingest.await?;
         }

@@ -4,6 +4,7 @@
 
 pub mod measurement;
 pub mod profile;
+pub mod sync;
 pub mod tunnel;
 
 pub use measurement::{LoadDetail, MeasurementV1, Truck};

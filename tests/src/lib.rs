@@ -324,6 +324,7 @@ impl TestApp {
             settings: myscanner_agent::api::Settings::default(),
             internal_scan_allowed: vec![],
             remote_control_target: myscanner_agent::tunnel::DEFAULT_TARGET.parse().unwrap(),
+            sync_dir: None,
             serial: None,
             device_id: None,
         }

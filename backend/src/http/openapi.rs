@@ -34,6 +34,7 @@ use super::error::{FieldError, PROBLEM_JSON, Problem};
         (name = "security", description = "Security Services: weekly and run-now network scans, their results and history"),
         (name = "ingest", description = "Measurement messages that could not be stored"),
         (name = "remote", description = "Remote control: sessions to scanners, who is online, and the session audit"),
+        (name = "sync", description = "Reference scans and load detail lists shared by the scanners of a site"),
         (name = "agent", description = "Endpoints the scanners call, with their device credential"),
         (name = "health", description = "Liveness and readiness"),
     )

@@ -13,6 +13,7 @@ use crate::remote::{api as remote, peer, session, tunnel};
 use crate::security::api as security;
 use crate::security::device as security_device;
 use crate::startup::AppState;
+use crate::sync::{api as sync, device as sync_device};
 use crate::workgroups::{self, members, sites};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -60,6 +61,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(remote::online))
         .routes(routes!(remote::list))
         .routes(routes!(remote::end))
+        // Reference-scan and list sync
+        .routes(routes!(sync::records))
+        .routes(routes!(sync::put_list, sync::delete_list))
+        .routes(routes!(sync::status))
         // Scanner-facing
         .routes(routes!(agent::me))
         .routes(routes!(agent::report_settings))
@@ -67,6 +72,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(security_device::heartbeat))
         .routes(routes!(security_device::report))
         .routes(routes!(tunnel::open))
+        .routes(routes!(sync_device::pull, sync_device::push))
+        .routes(routes!(sync_device::snapshot))
         // Between replicas only (replica token): not part of the public API document.
         .route(peer::RELAY_PATH, axum::routing::get(peer::relay))
 }

@@ -15,4 +15,5 @@ mod openapi;
 mod permissions;
 mod remote;
 mod security;
+mod sync;
 mod tenancy;

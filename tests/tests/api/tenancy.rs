@@ -22,6 +22,7 @@ async fn snapshot(db: &PgPool, t: &Tenant) -> Vec<Value> {
         "SELECT to_jsonb(x) FROM measurements x WHERE workgroup_id = $1 ORDER BY seq",
         "SELECT to_jsonb(x) - 'heights' FROM load_profiles x WHERE workgroup_id = $1 ORDER BY measurement_id",
         "SELECT to_jsonb(x) FROM remote_sessions x WHERE workgroup_id = $1 ORDER BY id",
+        "SELECT to_jsonb(x) FROM sync_records x WHERE workgroup_id = $1 ORDER BY id",
     ];
     let mut rows = vec![];
     for query in queries {
@@ -56,6 +57,9 @@ fn body_for(spec: &Value, operation: &Value, victim: &Tenant) -> Option<Value> {
             "progress" => json!(0.5),
             "hosts" => json!([]),
             "error" => json!(null),
+            "list" => json!({"name": "Probe", "items": []}),
+            "base_revision" => json!(0),
+            "edits" => json!([]),
             other => panic!("teach the tenancy walker a value for request field `{other}` ({name})"),
         };
     }
@@ -80,6 +84,7 @@ fn fill_path(path: &str, victim: &Tenant, measurement_id: Uuid, session_id: Uuid
     for (param, id) in [
         ("measurement_id", measurement_id),
         ("session_id", session_id),
+        ("list_id", session_id),
         ("job_id", measurement_id),
         ("workgroup_id", victim.workgroup_id),
         ("site_id", victim.site_id),
@@ -89,7 +94,7 @@ fn fill_path(path: &str, victim: &Tenant, measurement_id: Uuid, session_id: Uuid
     ] {
         filled = filled.replace(&format!("{{{param}}}"), &id.to_string());
     }
-    filled = filled.replace("{kind}", "external");
+    filled = filled.replace("{kind}", "external").replace("{collection}", "load-lists");
     assert!(!filled.contains('{'), "teach the tenancy walker the parameters of {path}");
     filled
 }
@@ -135,6 +140,17 @@ async fn no_route_reaches_another_workgroup() {
     .bind(victim.workgroup_id)
     .bind(victim.device_id)
     .bind(victim.admin_id)
+    .execute(&app.db)
+    .await
+    .unwrap();
+    // A load list of the victim's site (with the session's id, so one id serves both).
+    sqlx::query(
+        "INSERT INTO sync_records (site_id, collection, id, workgroup_id, revision, data)
+         VALUES ($1, 'load-lists', $2, $3, 1, '{\"name\": \"Materials\", \"items\": []}')",
+    )
+    .bind(victim.site_id)
+    .bind(session_id)
+    .bind(victim.workgroup_id)
     .execute(&app.db)
     .await
     .unwrap();

@@ -1,0 +1,334 @@
+//! Reference-scan and load-detail-list sync: the cloud is the hub (and the backup) of the
+//! records the scanners of a site share. The rules are in `myscanner_protocol::sync`; here
+//! are the store, the waiting of long polls, and the endpoints (`device`, `api`).
+//!
+//! Every change of a site takes the site's next revision while holding the site's counter
+//! row, so changes commit in revision order and a pull "since N" never skips one. Writers
+//! of one site are serialised by that row; sites do not wait for each other.
+
+pub mod api;
+pub mod device;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Utc};
+use myscanner_protocol::LoadProfile;
+use myscanner_protocol::sync::{Collection, Edit, LoadList, Outcome, Record, Snapshot, Versioned};
+use serde_json::json;
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::http::{Error, FieldError, Result};
+
+const CHANNEL: &str = "myscanner_sync";
+
+/// Who made a change.
+#[derive(Debug, Clone, Copy)]
+pub enum Author {
+    Device(Uuid),
+    User(Uuid),
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    revision: i64,
+    deleted: bool,
+    data: Option<serde_json::Value>,
+    heights: Option<Vec<u8>>,
+    changed_by_device: Option<Uuid>,
+    changed_by_user: Option<Uuid>,
+    changed_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, revision, deleted, data, heights, changed_by_device, changed_by_user, changed_at";
+
+impl Row {
+    fn into_versioned(self, collection: Collection) -> Result<Versioned> {
+        let record = match self.data {
+            None => None,
+            Some(data) => Some(stored_record(collection, data, self.heights)?),
+        };
+        Ok(Versioned {
+            id: self.id,
+            revision: self.revision,
+            deleted: self.deleted,
+            record,
+            changed_by_device: self.changed_by_device,
+            changed_by_user: self.changed_by_user,
+            changed_at: self.changed_at,
+        })
+    }
+}
+
+/// A record from its stored form: a reference scan's profile heights live apart.
+fn stored_record(collection: Collection, mut data: serde_json::Value, heights: Option<Vec<u8>>) -> Result<Record> {
+    let corrupt = |e: serde_json::Error| Error::Internal(anyhow::anyhow!("stored sync record unreadable: {e}"));
+    Ok(match collection {
+        Collection::LoadLists => Record::LoadList(serde_json::from_value(data).map_err(corrupt)?),
+        Collection::ReferenceScans => {
+            data["profile"]["encoding"] = json!(myscanner_protocol::profile::ENCODING);
+            data["profile"]["heights"] = json!(STANDARD.encode(heights.unwrap_or_default()));
+            Record::ReferenceScan(serde_json::from_value(data).map_err(corrupt)?)
+        }
+    })
+}
+
+/// A record's stored form, once it is known to be valid for `collection`.
+fn storable(collection: Collection, record: &Record) -> Result<(serde_json::Value, Option<Vec<u8>>)> {
+    let invalid = |field: &str, message: String| Error::Validation(vec![FieldError::new(field, message)]);
+    let text_ok = |s: &str, max: usize| (1..=max).contains(&s.trim().chars().count());
+    match (collection, record) {
+        (Collection::ReferenceScans, Record::ReferenceScan(scan)) => {
+            let heights = scan.profile.decode().map_err(|e| invalid("record.profile", e))?;
+            if !text_ok(&scan.truck_id, 64) || !text_ok(&scan.truck_name, 200) {
+                return Err(invalid("record.truck_id", "truck_id 1–64 and truck_name 1–200 characters".into()));
+            }
+            if !(scan.tare_volume_m3.is_finite() && (0.0..=1000.0).contains(&scan.tare_volume_m3)) {
+                return Err(invalid("record.tare_volume_m3", "0–1000 m³".into()));
+            }
+            let LoadProfile { rows, cols, cell_size_mm, .. } = scan.profile;
+            let data = json!({
+                "truck_id": scan.truck_id.trim(), "truck_name": scan.truck_name.trim(),
+                "tare_volume_m3": scan.tare_volume_m3,
+                "profile": {"rows": rows, "cols": cols, "cell_size_mm": cell_size_mm},
+            });
+            Ok((data, Some(heights)))
+        }
+        (Collection::LoadLists, Record::LoadList(list)) => {
+            check_list(list).map_err(|(field, message)| invalid(&field, message))?;
+            Ok((serde_json::to_value(list).map_err(anyhow::Error::from)?, None))
+        }
+        _ => Err(invalid("record", format!("not a record of {}", collection.as_str()))),
+    }
+}
+
+pub const MAX_LIST_ITEMS: usize = 10_000;
+
+fn check_list(list: &LoadList) -> Result<(), (String, String)> {
+    let text_ok = |s: &str, max: usize| (1..=max).contains(&s.trim().chars().count());
+    if !text_ok(&list.name, 100) {
+        return Err(("record.name".into(), "1–100 characters".into()));
+    }
+    if list.items.len() > MAX_LIST_ITEMS {
+        return Err(("record.items".into(), format!("at most {MAX_LIST_ITEMS} items")));
+    }
+    let mut codes = std::collections::HashSet::new();
+    for (i, item) in list.items.iter().enumerate() {
+        if !text_ok(&item.code, 64) || !text_ok(&item.label, 200) {
+            return Err((format!("record.items[{i}]"), "code 1–64 and label 1–200 characters".into()));
+        }
+        if !codes.insert(item.code.trim()) {
+            return Err((format!("record.items[{i}].code"), "codes are unique within a list".into()));
+        }
+    }
+    Ok(())
+}
+
+/// Applies `edits` to a site's collection in one transaction, in order, and wakes the
+/// site's long polls (on every replica) when it commits.
+pub async fn apply(
+    db: &PgPool,
+    workgroup_id: Uuid,
+    site_id: Uuid,
+    collection: Collection,
+    edits: &[Edit],
+    author: Author,
+) -> Result<Vec<Outcome>> {
+    // Validate everything first: a bad edit refuses the push and changes nothing.
+    let stored: Vec<Option<(serde_json::Value, Option<Vec<u8>>)>> =
+        edits.iter().map(|e| e.record.as_ref().map(|r| storable(collection, r)).transpose()).collect::<Result<_>>()?;
+    let mut tx = db.begin().await?;
+    // The site's counter row, locked for the transaction: writers of a site take turns.
+    sqlx::query(
+        "INSERT INTO site_sync_revisions (site_id, workgroup_id) VALUES ($1, $2)
+         ON CONFLICT (site_id) DO UPDATE SET revision = site_sync_revisions.revision",
+    )
+    .bind(site_id)
+    .bind(workgroup_id)
+    .execute(&mut *tx)
+    .await?;
+    let mut outcomes = Vec::with_capacity(edits.len());
+    for (edit, stored) in edits.iter().zip(stored) {
+        outcomes.push(apply_one(&mut tx, workgroup_id, site_id, collection, edit, stored, author).await?);
+    }
+    if outcomes.iter().any(|o| o.applied) {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(site_id.to_string()).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
+async fn apply_one(
+    tx: &mut PgConnection,
+    workgroup_id: Uuid,
+    site_id: Uuid,
+    collection: Collection,
+    edit: &Edit,
+    stored: Option<(serde_json::Value, Option<Vec<u8>>)>,
+    author: Author,
+) -> Result<Outcome> {
+    let current = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM sync_records WHERE site_id = $1 AND collection = $2 AND id = $3"
+    )))
+    .bind(site_id)
+    .bind(collection.as_str())
+    .bind(edit.id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    // A tombstone stands for ever; any other change must be based on what stands now.
+    if let Some(current) = current
+        && (current.deleted || current.revision != edit.base_revision)
+    {
+        return Ok(Outcome { applied: false, current: current.into_versioned(collection)? });
+    }
+    let (device, user) = match author {
+        Author::Device(id) => (Some(id), None),
+        Author::User(id) => (None, Some(id)),
+    };
+    let (data, heights) = stored.unzip();
+    let row = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
+        "WITH next AS (UPDATE site_sync_revisions SET revision = revision + 1 WHERE site_id = $1 RETURNING revision)
+         INSERT INTO sync_records (site_id, collection, id, workgroup_id, revision, deleted, data, heights,
+                                   changed_by_device, changed_by_user, changed_at)
+         SELECT $1, $2, $3, $4, next.revision, $5 IS NULL, $5, $6, $7, $8, now() FROM next
+         ON CONFLICT (site_id, collection, id) DO UPDATE SET revision = EXCLUDED.revision,
+             deleted = EXCLUDED.deleted, data = EXCLUDED.data, heights = EXCLUDED.heights,
+             changed_by_device = EXCLUDED.changed_by_device, changed_by_user = EXCLUDED.changed_by_user,
+             changed_at = EXCLUDED.changed_at
+         RETURNING {COLUMNS}"
+    )))
+    .bind(site_id)
+    .bind(collection.as_str())
+    .bind(edit.id)
+    .bind(workgroup_id)
+    .bind(data)
+    .bind(heights.flatten())
+    .bind(device)
+    .bind(user)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(Outcome { applied: true, current: row.into_versioned(collection)? })
+}
+
+/// Changes of a collection after revision `since`, oldest first, at most `limit`.
+pub async fn changes(
+    db: &PgPool,
+    site_id: Uuid,
+    collection: Collection,
+    since: i64,
+    limit: i64,
+) -> Result<(Vec<Versioned>, bool)> {
+    let mut rows = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM sync_records WHERE site_id = $1 AND collection = $2 AND revision > $3
+         ORDER BY revision LIMIT $4"
+    )))
+    .bind(site_id)
+    .bind(collection.as_str())
+    .bind(since)
+    .bind(limit + 1)
+    .fetch_all(db)
+    .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    Ok((rows.into_iter().map(|r| r.into_versioned(collection)).collect::<Result<_>>()?, more))
+}
+
+/// A page of the live records, by id.
+pub async fn snapshot(
+    db: &PgPool,
+    site_id: Uuid,
+    collection: Collection,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Snapshot> {
+    let revision = head(db, site_id).await?;
+    let mut rows = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM sync_records
+         WHERE site_id = $1 AND collection = $2 AND NOT deleted AND ($3::uuid IS NULL OR id > $3)
+         ORDER BY id LIMIT $4"
+    )))
+    .bind(site_id)
+    .bind(collection.as_str())
+    .bind(after)
+    .bind(limit + 1)
+    .fetch_all(db)
+    .await?;
+    let next_after = (rows.len() as i64 > limit).then(|| rows[limit as usize - 1].id);
+    rows.truncate(limit as usize);
+    let records = rows.into_iter().map(|r| r.into_versioned(collection)).collect::<Result<_>>()?;
+    Ok(Snapshot { records, revision, next_after })
+}
+
+/// The site's latest revision.
+pub async fn head(db: &PgPool, site_id: Uuid) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT revision FROM site_sync_revisions WHERE site_id = $1")
+        .bind(site_id)
+        .fetch_optional(db)
+        .await?
+        .unwrap_or(0))
+}
+
+/// Wakes the long polls waiting on a site when any replica commits a change to it.
+#[derive(Clone, Default)]
+pub struct Hub(Arc<Mutex<HashMap<Uuid, watch::Sender<()>>>>);
+
+impl Hub {
+    /// Subscribe before reading, so that a change committed in between is not missed.
+    pub fn subscribe(&self, site_id: Uuid) -> watch::Receiver<()> {
+        self.0.lock().expect("hub lock").entry(site_id).or_insert_with(|| watch::channel(()).0).subscribe()
+    }
+
+    fn wake(&self, site_id: Uuid) {
+        let mut sites = self.0.lock().expect("hub lock");
+        if let Some(sender) = sites.get(&site_id) {
+            sender.send_replace(());
+            if sender.receiver_count() == 0 {
+                sites.remove(&site_id);
+            }
+        }
+    }
+
+    /// Listens for committed changes until `shutdown`; reconnects when the listener drops.
+    /// A long poll that misses a wake-up still ends at its timeout and reads again.
+    pub async fn run(self, db: PgPool, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                error = self.listen(&db) => tracing::warn!(%error, "sync notifications lost; reconnecting"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// Wakes sites as their changes commit; returns only with the error that ended it.
+    async fn listen(&self, db: &PgPool) -> sqlx::Error {
+        let mut listener = match PgListener::connect_with(db).await {
+            Ok(listener) => listener,
+            Err(error) => return error,
+        };
+        if let Err(error) = listener.listen(CHANNEL).await {
+            return error;
+        }
+        loop {
+            match listener.recv().await {
+                Ok(notification) => {
+                    if let Ok(site_id) = notification.payload().parse() {
+                        self.wake(site_id);
+                    }
+                }
+                Err(error) => return error,
+            }
+        }
+    }
+}
