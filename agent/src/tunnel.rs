@@ -71,7 +71,8 @@ async fn hold(api_url: &str, credential: &str, target: SocketAddr, shutdown: &Ca
     loop {
         let next = tokio::select! {
             () = shutdown.cancelled() => {
-                let _ = poll_fn(|cx| connection.poll_close(cx)).await;
+                let close = poll_fn(|cx| connection.poll_close(cx));
+                let _ = tokio::time::timeout(Duration::from_secs(5), close).await;
                 return Ok(());
             }
             next = poll_fn(|cx| connection.poll_next_inbound(cx)) => next,

@@ -203,6 +203,9 @@ where
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        // yamux stops reading while its writes are blocked: the silence check runs here too,
+        // so a peer that vanished mid-transfer is still found out.
+        this.poll_keepalive(cx)?;
         ready!(this.poll_send_buffered(cx))?;
         Pin::new(&mut this.ws).poll_flush(cx).map_err(io::Error::other)
     }

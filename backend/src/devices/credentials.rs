@@ -77,6 +77,8 @@ pub async fn rotate(
     exists(&mut tx, workgroup_id, device_id).await?;
     let credential = issue(&mut tx, &state.broker, workgroup_id, device_id).await?;
     tx.commit().await?;
+    // A tunnel opened with the old credential goes; the scanner reconnects with the new one.
+    state.remote.cut_off(device_id).await?;
     tracing::info!(device.id = %device_id, "device credential rotated");
     Ok((StatusCode::CREATED, Json(credential)))
 }

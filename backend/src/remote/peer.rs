@@ -54,6 +54,18 @@ pub async fn relay(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response> {
     let upgrade = upgrade.map_err(|_| Error::UpgradeRequired)?;
+    // One relay per session: a token seen twice (replayed) finds the session taken.
+    let claimed = sqlx::query(
+        "UPDATE remote_sessions SET relayed_at = now()
+         WHERE id = $1 AND device_id = $2 AND ended_at IS NULL AND relayed_at IS NULL",
+    )
+    .bind(session_id)
+    .bind(device_id)
+    .execute(&state.db)
+    .await?;
+    if claimed.rows_affected() != 1 {
+        return Err(Error::Unauthorized("invalid replica token"));
+    }
     let tunnel = state.remote.local_tunnel(device_id).ok_or_else(device_offline)?;
     let stream = tunnel.open(session_id).await?;
     Ok(upgrade.on_upgrade(move |ws| async move {

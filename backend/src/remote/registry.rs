@@ -19,7 +19,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 use tokio_util::sync::CancellationToken;
@@ -65,6 +65,9 @@ pub struct Tunnel {
     pub closed: CancellationToken,
     /// The sessions riding it, marked `tunnel_lost` if it drops.
     riders: Arc<Mutex<HashSet<Uuid>>>,
+    /// Room for sessions: yamux tears the whole connection down when asked for a stream
+    /// beyond its limit, so the limit is kept here, below it.
+    room: Arc<Semaphore>,
 }
 
 /// The scanner's side of a session as a byte stream: a stream of a tunnel held here, or a
@@ -73,7 +76,7 @@ pub struct DeviceStream {
     pub io: Box<dyn DeviceIo>,
     /// The tunnel's `closed`, when this replica holds it.
     pub tunnel_closed: Option<CancellationToken>,
-    _rider: Option<Rider>,
+    _rider: Option<(Rider, OwnedSemaphorePermit)>,
 }
 
 pub trait DeviceIo: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -100,28 +103,33 @@ impl Drop for Rider {
 impl Tunnel {
     /// A new stream to the scanner's local service, once the scanner says it is connected.
     pub async fn open(&self, session_id: Uuid) -> Result<DeviceStream, Error> {
-        let (reply, answer) = oneshot::channel();
-        self.opener.send(reply).await.map_err(|_| device_offline())?;
-        let stream = answer.await.map_err(|_| device_offline())?.map_err(|_| device_offline())?;
-        let mut io = stream.compat();
+        let room = self
+            .room
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Error::conflict("device-busy", "the scanner carries as many remote sessions as it can"))?;
         let mut status = [0u8; 1];
-        let answer = async {
-            io.write_all(&[STREAM_REQUEST]).await?;
-            io.read_exact(&mut status).await
+        let opened = async {
+            let (reply, answer) = oneshot::channel();
+            self.opener.send(reply).await.map_err(|_| device_offline())?;
+            let mut io = answer.await.map_err(|_| device_offline())?.map_err(|_| device_offline())?.compat();
+            io.write_all(&[STREAM_REQUEST]).await.map_err(|_| device_offline())?;
+            io.read_exact(&mut status).await.map_err(|_| device_offline())?;
+            Ok::<_, Error>(io)
         };
-        match tokio::time::timeout(OPEN_TIMEOUT, answer).await {
-            Ok(Ok(_)) if status[0] == STREAM_READY => {}
+        let io = match tokio::time::timeout(OPEN_TIMEOUT, opened).await {
+            Ok(Ok(io)) if status[0] == STREAM_READY => io,
             Ok(Ok(_)) => {
                 return Err(Error::DeviceUnreachable(
                     "the scanner could not connect to its remote-control service".into(),
                 ));
             }
-            Ok(Err(_)) => return Err(device_offline()),
+            Ok(Err(error)) => return Err(error),
             Err(_) => return Err(Error::DeviceUnreachable("the scanner did not answer in time".into())),
-        }
+        };
         self.riders.lock().expect("riders lock").insert(session_id);
         let rider = Rider { riders: self.riders.clone(), session_id };
-        Ok(DeviceStream { io: Box::new(io), tunnel_closed: Some(self.closed.clone()), _rider: Some(rider) })
+        Ok(DeviceStream { io: Box::new(io), tunnel_closed: Some(self.closed.clone()), _rider: Some((rider, room)) })
     }
 }
 
@@ -236,6 +244,10 @@ impl Registry {
         self.0.replica_id
     }
 
+    pub fn db(&self) -> &PgPool {
+        &self.0.db
+    }
+
     /// Counts a tunnel or session as running, so shutdown waits for it to record its end.
     pub fn task(&self) -> TaskTrackerToken {
         self.0.tasks.token()
@@ -250,6 +262,7 @@ impl Registry {
             opener,
             closed: self.0.shutdown.child_token(),
             riders: Arc::default(),
+            room: Arc::new(Semaphore::new(myscanner_protocol::tunnel::MAX_STREAMS - 1)),
         };
         if let Some(old) = self.0.tunnels.lock().expect("tunnels lock").insert(device_id, tunnel.clone()) {
             old.closed.cancel();
@@ -277,6 +290,8 @@ impl Registry {
 
     /// Forgets a tunnel that is gone; sessions that rode it are recorded as `tunnel_lost`.
     pub async fn detach(&self, tunnel: &Tunnel) {
+        // The riders first: once `closed` fires, their sessions start leaving the list.
+        let riders: Vec<Uuid> = tunnel.riders.lock().expect("riders lock").iter().copied().collect();
         tunnel.closed.cancel();
         {
             let mut tunnels = self.0.tunnels.lock().expect("tunnels lock");
@@ -284,7 +299,6 @@ impl Registry {
                 tunnels.remove(&tunnel.device_id);
             }
         }
-        let riders: Vec<Uuid> = tunnel.riders.lock().expect("riders lock").iter().copied().collect();
         let result = async {
             sqlx::query("DELETE FROM device_tunnels WHERE device_id = $1 AND tunnel_id = $2")
                 .bind(tunnel.device_id)
@@ -430,10 +444,26 @@ impl Registry {
     async fn beat(&self) -> Result<(), sqlx::Error> {
         let db = &self.0.db;
         let stale = self.stale_after_secs();
-        sqlx::query("UPDATE device_tunnels SET heartbeat_at = now() WHERE replica_id = $1")
-            .bind(self.0.replica_id)
-            .execute(db)
-            .await?;
+        let (devices, tunnels): (Vec<Uuid>, Vec<Uuid>) =
+            self.0.tunnels.lock().expect("tunnels lock").values().map(|t| (t.device_id, t.id)).unzip();
+        // Upserted, not just refreshed: rows swept while this replica could not reach the
+        // database (an outage longer than three heartbeats) come back.
+        sqlx::query(
+            "INSERT INTO device_tunnels (device_id, tunnel_id, replica_id, replica_url)
+             SELECT device_id, tunnel_id, $3, $4 FROM UNNEST($1::uuid[], $2::uuid[]) AS t (device_id, tunnel_id)
+             ON CONFLICT (device_id) DO UPDATE SET heartbeat_at = now()
+             WHERE device_tunnels.tunnel_id = EXCLUDED.tunnel_id",
+        )
+        .bind(&devices)
+        .bind(&tunnels)
+        .bind(self.0.replica_id)
+        .bind(&self.0.replica_url)
+        .execute(db)
+        .await?;
+        // A tunnel whose scanner was revoked or switched off while a notification was lost.
+        for device_id in not_allowed(db, &devices).await? {
+            self.apply(&Event::Disabled(device_id));
+        }
         let (ids, to_device, from_device) = {
             let sessions = self.0.sessions.lock().expect("sessions lock");
             let mut columns = (vec![], vec![], vec![]);
@@ -493,6 +523,17 @@ impl Registry {
     pub async fn stopped(&self) {
         self.0.shutdown.cancelled().await;
     }
+}
+
+/// Of `devices`, those that may not hold a tunnel: remote control off, or no live credential.
+pub async fn not_allowed(db: &PgPool, devices: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT d.id FROM devices d WHERE d.id = ANY($1) AND (NOT d.allow_remote_control
+             OR NOT EXISTS (SELECT 1 FROM device_credentials c WHERE c.device_id = d.id AND c.revoked_at IS NULL))",
+    )
+    .bind(devices)
+    .fetch_all(db)
+    .await
 }
 
 async fn recv(listener: &mut Option<PgListener>) -> Result<sqlx::postgres::PgNotification, sqlx::Error> {

@@ -62,7 +62,7 @@ pub async fn connect(
     }
     let upgrade = upgrade.map_err(|_| Error::UpgradeRequired)?;
     let session_id = Uuid::now_v7();
-    let stream = open_device_stream(&state, device_id, session_id).await?;
+    // Recorded before the scanner is reached: a routed session's holder checks it exists.
     sqlx::query(
         "INSERT INTO remote_sessions (id, workgroup_id, device_id, user_id, client_address, replica_id)
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -75,6 +75,14 @@ pub async fn connect(
     .bind(state.remote.replica_id())
     .execute(&state.db)
     .await?;
+    let stream = match open_device_stream(&state, device_id, session_id).await {
+        Ok(stream) => stream,
+        Err(refused) => {
+            // Never started: not a session.
+            sqlx::query("DELETE FROM remote_sessions WHERE id = $1").bind(session_id).execute(&state.db).await?;
+            return Err(refused);
+        }
+    };
     let control = state.remote.register_session(session_id, device_id);
     tracing::info!(%session_id, %device_id, user_id = %user.id, client = %address, "remote session open");
     let failed = (state.clone(), control.clone());
@@ -179,8 +187,8 @@ pub async fn pipe(
         }
     };
     let reason = tokio::select! {
-        // The user's side went away (or could not take our bytes).
-        _ = upstream => CloseReason::ClientClosed,
+        // The user's side went away, or the scanner's could not take the bytes.
+        user_ended = upstream => if user_ended { CloseReason::ClientClosed } else { device_end(tunnel_closed).await },
         device_ended = downstream => {
             if device_ended { device_end(tunnel_closed).await } else { CloseReason::ClientClosed }
         }
@@ -192,7 +200,8 @@ pub async fn pipe(
         reason: reason.as_str().into(),
     };
     if let Ok(mut ws) = user_tx.reunite(user_rx) {
-        let _ = ws.send(Message::Close(Some(frame))).await;
+        // Bounded: a client that stopped reading cannot keep the session from ending.
+        let _ = tokio::time::timeout(Duration::from_secs(5), ws.send(Message::Close(Some(frame)))).await;
     }
     reason
 }

@@ -34,6 +34,8 @@ pub fn codec() -> Codec<Message> {
 /// frames larger than a buffer are still read (in several reads).
 const TUNNEL_READ_BUFFER: usize = 8 * 1024;
 
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The scanner's remote-control tunnel (WebSocket; binary messages carry yamux frames). Held
 /// while remote control is allowed on the scanner; refused when it is not.
 #[utoipa::path(get, path = "/api/v1/agent/tunnel", tag = "agent",
@@ -69,13 +71,19 @@ pub async fn open(
 async fn hold(registry: Registry, device_id: uuid::Uuid, address: std::net::IpAddr, ws: WebSocket) {
     let (tunnel, mut openings) = registry.attach(device_id, address).await;
     tracing::info!(%device_id, tunnel_id = %tunnel.id, "tunnel open");
+    // Revoked or switched off between the request's checks and now: the cut-off may have
+    // come before this tunnel was registered.
+    if super::registry::not_allowed(registry.db(), &[device_id]).await.map_or(true, |gone| !gone.is_empty()) {
+        tunnel.closed.cancel();
+    }
     // The scanner pings; silence for `DEAD_AFTER` means it is gone.
     let io = WsIo::new(ws, codec(), None, tunnel::DEAD_AFTER);
     let mut connection = yamux::Connection::new(io, tunnel::yamux_config(), yamux::Mode::Client);
     let outcome = tokio::select! {
         outcome = drive(&mut connection, &mut openings) => outcome,
         () = tunnel.closed.cancelled() => {
-            let _ = poll_fn(|cx| connection.poll_close(cx)).await;
+            // Bounded: a scanner that stopped reading cannot hold the close up.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, poll_fn(|cx| connection.poll_close(cx))).await;
             Ok(())
         }
     };

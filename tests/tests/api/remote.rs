@@ -331,9 +331,15 @@ async fn a_session_reaching_another_replica_is_routed_to_the_tunnel() {
     drop(vnc);
     forwarder.abort();
 
-    // An unknown replica token is refused by the relay route.
-    let relay = format!("/internal/v1/tunnels/{}/sessions/{}", t.device_id, Uuid::now_v7());
+    // The relay route takes replica tokens only, each for one relay: a user's token, and a
+    // genuine replica token replayed for a session already relayed, are refused.
+    let session_id: Uuid = active["id"].as_str().unwrap().parse().unwrap();
+    let relay = format!("/internal/v1/tunnels/{}/sessions/{session_id}", t.device_id);
     expect_problem(app.get(&relay, &t.admin_token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let replayed = myscanner::auth::jwt::JwtKeys::new(&app.config.auth).issue_replica(session_id, t.device_id).unwrap();
+    let url = format!("{}{relay}", app.base_url.replacen("http", "ws", 1));
+    let (status, _) = remote::open(&url, &replayed).await.unwrap_err();
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     replica.stop().await;
     agent.stop().await;
 }
