@@ -53,6 +53,21 @@ pub struct InternalScanJob {
     pub lease_secs: u64,
 }
 
+/// MyScanner answered, with an error status (as opposed to not answering at all).
+#[derive(Debug)]
+pub struct Refused {
+    pub status: reqwest::StatusCode,
+    pub body: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MyScanner answered {}: {}", self.status, self.body)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 #[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
@@ -72,7 +87,7 @@ impl Api {
             return Ok(response);
         }
         let body = response.text().await.unwrap_or_default();
-        anyhow::bail!("MyScanner answered {status}: {body}")
+        Err(Refused { status, body }.into())
     }
 
     pub async fn me(&self) -> anyhow::Result<Identity> {

@@ -74,7 +74,7 @@ impl Agent {
         ];
         for (collection, _) in enabled.into_iter().filter(|(_, on)| *on) {
             let dir = config.sync_dir.clone().unwrap_or_else(|| dir.join("sync"));
-            let replica = sync::SyncReplica::open(api.clone(), collection, &dir)?;
+            let replica = sync::SyncReplica::open(api.clone(), collection, &dir, identity.site_id)?;
             syncs.push((replica.clone(), tokio::spawn(replica.run(shutdown.clone()))));
         }
         let mut agent =

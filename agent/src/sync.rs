@@ -19,22 +19,34 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::api::Api;
+use crate::api::{Api, Refused};
+use reqwest::StatusCode;
 
 /// Seconds a pull waits for a change.
 const LONG_POLL_SECS: u64 = 25;
 
 #[derive(Default, Serialize, Deserialize)]
 struct Local {
+    /// The site this copy is of: a scanner moved to another site starts afresh.
+    site_id: Option<Uuid>,
     /// The site revision this copy is complete up to.
     revision: i64,
     /// Whether the copy was ever filled (from a snapshot or from revision 0).
     restored: bool,
     /// Every record known, tombstones included (so a delete is never undone locally).
     records: BTreeMap<Uuid, Versioned>,
-    /// Local edits the cloud has not answered yet, one per record, oldest first.
+    /// Local edits the cloud has not answered yet, oldest first; one per record but for a
+    /// record whose edit is out in a push and was edited again meanwhile.
     pending: Vec<Edit>,
+    /// How many of `pending` are out in a push now.
+    #[serde(skip)]
+    in_flight: usize,
 }
+
+/// A push carries at most this many edits, and stops adding edits at this many bytes (under
+/// the API's body limit; a reference scan can be most of a megabyte on its own).
+const PUSH_EDITS: usize = 100;
+const PUSH_BYTES: usize = 512 * 1024;
 
 pub struct SyncReplica {
     pub collection: Collection,
@@ -47,14 +59,21 @@ pub struct SyncReplica {
 
 impl SyncReplica {
     /// Opens the copy kept in `dir` (empty if there is none yet).
-    pub fn open(api: Api, collection: Collection, dir: &Path) -> anyhow::Result<Arc<SyncReplica>> {
+    pub fn open(api: Api, collection: Collection, dir: &Path, site_id: Uuid) -> anyhow::Result<Arc<SyncReplica>> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(format!("{}.json", collection.as_str()));
-        let local: Local = match std::fs::read(&path) {
+        let mut local: Local = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Local::default(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
+        if local.site_id != Some(site_id) {
+            // Another site's records, revision and edits mean nothing here.
+            if local.site_id.is_some() {
+                tracing::warn!(collection = collection.as_str(), "the scanner moved site: restoring afresh");
+            }
+            local = Local { site_id: Some(site_id), ..Local::default() };
+        }
         let (revision, _) = watch::channel(local.revision);
         Ok(Arc::new(SyncReplica { collection, api, path, local: Mutex::new(local), edited: Notify::new(), revision }))
     }
@@ -85,14 +104,26 @@ impl SyncReplica {
     }
 
     fn edit(&self, id: Uuid, record: Option<Record>) -> anyhow::Result<()> {
+        if let Some(record) = &record {
+            anyhow::ensure!(record.collection() == self.collection, "not a record of {}", self.collection.as_str());
+            record.validate().map_err(|(field, why)| anyhow::anyhow!("{field}: {why}"))?;
+        }
         {
             let mut local = self.local.lock().expect("sync lock");
-            // An edit of a record with one still waiting continues that one's line.
-            let base_revision = match local.pending.iter().find(|e| e.id == id) {
-                Some(waiting) => waiting.base_revision,
-                None => local.records.get(&id).map_or(0, |v| v.revision),
-            };
-            local.pending.push(Edit { id, base_revision, record: record.clone() });
+            let edit_id = Uuid::now_v7();
+            let in_flight = local.in_flight;
+            if let Some(waiting) = local.pending[in_flight..].iter_mut().find(|e| e.id == id) {
+                // Not sent yet: the newer edit replaces it, on the same base.
+                waiting.record = record.clone();
+                waiting.edit_id = edit_id;
+            } else {
+                // An edit of a record with one out in a push continues that one's line.
+                let base_revision = match local.pending.iter().find(|e| e.id == id) {
+                    Some(out) => out.base_revision,
+                    None => local.records.get(&id).map_or(0, |v| v.revision),
+                };
+                local.pending.push(Edit { edit_id, id, base_revision, record: record.clone() });
+            }
             let entry = local.records.entry(id).or_insert_with(|| Versioned {
                 id,
                 revision: 0,
@@ -146,13 +177,19 @@ impl SyncReplica {
         if !self.local.lock().expect("sync lock").restored {
             self.restore().await?;
         }
-        self.push().await?;
+        // Pulling goes on whatever became of the push: one never holds the other up.
+        if let Err(error) = self.push().await {
+            tracing::warn!(collection = self.collection.as_str(), error = format!("{error:#}"), "sync push failed");
+        }
         let since = self.local.lock().expect("sync lock").revision;
         let changes = tokio::select! {
             changes = self.api.sync_pull(self.collection, since, LONG_POLL_SECS) => changes?,
             () = self.edited.notified() => return Ok(()),
         };
         let mut local = self.local.lock().expect("sync lock");
+        if changes.changes.is_empty() && changes.revision <= local.revision {
+            return Ok(()); // a long poll that ended quietly: nothing to write
+        }
         for change in changes.changes {
             // A record with a local edit waiting keeps showing it until the cloud answers.
             if !local.pending.iter().any(|e| e.id == change.id) {
@@ -193,41 +230,59 @@ impl SyncReplica {
         Ok(())
     }
 
-    /// Sends the waiting edits, the latest of each record on its line's base, and takes the
-    /// cloud's answers. Edits made while the push was out are rebased on the winner, or
-    /// dropped when their line lost.
+    /// Sends the waiting edits, a bounded batch at a time, and takes the cloud's answers.
+    /// Edits made while a batch was out are rebased on the winner, or dropped when their
+    /// line lost. A batch the cloud refuses outright (never expected: edits are validated
+    /// here first) is dropped rather than left to block every later edit.
     async fn push(&self) -> anyhow::Result<()> {
-        let (sent, edits) = {
-            let local = self.local.lock().expect("sync lock");
-            let mut latest: Vec<Edit> = vec![];
-            for edit in &local.pending {
-                match latest.iter_mut().find(|e| e.id == edit.id) {
-                    Some(line) => line.record = edit.record.clone(),
-                    None => latest.push(edit.clone()),
+        loop {
+            let batch = {
+                let mut local = self.local.lock().expect("sync lock");
+                let (mut bytes, mut batch) = (0, vec![]);
+                for edit in local.pending.iter().take(PUSH_EDITS) {
+                    bytes += serde_json::to_vec(edit).map_or(0, |b| b.len());
+                    if !batch.is_empty() && bytes > PUSH_BYTES {
+                        break;
+                    }
+                    batch.push(edit.clone());
                 }
+                local.in_flight = batch.len();
+                batch
+            };
+            if batch.is_empty() {
+                return Ok(());
             }
-            (local.pending.len(), latest)
-        };
-        if edits.is_empty() {
-            return Ok(());
-        }
-        let result = self.api.sync_push(self.collection, &edits).await?;
-        let mut local = self.local.lock().expect("sync lock");
-        local.pending.drain(..sent);
-        for (edit, outcome) in edits.iter().zip(result.outcomes) {
-            let newer = local.pending.iter().any(|e| e.id == edit.id);
-            if outcome.applied && newer {
-                for later in local.pending.iter_mut().filter(|e| e.id == edit.id) {
-                    later.base_revision = outcome.current.revision;
+            let answered = self.api.sync_push(self.collection, &batch).await;
+            let mut local = self.local.lock().expect("sync lock");
+            local.in_flight = 0;
+            let result = match answered {
+                Ok(result) => result,
+                Err(error) => match error.downcast_ref::<Refused>() {
+                    Some(refused) if refused.status.is_client_error() && refused.status != StatusCode::CONFLICT => {
+                        tracing::error!(collection = self.collection.as_str(), %refused, "edits refused; dropped");
+                        local.pending.drain(..batch.len());
+                        self.persist(&local)?;
+                        continue;
+                    }
+                    _ => return Err(error),
+                },
+            };
+            local.pending.drain(..batch.len());
+            for (edit, outcome) in batch.iter().zip(result.outcomes) {
+                let newer = local.pending.iter().any(|e| e.id == edit.id);
+                if outcome.applied && newer {
+                    for later in local.pending.iter_mut().filter(|e| e.id == edit.id) {
+                        later.base_revision = outcome.current.revision;
+                    }
+                    continue;
                 }
-                continue;
+                if !outcome.applied {
+                    tracing::info!(collection = self.collection.as_str(), id = %edit.id, "edit lost to an earlier one; taking the site's");
+                    local.pending.retain(|e| e.id != edit.id);
+                }
+                local.records.insert(edit.id, outcome.current);
             }
-            if !outcome.applied {
-                tracing::info!(collection = self.collection.as_str(), id = %edit.id, "edit lost to an earlier one; taking the site's");
-                local.pending.retain(|e| e.id != edit.id);
-            }
-            local.records.insert(edit.id, outcome.current);
+            self.persist(&local)?;
         }
-        self.persist(&local)
     }
 }

@@ -91,7 +91,45 @@ impl Record {
             Record::LoadList(_) => Collection::LoadLists,
         }
     }
+
+    /// What the cloud accepts, checked on both sides: a scanner refuses an invalid edit
+    /// locally instead of queueing one the cloud would refuse. `Err((field, why))`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let text_ok = |s: &str, max: usize| (1..=max).contains(&s.trim().chars().count());
+        let invalid = |field: &str, why: &str| Err((field.to_owned(), why.to_owned()));
+        match self {
+            Record::ReferenceScan(scan) => {
+                scan.profile.decode().map_err(|why| ("record.profile".to_owned(), why))?;
+                if !text_ok(&scan.truck_id, 64) || !text_ok(&scan.truck_name, 200) {
+                    return invalid("record.truck_id", "truck_id 1–64 and truck_name 1–200 characters");
+                }
+                if !(scan.tare_volume_m3.is_finite() && (0.0..=1000.0).contains(&scan.tare_volume_m3)) {
+                    return invalid("record.tare_volume_m3", "0–1000 m³");
+                }
+            }
+            Record::LoadList(list) => {
+                if !text_ok(&list.name, 100) {
+                    return invalid("record.name", "1–100 characters");
+                }
+                if list.items.len() > MAX_LIST_ITEMS {
+                    return invalid("record.items", "at most 10000 items");
+                }
+                let mut codes = std::collections::HashSet::new();
+                for (i, item) in list.items.iter().enumerate() {
+                    if !text_ok(&item.code, 64) || !text_ok(&item.label, 200) {
+                        return Err((format!("record.items[{i}]"), "code 1–64 and label 1–200 characters".into()));
+                    }
+                    if !codes.insert(item.code.trim()) {
+                        return Err((format!("record.items[{i}].code"), "codes are unique within a list".into()));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
+
+pub const MAX_LIST_ITEMS: usize = 10_000;
 
 /// A record as the cloud holds it: its data, or its tombstone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -130,6 +168,8 @@ pub struct Push {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Edit {
+    /// The edit's own id: a push sent again (its answer lost) is recognised, not refused.
+    pub edit_id: Uuid,
     /// Chosen by whoever creates the record.
     pub id: Uuid,
     /// The record's revision the edit was based on; 0 for a new record.

@@ -65,18 +65,8 @@ async fn edit_list(
 ) -> Result<Outcome> {
     user.access(&state.db, wg).await?.require(Permission::ManageWorkgroup)?;
     site_of(state, wg, site).await?;
-    let base_revision = match base {
-        Some(base) => base,
-        None => sqlx::query_scalar(
-            "SELECT revision FROM sync_records WHERE site_id = $1 AND collection = 'load-lists' AND id = $2",
-        )
-        .bind(site)
-        .bind(id)
-        .fetch_optional(&state.db)
-        .await?
-        .unwrap_or(0),
-    };
-    let edit = Edit { id, base_revision, record: list.map(Record::LoadList) };
+    let base_revision = base.unwrap_or(super::ANY_REVISION);
+    let edit = Edit { edit_id: Uuid::now_v7(), id, base_revision, record: list.map(Record::LoadList) };
     let outcome =
         super::apply(&state.db, wg, site, Collection::LoadLists, &[edit], Author::User(user.id)).await?.remove(0);
     if !outcome.applied {

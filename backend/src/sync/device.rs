@@ -118,6 +118,9 @@ pub async fn push(
     if push.edits.len() > 1000 {
         return Err(Error::invalid_field("edits", "at most 1000 edits a push"));
     }
+    if push.edits.iter().any(|e| e.base_revision < 0) {
+        return Err(Error::invalid_field("edits", "base_revision is 0 for a new record, else the record's revision"));
+    }
     let outcomes = super::apply(
         &state.db,
         device.workgroup_id,

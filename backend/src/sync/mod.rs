@@ -17,7 +17,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use myscanner_protocol::LoadProfile;
-use myscanner_protocol::sync::{Collection, Edit, LoadList, Outcome, Record, Snapshot, Versioned};
+use myscanner_protocol::sync::{Collection, Edit, Outcome, Record, Snapshot, Versioned};
 use serde_json::json;
 use sqlx::postgres::PgListener;
 use sqlx::{PgConnection, PgPool};
@@ -46,9 +46,21 @@ struct Row {
     changed_by_device: Option<Uuid>,
     changed_by_user: Option<Uuid>,
     changed_at: DateTime<Utc>,
+    last_edit_id: Option<Uuid>,
+    /// Bytes of the page up to and including this row (pages are bounded in bytes).
+    #[sqlx(default)]
+    running: Option<i64>,
 }
 
-const COLUMNS: &str = "id, revision, deleted, data, heights, changed_by_device, changed_by_user, changed_at";
+const COLUMNS: &str =
+    "id, revision, deleted, data, heights, changed_by_device, changed_by_user, changed_at, last_edit_id";
+
+/// A page of records stops once it holds this many bytes (a reference scan's profile can
+/// be most of a megabyte): pages stay small enough to build, send and time out on.
+const PAGE_BYTES: i64 = 8 * 1024 * 1024;
+
+/// `base_revision` of a dashboard edit that applies over whatever stands.
+pub const ANY_REVISION: i64 = -1;
 
 impl Row {
     fn into_versioned(self, collection: Collection) -> Result<Versioned> {
@@ -84,16 +96,10 @@ fn stored_record(collection: Collection, mut data: serde_json::Value, heights: O
 /// A record's stored form, once it is known to be valid for `collection`.
 fn storable(collection: Collection, record: &Record) -> Result<(serde_json::Value, Option<Vec<u8>>)> {
     let invalid = |field: &str, message: String| Error::Validation(vec![FieldError::new(field, message)]);
-    let text_ok = |s: &str, max: usize| (1..=max).contains(&s.trim().chars().count());
+    record.validate().map_err(|(field, message)| invalid(&field, message))?;
     match (collection, record) {
         (Collection::ReferenceScans, Record::ReferenceScan(scan)) => {
             let heights = scan.profile.decode().map_err(|e| invalid("record.profile", e))?;
-            if !text_ok(&scan.truck_id, 64) || !text_ok(&scan.truck_name, 200) {
-                return Err(invalid("record.truck_id", "truck_id 1–64 and truck_name 1–200 characters".into()));
-            }
-            if !(scan.tare_volume_m3.is_finite() && (0.0..=1000.0).contains(&scan.tare_volume_m3)) {
-                return Err(invalid("record.tare_volume_m3", "0–1000 m³".into()));
-            }
             let LoadProfile { rows, cols, cell_size_mm, .. } = scan.profile;
             let data = json!({
                 "truck_id": scan.truck_id.trim(), "truck_name": scan.truck_name.trim(),
@@ -103,33 +109,10 @@ fn storable(collection: Collection, record: &Record) -> Result<(serde_json::Valu
             Ok((data, Some(heights)))
         }
         (Collection::LoadLists, Record::LoadList(list)) => {
-            check_list(list).map_err(|(field, message)| invalid(&field, message))?;
             Ok((serde_json::to_value(list).map_err(anyhow::Error::from)?, None))
         }
         _ => Err(invalid("record", format!("not a record of {}", collection.as_str()))),
     }
-}
-
-pub const MAX_LIST_ITEMS: usize = 10_000;
-
-fn check_list(list: &LoadList) -> Result<(), (String, String)> {
-    let text_ok = |s: &str, max: usize| (1..=max).contains(&s.trim().chars().count());
-    if !text_ok(&list.name, 100) {
-        return Err(("record.name".into(), "1–100 characters".into()));
-    }
-    if list.items.len() > MAX_LIST_ITEMS {
-        return Err(("record.items".into(), format!("at most {MAX_LIST_ITEMS} items")));
-    }
-    let mut codes = std::collections::HashSet::new();
-    for (i, item) in list.items.iter().enumerate() {
-        if !text_ok(&item.code, 64) || !text_ok(&item.label, 200) {
-            return Err((format!("record.items[{i}]"), "code 1–64 and label 1–200 characters".into()));
-        }
-        if !codes.insert(item.code.trim()) {
-            return Err((format!("record.items[{i}].code"), "codes are unique within a list".into()));
-        }
-    }
-    Ok(())
 }
 
 /// Applies `edits` to a site's collection in one transaction, in order, and wakes the
@@ -183,11 +166,15 @@ async fn apply_one(
     .bind(edit.id)
     .fetch_optional(&mut *tx)
     .await?;
-    // A tombstone stands for ever; any other change must be based on what stands now.
-    if let Some(current) = current
-        && (current.deleted || current.revision != edit.base_revision)
-    {
-        return Ok(Outcome { applied: false, current: current.into_versioned(collection)? });
+    if let Some(current) = current {
+        // The same edit again (its answer was lost): it is what stands.
+        if current.last_edit_id == Some(edit.edit_id) {
+            return Ok(Outcome { applied: true, current: current.into_versioned(collection)? });
+        }
+        // A tombstone stands for ever; any other change must be based on what stands now.
+        if current.deleted || (edit.base_revision != ANY_REVISION && current.revision != edit.base_revision) {
+            return Ok(Outcome { applied: false, current: current.into_versioned(collection)? });
+        }
     }
     let (device, user) = match author {
         Author::Device(id) => (Some(id), None),
@@ -197,12 +184,12 @@ async fn apply_one(
     let row = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
         "WITH next AS (UPDATE site_sync_revisions SET revision = revision + 1 WHERE site_id = $1 RETURNING revision)
          INSERT INTO sync_records (site_id, collection, id, workgroup_id, revision, deleted, data, heights,
-                                   changed_by_device, changed_by_user, changed_at)
-         SELECT $1, $2, $3, $4, next.revision, $5 IS NULL, $5, $6, $7, $8, now() FROM next
+                                   changed_by_device, changed_by_user, changed_at, last_edit_id)
+         SELECT $1, $2, $3, $4, next.revision, $5 IS NULL, $5, $6, $7, $8, now(), $9 FROM next
          ON CONFLICT (site_id, collection, id) DO UPDATE SET revision = EXCLUDED.revision,
              deleted = EXCLUDED.deleted, data = EXCLUDED.data, heights = EXCLUDED.heights,
              changed_by_device = EXCLUDED.changed_by_device, changed_by_user = EXCLUDED.changed_by_user,
-             changed_at = EXCLUDED.changed_at
+             changed_at = EXCLUDED.changed_at, last_edit_id = EXCLUDED.last_edit_id
          RETURNING {COLUMNS}"
     )))
     .bind(site_id)
@@ -213,12 +200,14 @@ async fn apply_one(
     .bind(heights.flatten())
     .bind(device)
     .bind(user)
+    .bind(edit.edit_id)
     .fetch_one(&mut *tx)
     .await?;
     Ok(Outcome { applied: true, current: row.into_versioned(collection)? })
 }
 
-/// Changes of a collection after revision `since`, oldest first, at most `limit`.
+/// Changes of a collection after revision `since`, oldest first: at most `limit`, and
+/// about [`PAGE_BYTES`]; `true` when more are waiting.
 pub async fn changes(
     db: &PgPool,
     site_id: Uuid,
@@ -226,18 +215,8 @@ pub async fn changes(
     since: i64,
     limit: i64,
 ) -> Result<(Vec<Versioned>, bool)> {
-    let mut rows = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM sync_records WHERE site_id = $1 AND collection = $2 AND revision > $3
-         ORDER BY revision LIMIT $4"
-    )))
-    .bind(site_id)
-    .bind(collection.as_str())
-    .bind(since)
-    .bind(limit + 1)
-    .fetch_all(db)
-    .await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
+    let rows = page(db, "true ORDER BY revision", site_id, collection, since, None, limit).await?;
+    let (rows, more) = bounded(rows, limit);
     Ok((rows.into_iter().map(|r| r.into_versioned(collection)).collect::<Result<_>>()?, more))
 }
 
@@ -250,21 +229,53 @@ pub async fn snapshot(
     limit: i64,
 ) -> Result<Snapshot> {
     let revision = head(db, site_id).await?;
-    let mut rows = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM sync_records
-         WHERE site_id = $1 AND collection = $2 AND NOT deleted AND ($3::uuid IS NULL OR id > $3)
-         ORDER BY id LIMIT $4"
+    let rows = page(db, "NOT deleted ORDER BY id", site_id, collection, 0, after, limit).await?;
+    let (rows, more) = bounded(rows, limit);
+    let next_after = if more { rows.last().map(|r| r.id) } else { None };
+    let records = rows.into_iter().map(|r| r.into_versioned(collection)).collect::<Result<_>>()?;
+    Ok(Snapshot { records, revision, next_after })
+}
+
+/// Up to `limit + 1` rows after revision `since` and id `after` matching `filter_and_order`, each with the page's running byte
+/// count; rows that would start beyond [`PAGE_BYTES`] are left for the next page.
+async fn page(
+    db: &PgPool,
+    filter_and_order: &'static str,
+    site_id: Uuid,
+    collection: Collection,
+    since: i64,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<Row>> {
+    let size = "coalesce(octet_length(heights), 0) + coalesce(octet_length(data::text), 0)";
+    let order = filter_and_order.rsplit_once("ORDER BY").map_or("id", |(_, o)| o);
+    Ok(sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
+        "SELECT * FROM (
+             SELECT {COLUMNS}, sum({size}) OVER (ORDER BY {order}) AS running, {size} AS size
+             FROM sync_records
+             WHERE site_id = $1 AND collection = $2 AND revision > $3 AND ($4::uuid IS NULL OR id > $4)
+               AND {filter_and_order}
+             LIMIT $5) page
+         WHERE running - size < $6 ORDER BY {order}"
     )))
     .bind(site_id)
     .bind(collection.as_str())
+    .bind(since)
     .bind(after)
     .bind(limit + 1)
+    .bind(PAGE_BYTES)
     .fetch_all(db)
-    .await?;
-    let next_after = (rows.len() as i64 > limit).then(|| rows[limit as usize - 1].id);
+    .await?)
+}
+
+/// The rows of a page and whether more wait: beyond `limit`, or cut at the byte budget.
+fn bounded(mut rows: Vec<Row>, limit: i64) -> (Vec<Row>, bool) {
+    let mut more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let records = rows.into_iter().map(|r| r.into_versioned(collection)).collect::<Result<_>>()?;
-    Ok(Snapshot { records, revision, next_after })
+    if rows.last().and_then(|r| r.running).is_some_and(|bytes| bytes >= PAGE_BYTES) {
+        more = true;
+    }
+    (rows, more)
 }
 
 /// The site's latest revision.
@@ -284,6 +295,14 @@ impl Hub {
     /// Subscribe before reading, so that a change committed in between is not missed.
     pub fn subscribe(&self, site_id: Uuid) -> watch::Receiver<()> {
         self.0.lock().expect("hub lock").entry(site_id).or_insert_with(|| watch::channel(()).0).subscribe()
+    }
+
+    fn wake_all(&self) {
+        let mut sites = self.0.lock().expect("hub lock");
+        sites.retain(|_, sender| {
+            sender.send_replace(());
+            sender.receiver_count() > 0
+        });
     }
 
     fn wake(&self, site_id: Uuid) {
@@ -321,12 +340,15 @@ impl Hub {
             return error;
         }
         loop {
-            match listener.recv().await {
-                Ok(notification) => {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => {
                     if let Ok(site_id) = notification.payload().parse() {
                         self.wake(site_id);
                     }
                 }
+                // The listener reconnected by itself: what was notified meanwhile is lost,
+                // so every waiting poll reads again.
+                Ok(None) => self.wake_all(),
                 Err(error) => return error,
             }
         }

@@ -238,6 +238,22 @@ async fn new_scanners_restore_the_site_syncs_are_gated_and_sites_are_apart() {
     )
     .await;
 
+    // A push sent again (its answer lost on the way back) is recognised, not refused as stale.
+    let edit = json!({"edits": [{"edit_id": Uuid::now_v7(), "id": Uuid::now_v7(), "base_revision": 0,
+        "record": {"name": "Resent", "items": []}}]});
+    let first = expect_json(
+        app.post("/api/v1/agent/sync/load-lists", &t.device_credential, edit.clone()).await,
+        StatusCode::OK,
+    )
+    .await;
+    let again =
+        expect_json(app.post("/api/v1/agent/sync/load-lists", &t.device_credential, edit).await, StatusCode::OK).await;
+    assert_eq!(again["outcomes"][0]["applied"], true);
+    assert_eq!(again["outcomes"][0]["current"]["revision"], first["outcomes"][0]["current"]["revision"]);
+    let resent_id: Uuid = first["outcomes"][0]["current"]["id"].as_str().unwrap().parse().unwrap();
+    // An invalid edit is refused on the scanner itself, before it is queued.
+    assert!(la.put(Uuid::now_v7(), list("", &["X"])).is_err());
+
     // A new scanner on the site restores everything live, and nothing deleted.
     let (_, fresh) = app.provision(&operator, t.workgroup_id, t.site_id, "mps").await;
     let fresh_dir = tempfile::tempdir().unwrap();
@@ -246,7 +262,7 @@ async fn new_scanners_restore_the_site_syncs_are_gated_and_sites_are_apart() {
     holds(&ln, by_user, la.get(by_user).as_ref()).await;
     let mut restored: Vec<Uuid> = ln.records().into_iter().map(|(id, _)| id).collect();
     restored.sort();
-    let mut expected = vec![ids[1], ids[2], by_user];
+    let mut expected = vec![ids[1], ids[2], by_user, resent_id];
     expected.sort();
     assert_eq!(restored, expected);
     holds(&rn, trucks[1], Some(&reference_scan("TRK-1"))).await;
@@ -262,7 +278,8 @@ async fn new_scanners_restore_the_site_syncs_are_gated_and_sites_are_apart() {
     holds(&lists(&g), ids[1], la.get(ids[1]).as_ref()).await;
     let refused = app.get("/api/v1/agent/sync/reference-scans?wait=0", &gated).await;
     expect_problem(refused, StatusCode::CONFLICT, "sync-disabled").await;
-    let push = json!({"edits": [{"id": Uuid::now_v7(), "base_revision": 0, "record": null}]});
+    let push =
+        json!({"edits": [{"edit_id": Uuid::now_v7(), "id": Uuid::now_v7(), "base_revision": 0, "record": null}]});
     expect_problem(
         app.post("/api/v1/agent/sync/reference-scans", &gated, push).await,
         StatusCode::CONFLICT,
