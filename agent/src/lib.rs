@@ -4,6 +4,7 @@
 //! such agents with realistic measurements, for demos, tests and benchmarks.
 
 pub mod api;
+pub mod arp;
 pub mod config;
 pub mod internal_scans;
 pub mod network_scan;

@@ -2,8 +2,10 @@
 //! their MAC addresses and a description (vendor from the IEEE OUI registry, reverse-DNS
 //! name).
 //!
-//! Without raw sockets the kernel does the ARP work: a UDP datagram to each address of a
-//! subnet makes the kernel resolve it, and the neighbour table then lists who answered.
+//! With CAP_NET_RAW the agent sweeps each subnet with ARP requests of its own over a raw
+//! packet socket (`arp`). Without it the kernel does the ARP work: a UDP datagram to each
+//! address of a subnet makes the kernel resolve it, and the neighbour table then lists who
+//! answered.
 //! Subnets larger than `max_hosts` are skipped rather than swept, and only subnets inside
 //! the configured allow-list are touched at all: nothing is ever sent elsewhere.
 
@@ -25,22 +27,41 @@ pub struct Host {
     pub description: Option<String>,
 }
 
-/// The IPv4 subnets of this network namespace's interfaces (loopback excluded), with the
-/// scanner's own address in each.
-pub fn local_subnets() -> std::io::Result<Vec<(Ipv4Net, Ipv4Addr)>> {
+/// A local IPv4 subnet: its interface and the scanner's own address in it.
+#[derive(Debug, Clone)]
+pub struct Subnet {
+    pub net: Ipv4Net,
+    pub own: Ipv4Addr,
+    pub interface: String,
+}
+
+/// The IPv4 subnets of this network namespace's interfaces (loopback excluded).
+pub fn local_subnets() -> std::io::Result<Vec<Subnet>> {
     let output = std::process::Command::new("ip").args(["-o", "-4", "addr", "show"]).output()?;
     let text = String::from_utf8_lossy(&output.stdout);
     let mut subnets = vec![];
     for line in text.lines() {
         // "2: eth0    inet 192.0.2.5/24 brd 192.0.2.255 scope global eth0"
         let mut words = line.split_whitespace();
+        let Some(interface) = words.nth(1).map(|w| w.split('@').next().unwrap_or(w).to_owned()) else { continue };
         let Some(_) = words.find(|w| *w == "inet") else { continue };
         let Some(Ok(net)) = words.next().map(str::parse::<Ipv4Net>) else { continue };
         if !net.addr().is_loopback() {
-            subnets.push((net.trunc(), net.addr()));
+            subnets.push(Subnet { net: net.trunc(), own: net.addr(), interface });
         }
     }
     Ok(subnets)
+}
+
+/// How hosts are found on a subnet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discovery {
+    /// Raw ARP when permitted (CAP_NET_RAW), else the kernel's neighbour table.
+    Auto,
+    /// Raw ARP only: an error without CAP_NET_RAW.
+    RawArp,
+    /// The kernel's neighbour table only.
+    KernelNeighbours,
 }
 
 /// The kernel's neighbour table: complete entries only.
@@ -112,28 +133,45 @@ fn reverse_dns(ip: Ipv4Addr) -> Option<String> {
 /// Finds the hosts on the local subnets that lie inside `allowed` and have at most
 /// `max_hosts` addresses.
 pub async fn discover(max_hosts: u32, allowed: &[Ipv4Net]) -> std::io::Result<Vec<Host>> {
-    let subnets: Vec<(Ipv4Net, Ipv4Addr)> = local_subnets()?
+    discover_with(Discovery::Auto, max_hosts, allowed).await
+}
+
+pub async fn discover_with(method: Discovery, max_hosts: u32, allowed: &[Ipv4Net]) -> std::io::Result<Vec<Host>> {
+    let subnets: Vec<Subnet> = local_subnets()?
         .into_iter()
-        .filter(|(net, _)| net.prefix_len() >= 31 || (1u64 << (32 - net.prefix_len())) <= u64::from(max_hosts))
-        .filter(|(net, _)| allowed.iter().any(|a| a.contains(net)))
+        .filter(|s| s.net.prefix_len() >= 31 || (1u64 << (32 - s.net.prefix_len())) <= u64::from(max_hosts))
+        .filter(|s| allowed.iter().any(|a| a.contains(&s.net)))
         .collect();
     if subnets.is_empty() {
         return Err(std::io::Error::other("no local subnet lies inside the scan allow-list"));
     }
-    let socket = tokio::net::UdpSocket::bind("0.0.0.0:0").await?;
-    // Two rounds: the kernel gives up on an address after a few ARP requests.
-    for _ in 0..2 {
-        for (net, own) in &subnets {
-            for ip in net.hosts().filter(|ip| ip != own) {
-                // The discard port: nothing needs to answer; the ARP resolution is the point.
-                let _ = socket.send_to(&[0], SocketAddr::from((ip, 9))).await;
-            }
+    let mut table = HashMap::new();
+    let mut by_kernel = vec![];
+    for subnet in &subnets {
+        if method == Discovery::KernelNeighbours {
+            by_kernel.push(subnet.clone());
+            continue;
         }
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        let targets: Vec<Ipv4Addr> = subnet.net.hosts().filter(|ip| *ip != subnet.own).collect();
+        let (interface, own) = (subnet.interface.clone(), subnet.own);
+        let swept = tokio::task::spawn_blocking(move || {
+            crate::arp::sweep(&interface, own, &targets, Duration::from_millis(700))
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+        match swept {
+            Ok(found) => table.extend(found),
+            Err(error) if method == Discovery::Auto && error.kind() == std::io::ErrorKind::PermissionDenied => {
+                by_kernel.push(subnet.clone());
+            }
+            Err(error) => return Err(error),
+        }
     }
-    let table = neighbours();
+    if !by_kernel.is_empty() {
+        table.extend(kernel_sweep(&by_kernel).await?);
+    }
     let mut found = vec![];
-    for (net, own) in &subnets {
+    for Subnet { net, own, .. } in &subnets {
         for ip in net.hosts().filter(|ip| ip != own) {
             if let Some(mac) = table.get(&ip) {
                 let name = tokio::task::spawn_blocking(move || reverse_dns(ip)).await.ok().flatten();
@@ -146,4 +184,20 @@ pub async fn discover(max_hosts: u32, allowed: &[Ipv4Net]) -> std::io::Result<Ve
         }
     }
     Ok(found)
+}
+
+/// Without raw sockets: makes the kernel resolve every address, then reads its table.
+async fn kernel_sweep(subnets: &[Subnet]) -> std::io::Result<HashMap<Ipv4Addr, String>> {
+    let socket = tokio::net::UdpSocket::bind("0.0.0.0:0").await?;
+    // Two rounds: the kernel gives up on an address after a few ARP requests.
+    for _ in 0..2 {
+        for Subnet { net, own, .. } in subnets {
+            for ip in net.hosts().filter(|ip| ip != own) {
+                // The discard port: nothing needs to answer; the ARP resolution is the point.
+                let _ = socket.send_to(&[0], SocketAddr::from((ip, 9))).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    Ok(neighbours())
 }

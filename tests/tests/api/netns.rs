@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use myscanner_agent::network_scan;
+use myscanner_agent::network_scan::{self, Discovery};
 use uuid::Uuid;
 
 fn ip(args: &[&str]) -> bool {
@@ -73,21 +73,30 @@ fn the_internal_scan_finds_exactly_the_hosts_on_its_subnet() {
         }
     }
 
+    // Both ways of finding hosts: raw ARP (the test runs as root, so with CAP_NET_RAW) and
+    // the kernel's neighbour table (what a scanner without it uses). The neighbour table is
+    // read first, so the raw sweep cannot lean on entries the kernel already has.
     let scanner = format!("ms{id}h1");
-    let hosts = in_namespace(&scanner, || {
+    let (by_kernel, by_raw_arp) = in_namespace(&scanner, || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let allowed = ["192.0.2.0/24".parse().unwrap()];
-        let found = runtime.block_on(network_scan::discover(1024, &allowed)).expect("the scan runs");
+        let scan =
+            |method| runtime.block_on(network_scan::discover_with(method, 1024, &allowed)).expect("the scan runs");
+        let by_kernel = scan(Discovery::KernelNeighbours);
+        assert!(ip(&["neigh", "flush", "all"]));
+        let by_raw_arp = scan(Discovery::RawArp);
         // A network outside the allow-list is never swept.
         let refused = runtime.block_on(network_scan::discover(1024, &["198.51.100.0/24".parse().unwrap()]));
         assert!(refused.is_err());
-        found
+        (by_kernel, by_raw_arp)
     });
-    let mut found: Vec<(String, Option<String>)> = hosts.into_iter().map(|h| (h.ip.to_string(), h.mac)).collect();
-    found.sort();
     let expected: Vec<(String, Option<String>)> =
         (2..=4).map(|n| (format!("192.0.2.{n}"), Some(format!("02:00:00:aa:00:0{n}")))).collect();
-    assert_eq!(found, expected);
+    for hosts in [by_kernel, by_raw_arp] {
+        let mut found: Vec<(String, Option<String>)> = hosts.into_iter().map(|h| (h.ip.to_string(), h.mac)).collect();
+        found.sort();
+        assert_eq!(found, expected);
+    }
     drop(lab);
 }
 
