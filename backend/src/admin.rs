@@ -138,7 +138,9 @@ pub async fn demo(
         write_private(
             &file,
             &format!(
-                "# Device credential of demo scanner {serial} ({name})\nserial = \"{serial}\"\ndevice_id = \"{device_id}\"\ncredential = \"{}\"\n",
+                "# Device credential of demo scanner {serial} ({name})\nserial = \"{serial}\"\ndevice_id = \"{device_id}\"\ncredential = \"{}\"\n\
+                 # Every MyScanner feature on, as the scanner's owner would set it.\n[settings]\nmeasurement_transfer = true\n\
+                 allow_remote_control = true\nreference_scan_sync = true\nload_list_sync = true\n",
                 credential.secret
             ),
         )?;

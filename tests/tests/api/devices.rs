@@ -162,3 +162,29 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
         assert_eq!(device["public_address"], expected);
     }
 }
+
+#[tokio::test]
+async fn the_demo_writes_device_files_the_agent_runs_with_every_feature_on() {
+    let app = TestApp::spawn().await;
+    let broker = myscanner::broker::management::Management::new(&app.config.broker).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    myscanner::admin::demo(&app.db, &broker, dir.path(), Some("demo-password-123".into())).await.unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert_eq!(files.len(), 3);
+    for file in files {
+        let config = myscanner_agent::config::DeviceConfig::load(&file).unwrap();
+        assert_eq!(
+            config.settings,
+            myscanner_agent::api::Settings {
+                measurement_transfer: true,
+                allow_remote_control: true,
+                reference_scan_sync: true,
+                load_list_sync: true
+            }
+        );
+        // And the service knows it by that credential.
+        let me = app.get("/api/v1/agent/me", &config.credential).await;
+        assert_eq!(me.status(), StatusCode::OK);
+    }
+}
