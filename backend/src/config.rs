@@ -122,7 +122,7 @@ pub struct IngestConfig {
 pub struct SecurityConfig {
     /// Run the Saturday scheduler in this process (idempotent across replicas).
     pub scheduler: bool,
-    /// External-scan workers in this process (0: none).
+    /// External scans this process runs at once (0: none); one claim fills every free slot.
     pub workers: usize,
     /// A worker renews its lease every third of this; a job whose lease expires is rescued.
     pub lease_secs: u64,

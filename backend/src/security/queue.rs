@@ -116,6 +116,7 @@ struct ClaimedRow {
     attempt: i32,
     started_at: DateTime<Utc>,
     target: Option<ipnet::IpNet>,
+    queue_position: i64,
 }
 
 impl From<ClaimedRow> for Claimed {
@@ -132,7 +133,7 @@ impl From<ClaimedRow> for Claimed {
     }
 }
 
-/// Claims the first waiting job of `kind` (of `device_id` only, when given) into a lease.
+/// Claims the next queued job of `kind` (for `device_id` only, if given) into a lease.
 pub async fn claim(
     db: &PgPool,
     kind: ScanKind,
@@ -140,13 +141,26 @@ pub async fn claim(
     worker: &str,
     lease: Duration,
 ) -> sqlx::Result<Option<Claimed>> {
-    let row: Option<ClaimedRow> = sqlx::query_as(
+    Ok(claim_many(db, kind, device_id, worker, lease, 1).await?.pop())
+}
+
+/// Claims up to `n` queued jobs at once, oldest first, each into its own lease: what a
+/// worker pool with `n` free slots asks for in one round trip.
+pub async fn claim_many(
+    db: &PgPool,
+    kind: ScanKind,
+    device_id: Option<Uuid>,
+    worker: &str,
+    lease: Duration,
+    n: usize,
+) -> sqlx::Result<Vec<Claimed>> {
+    let mut rows: Vec<ClaimedRow> = sqlx::query_as(
         "WITH next AS (
              SELECT id FROM security_scan_jobs
              WHERE state = 'queued' AND kind = $1 AND not_before <= now() AND ($2::uuid IS NULL OR device_id = $2)
              ORDER BY queue_position
              FOR UPDATE SKIP LOCKED
-             LIMIT 1
+             LIMIT $5
          )
          UPDATE security_scan_jobs j
          SET state = 'running', attempt = attempt + 1, lease_owner = $3,
@@ -154,15 +168,18 @@ pub async fn claim(
              started_at = now()
          FROM next, devices d
          WHERE j.id = next.id AND d.id = j.device_id
-         RETURNING j.id, j.workgroup_id, j.device_id, j.kind, j.attempt, j.started_at, d.public_address AS target",
+         RETURNING j.id, j.workgroup_id, j.device_id, j.kind, j.attempt, j.started_at, d.public_address AS target,
+                   j.queue_position",
     )
     .bind(kind)
     .bind(device_id)
     .bind(worker)
     .bind(lease.as_secs_f64())
-    .fetch_optional(db)
+    .bind(i64::try_from(n).unwrap_or(i64::MAX))
+    .fetch_all(db)
     .await?;
-    Ok(row.map(Claimed::from))
+    rows.sort_by_key(|r| r.queue_position);
+    Ok(rows.into_iter().map(Claimed::from).collect())
 }
 
 /// Renews the lease and records progress. `false`: the lease is lost (the attempt was

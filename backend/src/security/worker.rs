@@ -1,5 +1,5 @@
-//! The service's scan workers: they claim external scans from the queue, run them while
-//! heartbeating, and record the outcome; beside them a reaper rescues jobs whose worker
+//! The service's scan workers: a pool of slots that claims external scans from the queue
+//! (one claim for every free slot), runs them while heartbeating, and records the outcome; beside them a reaper rescues jobs whose worker
 //! died (lease expired) and fails internal scans their device did not claim in time.
 
 use std::sync::Arc;
@@ -7,23 +7,67 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use sqlx::PgPool;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::external::{self, ScanSettings};
 use super::queue::{self, Claimed, ScanKind, ScanResult};
 use crate::config::SecurityConfig;
 
-/// Runs the configured number of external-scan workers and the reaper until shutdown.
-/// A worker interrupted by shutdown hands its job back without using up an attempt.
+/// Runs up to `workers` external scans at once, and the reaper, until shutdown. One claim
+/// fills every free slot (a round trip for many jobs, not one each). A scan interrupted by
+/// shutdown hands its job back without using up an attempt.
 pub async fn run(db: PgPool, config: SecurityConfig, shutdown: CancellationToken) {
-    let settings = Arc::new(config.scan_settings());
-    let mut tasks = tokio::task::JoinSet::new();
-    for n in 0..config.workers {
-        let worker = format!("{}-{n}", hostname());
-        tasks.spawn(work(db.clone(), config.clone(), settings.clone(), worker, shutdown.clone()));
+    let reaper = tokio::spawn(reap(db.clone(), config.clone(), shutdown.clone()));
+    if config.workers > 0 {
+        dispatch(db, config, shutdown).await;
     }
-    tasks.spawn(reap(db, config, shutdown));
-    while tasks.join_next().await.is_some() {}
+    let _ = reaper.await;
+}
+
+async fn dispatch(db: PgPool, config: SecurityConfig, shutdown: CancellationToken) {
+    let settings = Arc::new(config.scan_settings());
+    let lease = Duration::from_secs(config.lease_secs);
+    let worker = hostname();
+    let slots = Arc::new(Semaphore::new(config.workers));
+    let mut running = tokio::task::JoinSet::new();
+    while !shutdown.is_cancelled() {
+        let first = tokio::select! {
+            () = shutdown.cancelled() => break,
+            permit = slots.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let mut permits = vec![first];
+        while let Ok(permit) = slots.clone().try_acquire_owned() {
+            permits.push(permit);
+        }
+        let wait = match queue::claim_many(&db, ScanKind::External, None, &worker, lease, permits.len()).await {
+            Ok(jobs) if !jobs.is_empty() => {
+                for (job, permit) in jobs.into_iter().zip(permits) {
+                    let (db, config, settings, shutdown) =
+                        (db.clone(), config.clone(), settings.clone(), shutdown.clone());
+                    running.spawn(async move {
+                        execute(&db, &config, &settings, job, &shutdown).await;
+                        drop(permit);
+                    });
+                }
+                None
+            }
+            Ok(_) => Some(Duration::from_millis(config.poll_interval_ms)),
+            Err(error) => {
+                tracing::warn!(error = %error, "security worker: claim failed");
+                Some(Duration::from_secs(1))
+            }
+        };
+        while running.try_join_next().is_some() {}
+        if let Some(wait) = wait {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+    // Scans running at shutdown hand their jobs back.
+    while running.join_next().await.is_some() {}
 }
 
 fn hostname() -> String {
@@ -31,34 +75,6 @@ fn hostname() -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "worker".into())
         + &format!("-{}", std::process::id())
-}
-
-async fn work(
-    db: PgPool,
-    config: SecurityConfig,
-    settings: Arc<ScanSettings>,
-    worker: String,
-    shutdown: CancellationToken,
-) {
-    let lease = Duration::from_secs(config.lease_secs);
-    while !shutdown.is_cancelled() {
-        match queue::claim(&db, ScanKind::External, None, &worker, lease).await {
-            Ok(Some(job)) => execute(&db, &config, &settings, job, &shutdown).await,
-            Ok(None) => {
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_millis(config.poll_interval_ms)) => {}
-                }
-            }
-            Err(error) => {
-                tracing::warn!(error = %error, "security worker: claim failed");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-    }
 }
 
 /// Runs one attempt of an external scan to its end, a lost lease, or shutdown.

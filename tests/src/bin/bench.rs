@@ -3,7 +3,7 @@
 //!
 //!   deploy/scripts/bench.sh ingest [--devices 20] [--measurements 50000]
 //!   deploy/scripts/bench.sh api [--measurements 1000000]
-//!   deploy/scripts/bench.sh security [--devices 100000]
+//!   deploy/scripts/bench.sh security [--devices 100000] [--workers 8]
 //!   deploy/scripts/bench.sh tunnel [--agents 1000] [--mib 512]
 //!   deploy/scripts/bench.sh sync [--scanners 50] [--changes 20] [--reference-scans 10000]
 
@@ -47,7 +47,8 @@ enum Bench {
     Security {
         #[arg(long, default_value_t = 100_000)]
         devices: i64,
-        #[arg(long, default_value_t = 4)]
+        /// Scan slots of the worker pool.
+        #[arg(long, default_value_t = 8)]
         workers: usize,
     },
     /// The measurements API on a large table: first and deep pages, exports.
@@ -572,37 +573,43 @@ async fn security(devices: i64, workers: usize) {
     let again = schedule::enqueue_due(&db, slot).await.unwrap();
     println!("  weekly fan-out: {enqueued} jobs in {fan_out:.2} s (target < 5 s); a second run added {again}");
 
-    // Claim and complete no-op jobs with several workers.
+    // Claim and complete no-op jobs with a pool of `workers` slots, as the service's
+    // workers do: one claim fills every free slot.
     let window = Duration::from_secs(10);
     let started = Instant::now();
-    let mut tasks = vec![];
-    for n in 0..workers {
-        let db = db.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut done = 0u64;
-            let result = queue::ScanResult::External {
-                target: "127.0.0.1".parse().unwrap(),
-                ports: vec![],
-                ids_suspected: false,
-                ids_reasons: vec![],
-            };
-            while started.elapsed() < window {
-                let Some(job) =
-                    queue::claim(&db, queue::ScanKind::External, None, &format!("bench-{n}"), Duration::from_secs(60))
-                        .await
-                        .unwrap()
-                else {
-                    break;
+    let slots = Arc::new(tokio::sync::Semaphore::new(workers));
+    let mut running = tokio::task::JoinSet::new();
+    let mut done = 0u64;
+    while started.elapsed() < window {
+        let mut permits = vec![slots.clone().acquire_owned().await.unwrap()];
+        while let Ok(permit) = slots.clone().try_acquire_owned() {
+            permits.push(permit);
+        }
+        let lease = Duration::from_secs(60);
+        let jobs =
+            queue::claim_many(&db, queue::ScanKind::External, None, "bench", lease, permits.len()).await.unwrap();
+        if jobs.is_empty() {
+            break;
+        }
+        for (job, permit) in jobs.into_iter().zip(permits) {
+            let db = db.clone();
+            running.spawn(async move {
+                let result = queue::ScanResult::External {
+                    target: "127.0.0.1".parse().unwrap(),
+                    ports: vec![],
+                    ids_suspected: false,
+                    ids_reasons: vec![],
                 };
                 assert!(queue::succeed(&db, &job, &result).await.unwrap());
-                done += 1;
-            }
-            done
-        }));
+                drop(permit);
+            });
+        }
+        while running.try_join_next().is_some() {
+            done += 1;
+        }
     }
-    let mut done = 0;
-    for task in tasks {
-        done += task.await.unwrap();
+    while running.join_next().await.is_some() {
+        done += 1;
     }
     let rate = done as f64 / started.elapsed().as_secs_f64();
     println!("  claim and complete (no-op scans, {workers} workers): {rate:.0} jobs/s (target ≥ 2,500)");

@@ -494,3 +494,23 @@ async fn the_agent_claims_runs_and_reports_internal_scans() {
     assert!(error.contains("allow-list"), "{error}");
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn one_claim_fills_every_free_slot_in_queue_order() {
+    let app = quiet_app().await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    let mut queued = vec![t.device_id];
+    for _ in 0..2 {
+        queued.push(app.provision(&operator, t.workgroup_id, t.site_id, "lvs").await.0);
+    }
+    for device in &queued {
+        assert!(queue::run_now(&app.db, t.workgroup_id, *device, ScanKind::External).await.unwrap());
+    }
+    let lease = Duration::from_secs(60);
+    let claimed = queue::claim_many(&app.db, ScanKind::External, None, "pool", lease, 5).await.unwrap();
+    let devices: Vec<Uuid> = claimed.iter().map(|j| j.device_id).collect();
+    assert_eq!(devices, queued, "all three, oldest first");
+    assert!(claimed.iter().all(|j| j.attempt == 1));
+    assert!(queue::claim_many(&app.db, ScanKind::External, None, "pool", lease, 5).await.unwrap().is_empty());
+}
