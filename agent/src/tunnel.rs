@@ -13,9 +13,6 @@ use myscanner_protocol::tunnel::{self, WsIo};
 use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Error as WsError;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 use tokio_util::sync::CancellationToken;
 
@@ -24,9 +21,7 @@ pub const DEFAULT_TARGET: &str = "127.0.0.1:5900";
 
 /// The tunnel's WebSocket address for an API base URL (http → ws, https → wss).
 pub fn tunnel_url(api_url: &str) -> String {
-    let base = api_url.trim_end_matches('/');
-    let base = base.strip_prefix("http").map_or_else(|| base.to_owned(), |rest| format!("ws{rest}"));
-    format!("{base}{}", tunnel::AGENT_TUNNEL_PATH)
+    tunnel::websocket_url(api_url, tunnel::AGENT_TUNNEL_PATH)
 }
 
 /// Holds the tunnel open until `shutdown`, reconnecting with jittered exponential backoff
@@ -52,19 +47,7 @@ pub async fn run(api_url: String, credential: String, target: SocketAddr, shutdo
 
 /// One tunnel's lifetime; `Ok` only on shutdown.
 async fn hold(api_url: &str, credential: &str, target: SocketAddr, shutdown: &CancellationToken) -> anyhow::Result<()> {
-    let mut request = tunnel_url(api_url).into_client_request()?;
-    request.headers_mut().insert(
-        http::header::AUTHORIZATION,
-        format!("Bearer {credential}").parse().context("credential is not a valid header")?,
-    );
-    let (ws, _) = match tokio_tungstenite::connect_async(request).await {
-        Ok(connected) => connected,
-        Err(WsError::Http(response)) => {
-            let body = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-            anyhow::bail!("the cloud refused the tunnel ({}): {body}", response.status())
-        }
-        Err(error) => return Err(error).context("connecting the tunnel"),
-    };
+    let ws = tunnel::connect(&tunnel_url(api_url), credential).await.context("opening the tunnel")?;
     tracing::info!("remote-control tunnel open");
     let io = WsIo::new(ws, tunnel::tungstenite_codec(), Some(tunnel::PING_EVERY), tunnel::DEAD_AFTER);
     let mut connection = yamux::Connection::new(io, tunnel::yamux_config(), yamux::Mode::Server);

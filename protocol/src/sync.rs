@@ -95,17 +95,24 @@ impl Record {
     /// What the cloud accepts, checked on both sides: a scanner refuses an invalid edit
     /// locally instead of queueing one the cloud would refuse. `Err((field, why))`.
     pub fn validate(&self) -> Result<(), (String, String)> {
+        self.checked().map(drop)
+    }
+
+    /// [`Record::validate`], handing back what checking a reference scan decoded: its
+    /// profile's binary heights (what the cloud stores).
+    pub fn checked(&self) -> Result<Option<Vec<u8>>, (String, String)> {
         let text_ok = |s: &str, max: usize| (1..=max).contains(&s.trim().chars().count());
         let invalid = |field: &str, why: &str| Err((field.to_owned(), why.to_owned()));
         match self {
             Record::ReferenceScan(scan) => {
-                scan.profile.decode().map_err(|why| ("record.profile".to_owned(), why))?;
+                let heights = scan.profile.decode().map_err(|why| ("record.profile".to_owned(), why))?;
                 if !text_ok(&scan.truck_id, 64) || !text_ok(&scan.truck_name, 200) {
                     return invalid("record.truck_id", "truck_id 1–64 and truck_name 1–200 characters");
                 }
                 if !(scan.tare_volume_m3.is_finite() && (0.0..=1000.0).contains(&scan.tare_volume_m3)) {
                     return invalid("record.tare_volume_m3", "0–1000 m³");
                 }
+                Ok(Some(heights))
             }
             Record::LoadList(list) => {
                 if !text_ok(&list.name, 100) {
@@ -123,9 +130,9 @@ impl Record {
                         return Err((format!("record.items[{i}].code"), "codes are unique within a list".into()));
                     }
                 }
+                Ok(None)
             }
         }
-        Ok(())
     }
 }
 

@@ -65,6 +65,57 @@ pub struct Codec<M> {
     pub received: fn(M) -> Received,
 }
 
+/// The WebSocket address of `path` on an HTTP(S) base URL (http → ws, https → wss).
+pub fn websocket_url(base: &str, path: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let base = base.strip_prefix("http").map_or_else(|| base.to_owned(), |rest| format!("ws{rest}"));
+    format!("{base}{path}")
+}
+
+/// A client WebSocket (the scanner's tunnel, a link between replicas, the port forwarder).
+pub type ClientSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Why a WebSocket could not be opened.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The server answered with an error status instead of switching protocols; the body
+    /// is its problem document.
+    Refused { status: u16, body: Vec<u8> },
+    /// No answer: the address, the network or the handshake failed.
+    Failed(tokio_tungstenite::tungstenite::Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Refused { status, body } => {
+                write!(f, "refused ({status}): {}", String::from_utf8_lossy(body))
+            }
+            ConnectError::Failed(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// Opens a WebSocket to `url` with `Authorization: Bearer <token>`.
+pub async fn connect(url: &str, token: &str) -> Result<ClientSocket, ConnectError> {
+    use tokio_tungstenite::tungstenite::http::{HeaderValue, header::AUTHORIZATION};
+    use tokio_tungstenite::tungstenite::{Error, client::IntoClientRequest};
+    let mut request = url.into_client_request().map_err(ConnectError::Failed)?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|e| ConnectError::Failed(Error::HttpFormat(e.into())))?;
+    request.headers_mut().insert(AUTHORIZATION, bearer);
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(Error::Http(response)) => Err(ConnectError::Refused {
+            status: response.status().as_u16(),
+            body: response.into_body().unwrap_or_default(),
+        }),
+        Err(error) => Err(ConnectError::Failed(error)),
+    }
+}
+
 /// How tungstenite's messages (the scanner's tunnel, links between replicas, the port
 /// forwarder) map onto the adapter.
 pub fn tungstenite_codec() -> Codec<tokio_tungstenite::tungstenite::Message> {

@@ -557,15 +557,13 @@ pub mod remote {
     use std::net::SocketAddr;
 
     use futures_util::{SinkExt, StreamExt};
+    use myscanner_protocol::tunnel::{self, ConnectError};
     use reqwest::StatusCode;
     use serde_json::Value;
-    use tokio::net::TcpStream;
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-    use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+    use tokio_tungstenite::tungstenite::Message;
     use uuid::Uuid;
 
-    pub type Session = WebSocketStream<MaybeTlsStream<TcpStream>>;
+    pub type Session = tunnel::ClientSocket;
 
     /// A TCP echo server on loopback: the scanner's "VNC" in tests.
     pub async fn echo_server() -> SocketAddr {
@@ -583,20 +581,15 @@ pub mod remote {
     }
 
     pub fn session_url(base_url: &str, workgroup_id: Uuid, device_id: Uuid) -> String {
-        let ws = base_url.replacen("http", "ws", 1);
-        format!("{ws}/api/v1/workgroups/{workgroup_id}/devices/{device_id}/remote")
+        tunnel::websocket_url(base_url, &format!("/api/v1/workgroups/{workgroup_id}/devices/{device_id}/remote"))
     }
 
     /// Opens a session; a refusal comes back as its status and problem document.
     pub async fn open(url: &str, token: &str) -> Result<Session, (StatusCode, Value)> {
-        let mut request = url.into_client_request().unwrap();
-        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-        match tokio_tungstenite::connect_async(request).await {
-            Ok((ws, _)) => Ok(ws),
-            Err(WsError::Http(response)) => {
-                let body: Value =
-                    response.body().as_deref().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
-                Err((StatusCode::from_u16(response.status().as_u16()).unwrap(), body))
+        match tunnel::connect(url, token).await {
+            Ok(ws) => Ok(ws),
+            Err(ConnectError::Refused { status, body }) => {
+                Err((StatusCode::from_u16(status).unwrap(), serde_json::from_slice(&body).unwrap_or_default()))
             }
             Err(error) => panic!("session to {url}: {error}"),
         }

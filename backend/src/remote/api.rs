@@ -46,7 +46,7 @@ pub async fn online(
          ORDER BY d.name, d.id",
     )
     .bind(workgroup_id)
-    .bind(3.0 * state.config.remote.heartbeat_secs as f64)
+    .bind(state.remote.stale_after_secs())
     .fetch_all(&state.db)
     .await?;
     Ok(Json(devices))

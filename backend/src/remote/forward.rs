@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use myscanner_protocol::tunnel::{self, WsIo};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_tungstenite::tungstenite::Error as WsError;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 use uuid::Uuid;
 
@@ -22,9 +20,8 @@ pub struct Target {
 
 impl Target {
     fn session_url(&self) -> String {
-        let base = self.api_url.trim_end_matches('/');
-        let base = base.strip_prefix("http").map_or_else(|| base.to_owned(), |rest| format!("ws{rest}"));
-        format!("{base}/api/v1/workgroups/{}/devices/{}/remote", self.workgroup_id, self.device_id)
+        let path = format!("/api/v1/workgroups/{}/devices/{}/remote", self.workgroup_id, self.device_id);
+        tunnel::websocket_url(&self.api_url, &path)
     }
 }
 
@@ -54,19 +51,7 @@ pub async fn run(listen: SocketAddr, target: Target) -> anyhow::Result<()> {
 
 async fn forward(mut socket: TcpStream, target: &Target) -> anyhow::Result<()> {
     let _ = socket.set_nodelay(true);
-    let mut request = target.session_url().into_client_request()?;
-    request.headers_mut().insert(
-        axum::http::header::AUTHORIZATION,
-        format!("Bearer {}", target.token).parse().context("the token is not a valid header value")?,
-    );
-    let ws = match tokio_tungstenite::connect_async(request).await {
-        Ok((ws, _)) => ws,
-        Err(WsError::Http(response)) => {
-            let body = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-            anyhow::bail!("MyScanner refused the session ({}): {body}", response.status())
-        }
-        Err(error) => return Err(error).context("connecting to MyScanner"),
-    };
+    let ws = tunnel::connect(&target.session_url(), &target.token).await.context("opening the session")?;
     let mut session = WsIo::new(ws, tunnel::tungstenite_codec(), Some(tunnel::PING_EVERY), tunnel::DEAD_AFTER).compat();
     tokio::io::copy_bidirectional(&mut socket, &mut session).await?;
     Ok(())

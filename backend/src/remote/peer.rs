@@ -11,9 +11,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::response::Response;
-use myscanner_protocol::tunnel::{self, WsIo};
-use tokio_tungstenite::tungstenite::Error as WsError;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use myscanner_protocol::tunnel::{self, ConnectError, WsIo};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 use uuid::Uuid;
 
@@ -84,16 +82,10 @@ pub async fn open(state: &AppState, replica_url: &str, device_id: Uuid, session_
     let token = state.jwt.issue_replica(session_id, device_id)?;
     let path =
         RELAY_PATH.replace("{device_id}", &device_id.to_string()).replace("{session_id}", &session_id.to_string());
-    let base = replica_url.trim_end_matches('/');
-    let url = base.strip_prefix("http").map_or_else(|| base.to_owned(), |rest| format!("ws{rest}")) + &path;
-    let mut request = url.into_client_request().map_err(|e| anyhow::anyhow!("replica address {replica_url}: {e}"))?;
-    request.headers_mut().insert(
-        axum::http::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().map_err(|e| anyhow::anyhow!("replica token header: {e}"))?,
-    );
-    let ws = match tokio::time::timeout(ROUTE_TIMEOUT, tokio_tungstenite::connect_async(request)).await {
-        Ok(Ok((ws, _))) => ws,
-        Ok(Err(WsError::Http(response))) => return Err(holder_refused(response.status(), response.body().as_deref())),
+    let url = tunnel::websocket_url(replica_url, &path);
+    let ws = match tokio::time::timeout(ROUTE_TIMEOUT, tunnel::connect(&url, &token)).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(ConnectError::Refused { status, body })) => return Err(holder_refused(status, &body)),
         Ok(Err(error)) => {
             // The holder is unreachable: it died since its last heartbeat, or is stopping.
             tracing::warn!(%device_id, replica = replica_url, %error, "routing a session failed");
@@ -106,8 +98,8 @@ pub async fn open(state: &AppState, replica_url: &str, device_id: Uuid, session_
 }
 
 /// The holder's refusal, as the same problem the user would have had from it.
-fn holder_refused(status: axum::http::StatusCode, body: Option<&[u8]>) -> Error {
-    let problem: serde_json::Value = body.and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
+fn holder_refused(status: u16, body: &[u8]) -> Error {
+    let problem: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     let code = problem["type"].as_str().and_then(|t| t.strip_prefix("urn:myscanner:problem:")).unwrap_or_default();
     let detail = problem["detail"].as_str().unwrap_or("the scanner's service is unreachable").to_owned();
     match code {

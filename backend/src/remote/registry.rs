@@ -336,7 +336,8 @@ impl Registry {
         .await
     }
 
-    fn stale_after_secs(&self) -> f64 {
+    /// A replica silent for this long (three heartbeats) is gone, and its tunnels offline.
+    pub fn stale_after_secs(&self) -> f64 {
         3.0 * self.0.heartbeat.as_secs_f64()
     }
 

@@ -96,17 +96,16 @@ fn stored_record(collection: Collection, mut data: serde_json::Value, heights: O
 /// A record's stored form, once it is known to be valid for `collection`.
 fn storable(collection: Collection, record: &Record) -> Result<(serde_json::Value, Option<Vec<u8>>)> {
     let invalid = |field: &str, message: String| Error::Validation(vec![FieldError::new(field, message)]);
-    record.validate().map_err(|(field, message)| invalid(&field, message))?;
+    let heights = record.checked().map_err(|(field, message)| invalid(&field, message))?;
     match (collection, record) {
         (Collection::ReferenceScans, Record::ReferenceScan(scan)) => {
-            let heights = scan.profile.decode().map_err(|e| invalid("record.profile", e))?;
             let LoadProfile { rows, cols, cell_size_mm, .. } = scan.profile;
             let data = json!({
                 "truck_id": scan.truck_id.trim(), "truck_name": scan.truck_name.trim(),
                 "tare_volume_m3": scan.tare_volume_m3,
                 "profile": {"rows": rows, "cols": cols, "cell_size_mm": cell_size_mm},
             });
-            Ok((data, Some(heights)))
+            Ok((data, heights))
         }
         (Collection::LoadLists, Record::LoadList(list)) => {
             Ok((serde_json::to_value(list).map_err(anyhow::Error::from)?, None))

@@ -337,7 +337,7 @@ async fn a_session_reaching_another_replica_is_routed_to_the_tunnel() {
     let relay = format!("/internal/v1/tunnels/{}/sessions/{session_id}", t.device_id);
     expect_problem(app.get(&relay, &t.admin_token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
     let replayed = myscanner::auth::jwt::JwtKeys::new(&app.config.auth).issue_replica(session_id, t.device_id).unwrap();
-    let url = format!("{}{relay}", app.base_url.replacen("http", "ws", 1));
+    let url = myscanner_protocol::tunnel::websocket_url(&app.base_url, &relay);
     let (status, _) = remote::open(&url, &replayed).await.unwrap_err();
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     replica.stop().await;
