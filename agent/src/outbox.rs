@@ -71,14 +71,8 @@ fn checksum(len: &[u8], payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
-/// Reads the record at `offset`: `None` where no whole, intact record starts (the end, or
-/// a torn, zero-filled or corrupt one).
-fn read_record(file: &mut File, offset: u64) -> io::Result<Option<Vec<u8>>> {
-    file.seek(SeekFrom::Start(offset))?;
-    next_record(file)
-}
-
-/// Reads the record where `input` stands (see `read_record`).
+/// Reads the record where `input` stands: `None` where no whole, intact record starts (the
+/// end, or a torn, zero-filled or corrupt one).
 fn next_record(input: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
     let mut header = [0u8; HEADER];
     if !read_fully(input, &mut header)? {
@@ -130,13 +124,21 @@ impl Outbox {
             }
             Err(e) => return Err(e),
         };
-        // The last segment takes new records, after its last intact one.
+        // The last segment takes new records, after its last intact one; the records in it
+        // from the cursor on are pending (one buffered pass counts and checks them).
         let segment = existing.last().copied().unwrap_or(confirmed.segment).max(confirmed.segment);
         let path = segment_path(&dir, segment);
-        let mut writer = OpenOptions::new().create(true).read(true).append(true).open(&path)?;
+        let writer = OpenOptions::new().create(true).read(true).append(true).open(&path)?;
         let mut offset = 0;
-        while let Some(payload) = read_record(&mut writer, offset)? {
-            offset += (HEADER + payload.len()) as u64;
+        let mut pending_here = 0;
+        {
+            let mut input = BufReader::with_capacity(256 * 1024, &writer);
+            while let Some(payload) = next_record(&mut input)? {
+                if segment > confirmed.segment || offset >= confirmed.offset {
+                    pending_here += 1;
+                }
+                offset += (HEADER + payload.len()) as u64;
+            }
         }
         writer.set_len(offset)?;
         writer.sync_all()?;
@@ -154,24 +156,18 @@ impl Outbox {
             }),
             appended: Notify::new(),
         };
-        let pending = outbox.count_between(confirmed, end)?;
-        outbox.state.lock().unwrap().pending = pending;
-        Ok(outbox)
-    }
-
-    fn count_between(&self, mut from: Position, to: Position) -> io::Result<u64> {
-        let mut reader = Reader::default();
-        let mut count = 0;
-        while from < to {
-            match reader.read(self, from)? {
-                Some((_, next)) => {
-                    from = next;
-                    count += 1;
-                }
-                None => break,
+        // Full segments between the cursor and the last one are pending as a whole.
+        let mut pending = pending_here;
+        for full in existing.iter().copied().filter(|s| (confirmed.segment..segment).contains(s)) {
+            let from = if full == confirmed.segment { confirmed.offset } else { 0 };
+            let mut input = BufReader::with_capacity(256 * 1024, File::open(segment_path(&outbox.dir, full))?);
+            input.seek(SeekFrom::Start(from))?;
+            while next_record(&mut input)?.is_some() {
+                pending += 1;
             }
         }
-        Ok(count)
+        outbox.state.lock().unwrap().pending = pending;
+        Ok(outbox)
     }
 
     /// Appends records and makes them durable (one fsync for all) before returning.
@@ -395,5 +391,23 @@ mod tests {
         outbox.confirm(outbox.end(), 8).unwrap();
         assert_eq!(segments(dir.path()).unwrap(), [outbox.end().segment]);
         assert_eq!(outbox.pending(), 0);
+    }
+
+    #[test]
+    fn pending_records_are_counted_across_segments_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path()).unwrap();
+        let mut records = vec![vec![7u8; 3 * 1024 * 1024]; 7];
+        records.push(b"tail".to_vec());
+        outbox.append(&records).unwrap();
+        let (_, after_first) = Reader::default().read(&outbox, outbox.confirmed()).unwrap().unwrap();
+        outbox.confirm(after_first, 1).unwrap();
+        outbox.sync().unwrap();
+        drop(outbox);
+
+        let outbox = Outbox::open(dir.path()).unwrap();
+        assert!(segments(dir.path()).unwrap().len() >= 2);
+        assert_eq!(outbox.pending(), 7);
+        assert_eq!(drain(&outbox).len(), 7);
     }
 }
