@@ -109,7 +109,12 @@ pub struct BrokerConfig {
 pub struct IngestConfig {
     /// Run the ingest consumer in this process (switch off for API-only replicas).
     pub enabled: bool,
+    /// Unacked messages the consumer holds at most, over all its channels.
     pub prefetch: u16,
+    /// Consumers (one channel each) the queue delivers to. The broker serialises a
+    /// channel's deliveries in one process, which publishers' traffic can starve: two
+    /// take a backlog more than twice as fast while devices keep publishing.
+    pub channels: u16,
     pub batch_size: usize,
     pub batch_timeout_ms: u64,
     /// Messages larger than this are rejected unread.
@@ -222,7 +227,8 @@ impl Default for Config {
             },
             ingest: IngestConfig {
                 enabled: true,
-                prefetch: 1000,
+                prefetch: 2000,
+                channels: 2,
                 batch_size: 500,
                 batch_timeout_ms: 20,
                 max_message_bytes: 1024 * 1024,
@@ -282,8 +288,12 @@ impl Config {
                 bail!("production needs its own broker credentials, not RabbitMQ's guest account");
             }
         }
-        if self.ingest.enabled && (self.ingest.prefetch == 0 || self.ingest.batch_size == 0) {
-            bail!("ingest.prefetch and ingest.batch_size must be positive");
+        if self.ingest.enabled
+            && (self.ingest.channels == 0 || self.ingest.prefetch < self.ingest.channels || self.ingest.batch_size == 0)
+        {
+            bail!(
+                "ingest.channels and ingest.batch_size must be positive, and ingest.prefetch at least ingest.channels"
+            );
         }
         crate::security::external::parse_ports(&self.security.external_ports)
             .map_err(|e| anyhow::anyhow!("security.external_ports: {e}"))?;

@@ -338,8 +338,12 @@ impl TestApp {
         ids.sort_unstable();
         ids.dedup();
         let devices = store::known_devices(&self.db, &ids).await.unwrap();
-        let rows: Vec<validate::Row> =
-            measurements.iter().map(|m| validate::to_row(m.clone(), &devices).expect("a valid measurement")).collect();
+        let rows: Vec<validate::Row> = measurements
+            .iter()
+            .map(|m| {
+                validate::check(m.clone()).and_then(|p| validate::to_row(p, &devices)).expect("a valid measurement")
+            })
+            .collect();
         for chunk in rows.chunks(500) {
             store::write(&self.db, chunk, &[]).await.unwrap();
         }

@@ -7,7 +7,8 @@
 //!   acked — it never blocks the messages behind it.
 //! - A database error drops nothing and acks nothing: the batch is retried with backoff.
 //! - A lost broker connection is re-established with backoff and the topology re-declared.
-//! - The next batch is gathered and parsed while the previous one commits.
+//! - The next batch is gathered, parsed and joined with its devices while the previous
+//!   one commits, and a batch commits in one statement: one round trip to the database.
 //! - Shutdown finishes the batches in hand, then closes the channel.
 
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::store::{self, RejectedMessage};
-use super::validate::{self, Incoming, Rejection, Row};
+use super::validate::{self, Incoming, Parsed, Rejection, Row};
 use crate::broker::{self, DEAD_LETTER_EXCHANGE, INGEST_QUEUE};
 use crate::config::{BrokerConfig, IngestConfig};
 
@@ -43,10 +44,14 @@ impl IngestStatus {
     }
 }
 
-/// Deliveries with what the body parsing made of each, in delivery order.
+/// Deliveries, ready to store: the rows of those that can be stored and the rejections
+/// of those that never can, each with the index of its delivery.
 struct Batch {
-    deliveries: Vec<Delivery>,
-    parsed: Vec<Result<myscanner_protocol::MeasurementV1, Rejection>>,
+    /// With the index of the channel each came on.
+    deliveries: Vec<(usize, Delivery)>,
+    rows: Vec<Row>,
+    row_index: Vec<usize>,
+    rejections: Vec<(usize, Rejection)>,
 }
 
 pub struct Consumer {
@@ -115,27 +120,37 @@ impl Consumer {
     /// One connection's lifetime. `Ok` only on shutdown.
     async fn session(&self, shutdown: &CancellationToken, backoff: &mut Backoff) -> anyhow::Result<()> {
         let connection = broker::connect(&self.broker_url, "myscanner-ingest").await?;
-        let channel = connection.create_channel().await?;
-        broker::declare_topology(&channel).await?;
-        channel.basic_qos(self.config.prefetch, BasicQosOptions::default()).await?;
+        let mut channels = vec![];
+        let mut consumers = vec![];
+        for n in 0..self.config.channels {
+            let channel = connection.create_channel().await?;
+            if n == 0 {
+                broker::declare_topology(&channel).await?;
+            }
+            channel.basic_qos(self.config.prefetch / self.config.channels, BasicQosOptions::default()).await?;
+            let consumer = channel
+                .basic_consume(
+                    INGEST_QUEUE.into(),
+                    format!("myscanner-ingest-{n}").into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            // Each delivery keeps the index of its channel: acks go back on that channel.
+            consumers.push(consumer.map(move |delivery| (usize::from(n), delivery)));
+            channels.push(channel);
+        }
+        let mut deliveries = futures_util::stream::select_all(consumers);
         // Dead letters are published on a confirmed channel of their own: a rejected
         // message is acked only once the broker holds its dead-letter copy.
         let dead_letters = connection.create_channel().await?;
         dead_letters.confirm_select(ConfirmSelectOptions::default()).await?;
-        let mut deliveries = channel
-            .basic_consume(
-                INGEST_QUEUE.into(),
-                "myscanner-ingest".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
         self.status.set(true);
         backoff.reset();
-        tracing::info!("ingest: consuming");
+        tracing::info!(channels = self.config.channels, "ingest: consuming");
 
-        // Two stages, so that the next batch is gathered and parsed while the previous one
-        // is being committed: the reader hands parsed batches to the writer through a
+        // Two stages, so that the next batch is gathered and prepared while the previous one
+        // is being committed: the reader hands prepared batches to the writer through a
         // one-slot channel, and the writer stores, dead-letters and acks them in order.
         let (handoff, batches) = tokio::sync::mpsc::channel::<Batch>(1);
         // `async move`: the reader owns the sending end, so the writer sees the end of the
@@ -147,28 +162,25 @@ impl Consumer {
                     () = shutdown.cancelled() => break,
                     next = deliveries.next() => next,
                 };
-                let mut deliveries_in_batch =
-                    vec![first.ok_or_else(|| anyhow::anyhow!("consumer cancelled by the broker"))??];
+                let (channel, first) = first.ok_or_else(|| anyhow::anyhow!("consumer cancelled by the broker"))?;
+                let mut deliveries_in_batch = vec![(channel, first?)];
                 let deadline = tokio::time::Instant::now() + batch_timeout;
                 while deliveries_in_batch.len() < self.config.batch_size {
                     match tokio::time::timeout_at(deadline, deliveries.next()).await {
-                        Ok(Some(delivery)) => deliveries_in_batch.push(delivery?),
+                        Ok(Some((channel, delivery))) => deliveries_in_batch.push((channel, delivery?)),
                         Ok(None) | Err(_) => break,
                     }
                 }
-                let parsed = deliveries_in_batch
-                    .iter()
-                    .map(|d| validate::parse(&incoming(d), &self.user_prefix, self.config.max_message_bytes))
-                    .collect();
-                let batch = Batch { deliveries: deliveries_in_batch, parsed };
+                // Unacked on shutdown: redelivered to whoever consumes next.
+                let Some(batch) = self.prepare(deliveries_in_batch, shutdown).await else { break };
                 tokio::select! {
-                    () = shutdown.cancelled() => break, // unacked: redelivered to whoever consumes next
+                    () = shutdown.cancelled() => break,
                     sent = handoff.send(batch) => if sent.is_err() { break }, // the writer stopped
                 }
             }
             anyhow::Ok(())
         };
-        let (consume_channel, dead_letter_channel) = (&channel, &dead_letters);
+        let (consume_channels, dead_letter_channel) = (&channels, &dead_letters);
         // The writer owns the receiving end: when it stops, for whatever reason, the
         // reader's next hand-off fails and the reader stops too.
         let writer = async move {
@@ -176,7 +188,7 @@ impl Consumer {
             // Shutdown lets the writer finish the batch in hand: it is committed and acked,
             // or left unacked for redelivery if the database cannot be reached.
             while let Some(batch) = batches.recv().await {
-                if !self.handle(consume_channel, dead_letter_channel, batch, shutdown).await? {
+                if !self.handle(consume_channels, dead_letter_channel, batch, shutdown).await? {
                     break;
                 }
             }
@@ -184,47 +196,128 @@ impl Consumer {
         };
         // The first stage to fail ends both, and the session: the caller reconnects.
         tokio::try_join!(reader, writer)?;
-        let _ = channel.close(200, "shutdown".into()).await;
+        for channel in &channels {
+            let _ = channel.close(200, "shutdown".into()).await;
+        }
         let _ = connection.close(200, "shutdown".into()).await;
         Ok(())
+    }
+
+    /// Parses a batch and joins it with what the database knows of its devices. `None`
+    /// when shutdown interrupted a database retry.
+    async fn prepare(&self, deliveries: Vec<(usize, Delivery)>, shutdown: &CancellationToken) -> Option<Batch> {
+        let parsed: Vec<Result<Parsed, Rejection>> = deliveries
+            .iter()
+            .map(|(_, d)| validate::parse(&incoming(d), &self.user_prefix, self.config.max_message_bytes))
+            .collect();
+        let mut device_ids: Vec<_> =
+            parsed.iter().filter_map(|p| p.as_ref().ok().map(|p| p.measurement.device_id)).collect();
+        device_ids.sort_unstable();
+        device_ids.dedup();
+        let devices = retrying(shutdown, || store::known_devices(&self.db, &device_ids)).await?;
+        let mut batch =
+            Batch { rows: Vec::with_capacity(deliveries.len()), deliveries, row_index: vec![], rejections: vec![] };
+        // Each parsed message moves into its row: the profile's bytes are never copied.
+        for (i, result) in parsed.into_iter().enumerate() {
+            match result.and_then(|p| validate::to_row(p, &devices)) {
+                Ok(row) => {
+                    batch.row_index.push(i);
+                    batch.rows.push(row);
+                }
+                Err(rejection) => batch.rejections.push((i, rejection)),
+            }
+        }
+        Some(batch)
     }
 
     /// Stores a batch and acks it. Returns `false` when shutdown interrupted a database
     /// retry (nothing acked; the broker redelivers).
     async fn handle(
         &self,
-        channel: &Channel,
+        channels: &[Channel],
         dead_letters: &Channel,
-        Batch { deliveries: batch, parsed }: Batch,
+        batch: Batch,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<bool> {
-        let mut device_ids: Vec<_> = parsed.iter().filter_map(|p| p.as_ref().ok().map(|m| m.device_id)).collect();
-        device_ids.sort_unstable();
-        device_ids.dedup();
+        let Some(rejections) = retrying(shutdown, || self.store(&batch)).await else { return Ok(false) };
+        let deliveries = &batch.deliveries;
+        for (i, rejection) in &rejections {
+            let delivery = &deliveries[*i].1;
+            tracing::warn!(reason = %rejection.reason, routing_key = %delivery.routing_key, "ingest: message rejected");
+            dead_letter(dead_letters, delivery, &rejection.reason).await?;
+        }
+        // Batches are handled in delivery order, so one multiple-ack per channel, of its
+        // last delivery here, covers the batch.
+        for (n, channel) in channels.iter().enumerate() {
+            if let Some((_, last)) = deliveries.iter().rev().find(|(c, _)| *c == n) {
+                channel.basic_ack(last.delivery_tag, BasicAckOptions { multiple: true }).await?;
+            }
+        }
+        Ok(true)
+    }
 
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        let rejections = loop {
-            match self.store(&batch, &parsed, &device_ids).await {
-                Ok(rejected) => break rejected,
-                Err(error) => {
-                    let wait = backoff.step();
-                    tracing::warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "ingest: database write failed; retrying");
-                    tokio::select! {
-                        () = shutdown.cancelled() => return Ok(false),
-                        () = tokio::time::sleep(wait) => {}
+    /// Stores a batch's rows and records its rejections; returns every message rejected
+    /// (by index), including any the database itself refused. An error here is transient.
+    async fn store(&self, batch: &Batch) -> sqlx::Result<Vec<(usize, Rejection)>> {
+        let Batch { deliveries, rows, row_index, rejections } = batch;
+        match store::write(&self.db, rows, &rejected_messages(deliveries, rejections)).await {
+            Ok(stored) => {
+                tracing::debug!(
+                    messages = deliveries.len(),
+                    stored,
+                    rejected = rejections.len(),
+                    "ingest: batch committed"
+                );
+                Ok(rejections.clone())
+            }
+            // Something in the batch is refused by the database itself: find what, one
+            // message at a time, and reject it instead of retrying the batch for ever.
+            Err(error) if store::is_permanent(&error) => {
+                tracing::warn!(error = %error, "ingest: the database refused part of a batch; storing one by one");
+                let mut rejections = rejections.clone();
+                for (i, row) in row_index.iter().zip(rows) {
+                    match store::write(&self.db, std::slice::from_ref(row), &[]).await {
+                        Ok(_) => {}
+                        Err(error) if store::is_permanent(&error) => {
+                            let reason = match &error {
+                                sqlx::Error::Database(db) => format!("refused by the database: {}", db.message()),
+                                other => format!("refused by the database: {other}"),
+                            };
+                            rejections.push((*i, validate::reject(reason, Some(row.device_id))));
+                        }
+                        Err(error) => return Err(error),
                     }
                 }
+                rejections.sort_by_key(|(i, _)| *i);
+                store::write(&self.db, &[], &rejected_messages(deliveries, &rejections)).await?;
+                Ok(rejections)
             }
-        };
-
-        for (i, rejection) in &rejections {
-            tracing::warn!(reason = %rejection.reason, routing_key = %batch[*i].routing_key, "ingest: message rejected");
-            dead_letter(dead_letters, &batch[*i], &rejection.reason).await?;
+            Err(error) => Err(error),
         }
-        // Deliveries of one channel are acked in order: one multiple-ack covers the batch.
-        let last = batch.last().expect("a batch is never empty").delivery_tag;
-        channel.basic_ack(last, BasicAckOptions { multiple: true }).await?;
-        Ok(true)
+    }
+}
+
+/// Runs a database step until it succeeds: an error here is transient (the database is
+/// unreachable), so it is retried with backoff, and nothing is dropped or acked meanwhile.
+/// `None` when shutdown came first.
+async fn retrying<T, F, Fut>(shutdown: &CancellationToken, mut step: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = sqlx::Result<T>>,
+{
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        match step().await {
+            Ok(done) => return Some(done),
+            Err(error) => {
+                let wait = backoff.step();
+                tracing::warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "ingest: database unavailable; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
     }
 }
 
@@ -236,64 +329,20 @@ fn incoming(delivery: &Delivery) -> Incoming<'_> {
     }
 }
 
-impl Consumer {
-    /// Stores a batch; returns the messages rejected (by index). An error here is
-    /// transient (the database is unreachable): the caller retries the whole batch.
-    async fn store(
-        &self,
-        batch: &[Delivery],
-        parsed: &[Result<myscanner_protocol::MeasurementV1, Rejection>],
-        device_ids: &[uuid::Uuid],
-    ) -> sqlx::Result<Vec<(usize, Rejection)>> {
-        let devices = store::known_devices(&self.db, device_ids).await?;
-        let mut rows: Vec<(usize, Row)> = Vec::with_capacity(batch.len());
-        let mut rejections: Vec<(usize, Rejection)> = vec![];
-        for (i, result) in parsed.iter().enumerate() {
-            match result.clone().and_then(|m| validate::to_row(m, &devices)) {
-                Ok(row) => rows.push((i, row)),
-                Err(rejection) => rejections.push((i, rejection)),
-            }
-        }
-        let all: Vec<Row> = rows.iter().map(|(_, row)| row.clone()).collect();
-        match store::write(&self.db, &all, &rejected_messages(batch, &rejections)).await {
-            Ok(stored) => {
-                tracing::debug!(messages = batch.len(), stored, rejected = rejections.len(), "ingest: batch committed");
-                Ok(rejections)
-            }
-            // Something in the batch is refused by the database itself: find what, one
-            // message at a time, and reject it instead of retrying the batch for ever.
-            Err(error) if store::is_permanent(&error) => {
-                tracing::warn!(error = %error, "ingest: the database refused part of a batch; storing one by one");
-                for (i, row) in rows {
-                    match store::write(&self.db, std::slice::from_ref(&row), &[]).await {
-                        Ok(_) => {}
-                        Err(error) if store::is_permanent(&error) => {
-                            let reason = match &error {
-                                sqlx::Error::Database(db) => format!("refused by the database: {}", db.message()),
-                                other => format!("refused by the database: {other}"),
-                            };
-                            rejections.push((i, validate::reject(reason, Some(row.device_id))));
-                        }
-                        Err(error) => return Err(error),
-                    }
-                }
-                rejections.sort_by_key(|(i, _)| *i);
-                store::write(&self.db, &[], &rejected_messages(batch, &rejections)).await?;
-                Ok(rejections)
-            }
-            Err(error) => Err(error),
-        }
-    }
-}
-
-fn rejected_messages<'a>(batch: &'a [Delivery], rejections: &'a [(usize, Rejection)]) -> Vec<RejectedMessage<'a>> {
+fn rejected_messages<'a>(
+    batch: &'a [(usize, Delivery)],
+    rejections: &'a [(usize, Rejection)],
+) -> Vec<RejectedMessage<'a>> {
     rejections
         .iter()
-        .map(|(i, rejection)| RejectedMessage {
-            rejection,
-            body: &batch[*i].data,
-            routing_key: batch[*i].routing_key.as_str(),
-            broker_user: batch[*i].properties.user_id().as_ref().map(ShortString::as_str),
+        .map(|(i, rejection)| {
+            let delivery = &batch[*i].1;
+            RejectedMessage {
+                rejection,
+                body: &delivery.data,
+                routing_key: delivery.routing_key.as_str(),
+                broker_user: delivery.properties.user_id().as_ref().map(ShortString::as_str),
+            }
         })
         .collect()
 }

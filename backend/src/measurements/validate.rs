@@ -17,21 +17,11 @@ pub struct Incoming<'a> {
     pub user_id: Option<&'a str>,
 }
 
-/// A device as the consumer needs it.
-#[derive(Debug, Clone, Copy)]
-pub struct KnownDevice {
-    pub workgroup_id: Uuid,
-    pub site_id: Uuid,
-    pub kind: DeviceKind,
-}
-
 /// A measurement ready to insert.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub device_id: Uuid,
     pub measurement_id: Uuid,
-    pub workgroup_id: Uuid,
-    pub site_id: Uuid,
     pub scanned_at: DateTime<Utc>,
     pub truck_id: String,
     pub truck_name: Option<String>,
@@ -66,8 +56,17 @@ pub fn reject(reason: impl Into<String>, claimed_device_id: Option<Uuid>) -> Rej
     Rejection { reason, claimed_device_id }
 }
 
+/// A message that passed every check that needs no database, its load profile decoded
+/// (once: the heights are the bulk of a message).
+#[derive(Debug)]
+pub struct Parsed {
+    /// The measurement, without its profile.
+    pub measurement: MeasurementV1,
+    pub profile: Option<Profile>,
+}
+
 /// Parses the body and checks everything that needs no database: schema, identity, ranges.
-pub fn parse(message: &Incoming<'_>, user_prefix: &str, max_bytes: usize) -> Result<MeasurementV1, Rejection> {
+pub fn parse(message: &Incoming<'_>, user_prefix: &str, max_bytes: usize) -> Result<Parsed, Rejection> {
     if message.body.len() > max_bytes {
         return Err(reject(
             format!("message of {} bytes exceeds the {max_bytes}-byte limit", message.body.len()),
@@ -103,8 +102,23 @@ pub fn parse(message: &Incoming<'_>, user_prefix: &str, max_bytes: usize) -> Res
     if message.routing_key != routing_key(m.device_id) {
         return Err(reject(format!("routing key `{}` is not the device's own", message.routing_key), claimed));
     }
+    check(m)
+}
+
+/// Checks the values of a measurement and decodes its profile.
+pub fn check(mut m: MeasurementV1) -> Result<Parsed, Rejection> {
+    let claimed = Some(m.device_id);
     check_ranges(&m).map_err(|reason| reject(reason, claimed))?;
-    Ok(m)
+    let profile = match m.profile.take() {
+        Some(p) => Some(Profile {
+            rows: i16::try_from(p.rows).map_err(|_| reject("profile rows out of range", claimed))?,
+            cols: i16::try_from(p.cols).map_err(|_| reject("profile cols out of range", claimed))?,
+            cell_size_mm: i32::from(p.cell_size_mm),
+            heights: p.decode().map_err(|reason| reject(reason, claimed))?,
+        }),
+        None => None,
+    };
+    Ok(Parsed { measurement: m, profile })
 }
 
 fn check_ranges(m: &MeasurementV1) -> Result<(), String> {
@@ -151,33 +165,22 @@ fn check_ranges(m: &MeasurementV1) -> Result<(), String> {
     for flag in &m.quality_flags {
         text("quality_flags", flag, 64)?;
     }
-    if let Some(profile) = &m.profile {
-        profile.decode()?;
-    }
     Ok(())
 }
 
-/// Joins a parsed measurement with what the database knows of its device.
-pub fn to_row(m: MeasurementV1, devices: &HashMap<Uuid, KnownDevice>) -> Result<Row, Rejection> {
+/// Checks a parsed measurement against its device (known devices and their kinds).
+pub fn to_row(
+    Parsed { measurement: m, profile }: Parsed,
+    devices: &HashMap<Uuid, DeviceKind>,
+) -> Result<Row, Rejection> {
     let claimed = Some(m.device_id);
-    let device = devices.get(&m.device_id).ok_or_else(|| reject("unknown device", claimed))?;
-    if device.kind == DeviceKind::Lvs && (m.payload_t.is_some() || m.carry_back_m3.is_some()) {
+    let kind = devices.get(&m.device_id).ok_or_else(|| reject("unknown device", claimed))?;
+    if *kind == DeviceKind::Lvs && (m.payload_t.is_some() || m.carry_back_m3.is_some()) {
         return Err(reject("payload_t and carry_back_m3 are for MPS devices only", claimed));
     }
-    let profile = match &m.profile {
-        Some(p) => Some(Profile {
-            rows: i16::try_from(p.rows).map_err(|_| reject("profile rows out of range", claimed))?,
-            cols: i16::try_from(p.cols).map_err(|_| reject("profile cols out of range", claimed))?,
-            cell_size_mm: i32::from(p.cell_size_mm),
-            heights: p.decode().map_err(|reason| reject(reason, claimed))?,
-        }),
-        None => None,
-    };
     Ok(Row {
         device_id: m.device_id,
         measurement_id: m.measurement_id,
-        workgroup_id: device.workgroup_id,
-        site_id: device.site_id,
         scanned_at: m.scanned_at,
         truck_id: m.truck.truck_id,
         truck_name: m.truck.name,

@@ -175,8 +175,11 @@ async fn high_water(db: &PgPool) -> i64 {
 async fn postgres_ceiling(fleet: &Fleet, messages: &[Vec<MeasurementV1>], batch_size: usize) -> f64 {
     let ids: Vec<Uuid> = fleet.devices.iter().map(|d| d.0).collect();
     let devices = store::known_devices(&fleet.db, &ids).await.unwrap();
-    let rows: Vec<validate::Row> =
-        messages.iter().flatten().map(|m| validate::to_row(m.clone(), &devices).expect("valid")).collect();
+    let rows: Vec<validate::Row> = messages
+        .iter()
+        .flatten()
+        .map(|m| validate::check(m.clone()).and_then(|p| validate::to_row(p, &devices)).expect("valid"))
+        .collect();
     let started = Instant::now();
     for chunk in rows.chunks(batch_size) {
         store::write(&fleet.db, chunk, &[]).await.unwrap();
