@@ -88,6 +88,20 @@ rabbit_api() { # method path [curl args...]
     curl -fsS -u guest:guest -X "$method" "http://127.0.0.1:15672/api$path" "$@"
 }
 
+# Databases, broker vhosts and device users that tests and benchmarks left behind when
+# interrupted (each run makes its own, named myscanner_test_*, and drops them at its end).
+drop_test_leftovers() {
+    for db in $(pg_super -c "SELECT datname FROM pg_database WHERE datname LIKE 'myscanner\_test\_%'"); do
+        pg_super -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+    done
+    for vhost in $(rabbit_api GET '/vhosts?columns=name' | grep -o '"myscanner_test_[0-9a-f]*"' | tr -d '"'); do
+        rabbit_api DELETE "/vhosts/$vhost" >/dev/null
+    done
+    for user in $(rabbit_api GET '/users?columns=name' | grep -o '"test-[0-9a-f-]*"' | tr -d '"'); do
+        rabbit_api DELETE "/users/$user" >/dev/null
+    done
+}
+
 ensure_services() {
     command -v curl >/dev/null || apt_install curl
     command -v ip >/dev/null || apt_install iproute2

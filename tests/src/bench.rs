@@ -64,6 +64,84 @@ impl ServiceProcess {
     }
 }
 
+impl ServiceProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// CPU time (user + system, in seconds) of the processes a benchmark involves: the broker
+/// (RabbitMQ's `beam.smp`), the database (every `postgres` process), the service, and
+/// this harness (where the agents and clients run). Summed over processes alive at the
+/// reading; a database connection that ends between two readings takes its time with it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuTimes {
+    pub broker: f64,
+    pub database: f64,
+    pub service: f64,
+    pub harness: f64,
+}
+
+impl CpuTimes {
+    pub fn now(service_pid: u32) -> CpuTimes {
+        let ticks = 100.0; // USER_HZ: what /proc counts in, on every Linux platform we run on
+        let own = std::process::id();
+        let mut times = CpuTimes::default();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            // `pid (comm) state ...`: the command may hold spaces, so split at the last ')'.
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+            let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+            let used = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+            let seconds = (used(11) + used(12)) / ticks;
+            match &stat[open + 1..close] {
+                _ if pid == service_pid => times.service += seconds,
+                _ if pid == own => times.harness += seconds,
+                comm if comm.starts_with("beam") => times.broker += seconds,
+                comm if comm.starts_with("postgres") => times.database += seconds,
+                _ => {}
+            }
+        }
+        times
+    }
+
+    /// CPU seconds as microseconds per item, with the cores busy over `seconds` (`self`
+    /// being what was used meanwhile: a difference of two readings, or a sum of them).
+    pub fn per_item(&self, items: usize, seconds: f64) -> String {
+        let us = |used: f64| used * 1e6 / items as f64;
+        format!(
+            "broker {:.0} µs, database {:.0} µs, service {:.0} µs, agents/clients {:.0} µs ({:.2} cores busy)",
+            us(self.broker),
+            us(self.database),
+            us(self.service),
+            us(self.harness),
+            (self.broker + self.database + self.service + self.harness) / seconds
+        )
+    }
+}
+
+impl std::ops::Sub for CpuTimes {
+    type Output = CpuTimes;
+    fn sub(self, earlier: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            broker: self.broker - earlier.broker,
+            database: self.database - earlier.database,
+            service: self.service - earlier.service,
+            harness: self.harness - earlier.harness,
+        }
+    }
+}
+
+impl std::ops::AddAssign for CpuTimes {
+    fn add_assign(&mut self, used: CpuTimes) {
+        self.broker += used.broker;
+        self.database += used.database;
+        self.service += used.service;
+        self.harness += used.harness;
+    }
+}
+
 impl Drop for ServiceProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -132,21 +132,36 @@ impl Drop for TestApp {
     /// (on a thread of its own: the test's runtime may be shutting down).
     fn drop(&mut self) {
         self.shutdown.cancel();
-        let vhost = self.vhost();
-        let prefix = self.config.broker.device_user_prefix.clone();
-        let database = self.config.database.url.expose().rsplit('/').next().unwrap().to_owned();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async {
-                broker::delete(&vhost, &prefix).await;
-                if let Ok(admin) = PgPool::connect(&admin_database_url()).await {
-                    let drop = format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)");
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
-                }
-            });
-        })
-        .join();
+        remove_test_resources(&self.config);
     }
+}
+
+/// Removes what [`test_config`] made when dropped (see [`remove_test_resources`]).
+pub struct Cleanup(pub Config);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        remove_test_resources(&self.0);
+    }
+}
+
+/// Drops what [`test_config`] made for a test or benchmark: its broker vhost, device users
+/// and database. Blocks, on a thread of its own: the caller's runtime may be shutting down.
+pub fn remove_test_resources(config: &Config) {
+    let vhost = config.broker.url.expose().rsplit('/').next().unwrap().to_owned();
+    let prefix = config.broker.device_user_prefix.clone();
+    let database = config.database.url.expose().rsplit('/').next().unwrap().to_owned();
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            broker::delete(&vhost, &prefix).await;
+            if let Ok(admin) = PgPool::connect(&admin_database_url()).await {
+                let drop = format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)");
+                let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
+            }
+        });
+    })
+    .join();
 }
 
 /// Another instance of the service on a [`TestApp`]'s database; stopped on drop.

@@ -15,15 +15,15 @@ use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-    QueueDeclareOptions,
+    ExchangeDeclareOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use myscanner::measurements::{store, validate};
 use myscanner_agent::Agent;
 use myscanner_agent::simulate::MeasurementFactory;
 use myscanner_protocol::MeasurementV1;
-use myscanner_tests::bench::{ServiceProcess, percentile};
+use myscanner_tests::bench::{CpuTimes, ServiceProcess, percentile};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -42,6 +42,10 @@ enum Bench {
         devices: usize,
         #[arg(long, default_value_t = 50_000)]
         measurements: usize,
+        /// Rounds of the three runs (PostgreSQL alone, the broker alone, end to end),
+        /// interleaved so that drift on the machine weighs on all three alike.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Security Services: weekly fan-out, queue throughput, rescue latency, a full port scan.
     Security {
@@ -80,7 +84,7 @@ enum Bench {
 #[tokio::main]
 async fn main() {
     match Cli::parse().command {
-        Bench::Ingest { devices, measurements } => ingest(devices, measurements).await,
+        Bench::Ingest { devices, measurements, rounds } => ingest(devices, measurements, rounds).await,
         Bench::Api { measurements } => api(measurements).await,
         Bench::Security { devices, workers } => security(devices, workers).await,
         Bench::Tunnel { agents, mib } => tunnel(agents, mib).await,
@@ -97,7 +101,8 @@ struct Fleet {
     workgroup_id: Uuid,
     /// A member with view_data, signed in.
     token: String,
-    _config: myscanner::config::Config,
+    /// Dropped last: the benchmark's database, vhost and device users go with it.
+    _cleanup: myscanner_tests::Cleanup,
 }
 
 async fn fleet(devices: usize) -> Fleet {
@@ -146,7 +151,16 @@ async fn fleet(devices: usize) -> Fleet {
     }
     let vhost = config.broker.url.expose().rsplit('/').next().unwrap().to_owned();
     let workgroup_id = wg.parse().unwrap();
-    Fleet { service, db, vhost, devices: provisioned, site_id, workgroup_id, token, _config: config }
+    Fleet {
+        service,
+        db,
+        vhost,
+        devices: provisioned,
+        site_id,
+        workgroup_id,
+        token,
+        _cleanup: myscanner_tests::Cleanup(config),
+    }
 }
 
 fn generate(fleet: &Fleet, per_device: usize) -> Vec<Vec<MeasurementV1>> {
@@ -165,73 +179,116 @@ async fn count(db: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM measurements").fetch_one(db).await.unwrap()
 }
 
+/// The last ingestion sequence number taken (0 before the first).
+async fn sequence_taken(db: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM measurements_seq")
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
 /// The ingestion sequence's high-water mark: an index lookup, so that watching progress
 /// does not itself load the database (the bench sends no duplicates, so it counts rows).
 async fn high_water(db: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM measurements").fetch_one(db).await.unwrap()
 }
 
+/// What one phase of a benchmark measured over its rounds: a rate per round, and the CPU
+/// the processes involved used.
+#[derive(Default)]
+struct Phase {
+    rates: Vec<f64>,
+    cpu: CpuTimes,
+    seconds: f64,
+    items: usize,
+}
+
+impl Phase {
+    fn add(&mut self, items: usize, seconds: f64, cpu: CpuTimes) {
+        self.rates.push(items as f64 / seconds);
+        self.cpu += cpu;
+        self.seconds += seconds;
+        self.items += items;
+    }
+
+    fn median(&self) -> f64 {
+        percentile(&mut self.rates.clone(), 50.0)
+    }
+
+    fn rounds(&self) -> String {
+        self.rates.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ")
+    }
+
+    fn cpu_per_item(&self) -> String {
+        self.cpu.per_item(self.items, self.seconds)
+    }
+}
+
 /// PostgreSQL alone: the service's own batched insert of the same rows, no broker.
-async fn postgres_ceiling(fleet: &Fleet, messages: &[Vec<MeasurementV1>], batch_size: usize) -> f64 {
-    let ids: Vec<Uuid> = fleet.devices.iter().map(|d| d.0).collect();
-    let devices = store::known_devices(&fleet.db, &ids).await.unwrap();
-    let rows: Vec<validate::Row> = messages
-        .iter()
-        .flatten()
-        .map(|m| validate::check(m.clone()).and_then(|p| validate::to_row(p, &devices)).expect("valid"))
-        .collect();
+async fn postgres_ceiling(fleet: &Fleet, rows: &[validate::Row], batch_size: usize, phase: &mut Phase) {
+    let cpu = CpuTimes::now(fleet.service.pid());
     let started = Instant::now();
     for chunk in rows.chunks(batch_size) {
         store::write(&fleet.db, chunk, &[]).await.unwrap();
     }
-    let rate = rows.len() as f64 / started.elapsed().as_secs_f64();
+    phase.add(rows.len(), started.elapsed().as_secs_f64(), CpuTimes::now(fleet.service.pid()) - cpu);
     sqlx::query("TRUNCATE measurements, load_profiles").execute(&fleet.db).await.unwrap();
-    rate
 }
 
-/// RabbitMQ alone: the same bodies published with confirms to a quorum queue and consumed
-/// with acks, over as many connections as there are devices.
-async fn broker_ceiling(fleet: &Fleet, messages: &[Vec<MeasurementV1>]) -> f64 {
+/// A device's routing key and its messages' bodies.
+type DeviceBodies = (String, Vec<Vec<u8>>);
+
+/// RabbitMQ alone: the same bodies published as the agents publish them — with confirms
+/// and the agents' window, through a topic exchange with the devices' routing keys,
+/// `user_id` and `mandatory` — to a quorum queue, and consumed with acks, over as many
+/// connections as there are devices.
+async fn broker_ceiling(fleet: &Fleet, bodies: &Arc<Vec<DeviceBodies>>, phase: &mut Phase) {
+    const CEILING: &str = "bench.ceiling";
     let url = format!("amqp://guest:guest@127.0.0.1:5672/{}", fleet.vhost);
-    let total: usize = messages.iter().map(Vec::len).sum();
+    let total: usize = bodies.iter().map(|(_, b)| b.len()).sum();
     let consumer_connection = Connection::connect(&url, ConnectionProperties::default()).await.unwrap();
     let channel = consumer_connection.create_channel().await.unwrap();
+    let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    channel.exchange_declare(CEILING.into(), ExchangeKind::Topic, durable, FieldTable::default()).await.unwrap();
     let mut quorum = FieldTable::default();
     quorum.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
     channel
-        .queue_declare("bench.ceiling".into(), QueueDeclareOptions { durable: true, ..Default::default() }, quorum)
+        .queue_declare(CEILING.into(), QueueDeclareOptions { durable: true, ..Default::default() }, quorum)
+        .await
+        .unwrap();
+    channel
+        .queue_bind(CEILING.into(), CEILING.into(), "device.*".into(), Default::default(), FieldTable::default())
         .await
         .unwrap();
     channel.basic_qos(1000, BasicQosOptions::default()).await.unwrap();
     let mut consumer = channel
-        .basic_consume("bench.ceiling".into(), "bench".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(CEILING.into(), "bench".into(), BasicConsumeOptions::default(), FieldTable::default())
         .await
         .unwrap();
+    let cpu = CpuTimes::now(fleet.service.pid());
     let started = Instant::now();
     let mut publishers = vec![];
-    for device in messages {
-        let bodies: Vec<Vec<u8>> = device.iter().map(|m| serde_json::to_vec(m).unwrap()).collect();
-        let url = url.clone();
+    for device in 0..bodies.len() {
+        let (url, bodies) = (url.clone(), bodies.clone());
         publishers.push(tokio::spawn(async move {
+            let (key, bodies) = &bodies[device];
             let connection = Connection::connect(&url, ConnectionProperties::default()).await.unwrap();
             let channel = connection.create_channel().await.unwrap();
             channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+            let properties = BasicProperties::default()
+                .with_user_id("guest".into())
+                .with_content_type("application/json".into())
+                .with_delivery_mode(2);
             let mut in_flight = std::collections::VecDeque::new();
-            for body in &bodies {
-                let properties = BasicProperties::default().with_delivery_mode(2);
+            for body in bodies {
+                let options = BasicPublishOptions { mandatory: true, ..Default::default() };
                 in_flight.push_back(
                     channel
-                        .basic_publish(
-                            "".into(),
-                            "bench.ceiling".into(),
-                            BasicPublishOptions::default(),
-                            body,
-                            properties,
-                        )
+                        .basic_publish(CEILING.into(), key.as_str().into(), options, body, properties.clone())
                         .await
                         .unwrap(),
                 );
-                if in_flight.len() >= 512 {
+                if in_flight.len() >= myscanner_agent::publisher::WINDOW {
                     in_flight.pop_front().unwrap().await.unwrap();
                 }
             }
@@ -248,11 +305,11 @@ async fn broker_ceiling(fleet: &Fleet, messages: &[Vec<MeasurementV1>]) -> f64 {
             delivery.acker.ack(BasicAckOptions { multiple: true }).await.unwrap();
         }
     }
-    let rate = total as f64 / started.elapsed().as_secs_f64();
+    phase.add(total, started.elapsed().as_secs_f64(), CpuTimes::now(fleet.service.pid()) - cpu);
     for publisher in publishers {
         publisher.await.unwrap();
     }
-    rate
+    let _ = consumer_connection.close(200, "done".into()).await;
 }
 
 async fn start_agents(fleet: &Fleet, dirs: &[tempfile::TempDir]) -> Vec<Arc<Agent>> {
@@ -264,9 +321,9 @@ async fn start_agents_with(
     dirs: &[tempfile::TempDir],
     settings: myscanner_agent::api::Settings,
 ) -> Vec<Arc<Agent>> {
-    let mut agents = vec![];
-    for ((_, credential), dir) in fleet.devices.iter().zip(dirs) {
-        let config = myscanner_agent::config::DeviceConfig {
+    // At once, as the scanners of a fleet start independently of one another.
+    let starts = fleet.devices.iter().zip(dirs).map(|((_, credential), dir)| {
+        Agent::start(myscanner_agent::config::DeviceConfig {
             credential: credential.clone(),
             api_url: fleet.service.base_url.clone(),
             outbox_dir: Some(dir.path().to_path_buf()),
@@ -277,68 +334,131 @@ async fn start_agents_with(
             sync_dir: None,
             serial: None,
             device_id: None,
-        };
-        agents.push(Arc::new(Agent::start(config).await.unwrap()));
-    }
-    agents
+        })
+    });
+    futures_util::future::join_all(starts).await.into_iter().map(|agent| Arc::new(agent.unwrap())).collect()
 }
 
-async fn ingest(devices: usize, total: usize) {
-    let per_device = total / devices;
-    let total = per_device * devices;
-    println!("bench ingest: {devices} devices, {total} measurements with 3D load profiles");
-    let fleet = fleet(devices).await;
-    let messages = generate(&fleet, per_device);
-    let bytes: usize = messages.iter().flatten().map(|m| serde_json::to_vec(m).unwrap().len()).sum();
-    println!("  message size: {:.1} KiB on average", bytes as f64 / total as f64 / 1024.0);
+/// The service's memory over the end-to-end runs, in MiB.
+#[derive(Default)]
+struct Memory {
+    before: f64,
+    first_half: f64,
+    second_half: f64,
+}
 
-    let pg = postgres_ceiling(&fleet, &messages, 500).await;
-    println!("  PostgreSQL-only ceiling (batched insert of the same rows): {pg:>9.0} rows/s");
-    let mq = broker_ceiling(&fleet, &messages).await;
-    println!("  broker-only ceiling (publish with confirms, consume, ack):  {mq:>9.0} msg/s");
-
-    // End to end, as fast as the agents can go. Like the broker ceiling's ready bodies, the
-    // measurements are in the agents' outboxes before the clock starts; the clock then runs
-    // from the agents' start (outbox → broker → consumer → PostgreSQL) to the last commit.
-    let dirs: Vec<tempfile::TempDir> = (0..devices).map(|_| tempfile::tempdir().unwrap()).collect();
-    for (dir, batch) in dirs.iter().zip(&messages) {
-        let outbox = myscanner_agent::outbox::Outbox::open(dir.path()).unwrap();
-        let records: Vec<Vec<u8>> = batch.iter().map(|m| serde_json::to_vec(m).unwrap()).collect();
-        outbox.append(&records).unwrap();
+/// End to end, as fast as the agents can go. Like the broker ceiling's ready bodies, the
+/// measurements are in the agents' outboxes before the clock starts; the clock then runs
+/// from the agents' start (outbox → broker → consumer → PostgreSQL) to the last commit.
+async fn end_to_end(fleet: &Fleet, records: &[Vec<Vec<u8>>], phase: &mut Phase, memory: &mut Memory) {
+    let total: usize = records.iter().map(Vec::len).sum();
+    let dirs: Vec<tempfile::TempDir> = records.iter().map(|_| tempfile::tempdir().unwrap()).collect();
+    for (dir, records) in dirs.iter().zip(records) {
+        myscanner_agent::outbox::Outbox::open(dir.path()).unwrap().append(records).unwrap();
     }
-    let base: i64 = sqlx::query_scalar("SELECT last_value FROM measurements_seq").fetch_one(&fleet.db).await.unwrap();
-    let rss_before = fleet.service.rss_mib();
+    let base = sequence_taken(&fleet.db).await;
+    if memory.before == 0.0 {
+        memory.before = fleet.service.rss_mib();
+    }
+    let cpu = CpuTimes::now(fleet.service.pid());
     let started = Instant::now();
-    let agents = start_agents(&fleet, &dirs).await;
-    let (mut first_half_peak, mut second_half_peak) = (0f64, 0f64);
+    let agents = start_agents(fleet, &dirs).await;
     loop {
         let stored = (high_water(&fleet.db).await - base).max(0) as usize;
         let rss = fleet.service.rss_mib();
-        if stored < total / 2 {
-            first_half_peak = first_half_peak.max(rss);
-        } else {
-            second_half_peak = second_half_peak.max(rss);
-        }
+        let half = if stored < total / 2 { &mut memory.first_half } else { &mut memory.second_half };
+        *half = half.max(rss);
         if stored >= total {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(600), "end-to-end run did not finish: {stored}/{total}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let e2e = total as f64 / started.elapsed().as_secs_f64();
+    phase.add(total, started.elapsed().as_secs_f64(), CpuTimes::now(fleet.service.pid()) - cpu);
+    stop_agents(agents).await;
     assert_eq!(count(&fleet.db).await as usize, total, "every measurement stored once");
-    let lower = pg.min(mq);
+    sqlx::query("TRUNCATE measurements, load_profiles").execute(&fleet.db).await.unwrap();
+}
+
+async fn stop_agents(agents: Vec<Arc<Agent>>) {
+    for agent in agents {
+        if let Ok(agent) = Arc::try_unwrap(agent) {
+            agent.stop().await;
+        }
+    }
+}
+
+async fn ingest(devices: usize, total: usize, rounds: usize) {
+    let per_device = total / devices;
+    let total = per_device * devices;
     println!(
-        "  end to end (agents → broker → consumer → PostgreSQL):      {e2e:>9.0} msg/s = {:.0}% of the lower ceiling (target ≥ 60%, ≥ 5000/s)",
-        100.0 * e2e / lower
+        "bench ingest: {devices} devices, {total} measurements with 3D load profiles; {rounds} rounds of the three runs, \
+         interleaved, each figure the median"
+    );
+    let fleet = fleet(devices).await;
+    let messages = generate(&fleet, per_device);
+    let records: Vec<Vec<Vec<u8>>> =
+        messages.iter().map(|device| device.iter().map(|m| serde_json::to_vec(m).unwrap()).collect()).collect();
+    let bytes: usize = records.iter().flatten().map(Vec::len).sum();
+    println!("  message size: {:.1} KiB on average", bytes as f64 / total as f64 / 1024.0);
+    let ids: Vec<Uuid> = fleet.devices.iter().map(|d| d.0).collect();
+    let devices_known = store::known_devices(&fleet.db, &ids).await.unwrap();
+    let rows: Vec<validate::Row> = messages
+        .iter()
+        .flatten()
+        .map(|m| validate::check(m.clone()).and_then(|p| validate::to_row(p, &devices_known)).expect("valid"))
+        .collect();
+    let bodies: Arc<Vec<DeviceBodies>> = Arc::new(
+        messages
+            .iter()
+            .zip(&records)
+            .map(|(device, records)| (myscanner_protocol::routing_key(device[0].device_id), records.clone()))
+            .collect(),
+    );
+
+    let (mut pg, mut mq, mut e2e, mut memory) = Default::default();
+    let mut ratios = vec![];
+    for _ in 0..rounds {
+        postgres_ceiling(&fleet, &rows, 500, &mut pg).await;
+        broker_ceiling(&fleet, &bodies, &mut mq).await;
+        end_to_end(&fleet, &records, &mut e2e, &mut memory).await;
+        let last = |phase: &Phase| *phase.rates.last().unwrap();
+        ratios.push(format!("{:.0}%", 100.0 * last(&e2e) / last(&pg).min(last(&mq))));
+    }
+    let (pg_rate, mq_rate, e2e_rate): (f64, f64, f64) = (pg.median(), mq.median(), e2e.median());
+    println!(
+        "  PostgreSQL-only ceiling (batched insert of the same rows):  {pg_rate:>7.0} rows/s  (rounds: {})",
+        pg.rounds()
+    );
+    println!("    CPU per row: {}", pg.cpu_per_item());
+    println!(
+        "  broker-only ceiling (published as the agents do, consumed):  {mq_rate:>7.0} msg/s   (rounds: {})",
+        mq.rounds()
+    );
+    println!("    CPU per message: {}", mq.cpu_per_item());
+    println!(
+        "  end to end (agents → broker → consumer → PostgreSQL):        {e2e_rate:>7.0} msg/s   (rounds: {})",
+        e2e.rounds()
+    );
+    println!("    CPU per measurement: {}", e2e.cpu_per_item());
+    println!(
+        "    = {:.0}% of the lower ceiling (rounds: {}); target ≥ 60% and ≥ 5000/s",
+        100.0 * e2e_rate / pg_rate.min(mq_rate),
+        ratios.join(", ")
     );
     println!(
-        "  service memory: {rss_before:.0} MiB before, peak {first_half_peak:.0} MiB in the first half, {second_half_peak:.0} MiB in the second (VmHWM {:.0} MiB)",
+        "  service memory: {:.0} MiB before, peak {:.0} MiB in the first half of a run, {:.0} MiB in the second (VmHWM {:.0} MiB)",
+        memory.before,
+        memory.first_half,
+        memory.second_half,
         fleet.service.peak_rss_mib()
     );
 
     // Latency under a steady load at half the measured rate, from recording to commit.
-    let rate = e2e / 2.0;
+    let dirs: Vec<tempfile::TempDir> = (0..devices).map(|_| tempfile::tempdir().unwrap()).collect();
+    let agents = start_agents(&fleet, &dirs).await;
+    let base = sequence_taken(&fleet.db).await;
+    let rate = e2e_rate / 2.0;
     let duration = Duration::from_secs(10);
     let started = Instant::now();
     let mut factories: Vec<MeasurementFactory> = fleet
@@ -359,7 +479,7 @@ async fn ingest(devices: usize, total: usize) {
         }
         tokio::time::sleep(tick).await;
     }
-    let expected = total + recorded.len();
+    let expected = recorded.len();
     while ((high_water(&fleet.db).await - base) as usize) < expected {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -377,11 +497,7 @@ async fn ingest(devices: usize, total: usize) {
         percentile(&mut latencies, 50.0),
         percentile(&mut latencies, 99.0)
     );
-    for agent in agents {
-        if let Ok(agent) = Arc::try_unwrap(agent) {
-            agent.stop().await;
-        }
-    }
+    stop_agents(agents).await;
 }
 
 /// Times `n` runs of `f`, in milliseconds.
