@@ -105,6 +105,13 @@ pub mod broker {
         killed
     }
 
+    /// Deletes a queue of the vhost, as an operator might by mistake.
+    pub async fn delete_queue(vhost: &str, queue: &str) {
+        let path = format!("{API}/queues/{vhost}/{}", myscanner::broker::management::encode(queue));
+        let response = client().delete(path).basic_auth("guest", Some("guest")).send().await.unwrap();
+        assert!(response.status().is_success(), "delete queue: {}", response.status());
+    }
+
     /// Messages waiting in a queue of the vhost.
     pub async fn queue_depth(vhost: &str, queue: &str) -> u64 {
         let info = get_json(&format!("/queues/{vhost}/{}", myscanner::broker::management::encode(queue))).await;

@@ -137,7 +137,12 @@ impl Consumer {
                 )
                 .await?;
             // Each delivery keeps the index of its channel: acks go back on that channel.
-            consumers.push(consumer.map(move |delivery| (usize::from(n), delivery)));
+            // A consumer the broker cancels ends the session (and so reconnects) rather
+            // than leaving the others to carry on alone.
+            let n = usize::from(n);
+            let cancelled =
+                futures_util::stream::iter([(n, Err(anyhow::anyhow!("consumer {n} cancelled by the broker")))]);
+            consumers.push(consumer.map(move |delivery| (n, delivery.map_err(anyhow::Error::from))).chain(cancelled));
             channels.push(channel);
         }
         let mut deliveries = futures_util::stream::select_all(consumers);
@@ -162,7 +167,7 @@ impl Consumer {
                     () = shutdown.cancelled() => break,
                     next = deliveries.next() => next,
                 };
-                let (channel, first) = first.ok_or_else(|| anyhow::anyhow!("consumer cancelled by the broker"))?;
+                let (channel, first) = first.ok_or_else(|| anyhow::anyhow!("every consumer ended"))?;
                 let mut deliveries_in_batch = vec![(channel, first?)];
                 let deadline = tokio::time::Instant::now() + batch_timeout;
                 while deliveries_in_batch.len() < self.config.batch_size {

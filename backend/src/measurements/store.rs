@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::validate::{Profile, Rejection, Row};
+use super::validate::{Profile, Rejection, Row, printable};
 use crate::devices::DeviceKind;
 
 /// Serialises ingest transactions so that `measurements.seq` is assigned in commit order
@@ -112,8 +112,10 @@ pub async fn write(db: &PgPool, rows: &[Row], rejected: &[RejectedMessage<'_>]) 
     .bind(rejected.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
     .bind(rejected.iter().map(|r| Sha256::digest(r.body).to_vec()).collect::<Vec<_>>())
     .bind(rejected.iter().map(|r| r.rejection.reason.as_str()).collect::<Vec<_>>())
-    .bind(rejected.iter().map(|r| r.routing_key).collect::<Vec<_>>())
-    .bind(rejected.iter().map(|r| r.broker_user).collect::<Vec<_>>())
+    // Quoted from the message's envelope: made printable like the reasons, or a stray
+    // control character would have the database refuse the record of a rejection.
+    .bind(rejected.iter().map(|r| printable(r.routing_key)).collect::<Vec<_>>())
+    .bind(rejected.iter().map(|r| r.broker_user.map(printable)).collect::<Vec<_>>())
     .bind(rejected.iter().map(|r| r.rejection.claimed_device_id).collect::<Vec<_>>())
     .bind(rejected.iter().map(|r| r.body.len() as i32).collect::<Vec<_>>())
     .bind(rejected.iter().map(|r| &r.body[..r.body.len().min(EXCERPT)]).collect::<Vec<_>>())

@@ -52,8 +52,12 @@ pub struct Rejection {
 /// Reasons quote what a device sent; control characters (NUL above all, which PostgreSQL
 /// text cannot hold) are replaced so that the rejection itself can always be recorded.
 pub fn reject(reason: impl Into<String>, claimed_device_id: Option<Uuid>) -> Rejection {
-    let reason = reason.into().chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect();
-    Rejection { reason, claimed_device_id }
+    Rejection { reason: printable(&reason.into()), claimed_device_id }
+}
+
+/// Text from a device with its control characters replaced, so that it can be stored.
+pub fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { '\u{FFFD}' } else { c }).collect()
 }
 
 /// A message that passed every check that needs no database, its load profile decoded

@@ -240,8 +240,8 @@ type DeviceBodies = (String, Vec<Vec<u8>>);
 
 /// RabbitMQ alone: the same bodies published as the agents publish them — with confirms
 /// and the agents' window, through a topic exchange with the devices' routing keys,
-/// `user_id` and `mandatory` — to a quorum queue, and consumed with acks, over as many
-/// connections as there are devices.
+/// `user_id` and `mandatory` — over as many connections as there are devices, to a quorum
+/// queue.
 async fn broker_ceiling(fleet: &Fleet, bodies: &Arc<Vec<DeviceBodies>>, phase: &mut Phase) {
     const CEILING: &str = "bench.ceiling";
     let url = format!("amqp://guest:guest@127.0.0.1:5672/{}", fleet.vhost);
@@ -260,11 +260,25 @@ async fn broker_ceiling(fleet: &Fleet, bodies: &Arc<Vec<DeviceBodies>>, phase: &
         .queue_bind(CEILING.into(), CEILING.into(), "device.*".into(), Default::default(), FieldTable::default())
         .await
         .unwrap();
-    channel.basic_qos(1000, BasicQosOptions::default()).await.unwrap();
-    let mut consumer = channel
-        .basic_consume(CEILING.into(), "bench".into(), BasicConsumeOptions::default(), FieldTable::default())
-        .await
-        .unwrap();
+    // Consumed the way the service consumes: over as many channels, with the same prefetch,
+    // acked every batch.
+    let ingest = myscanner::config::Config::load(None).expect("the service's configuration").ingest;
+    let mut consumers = vec![];
+    for n in 0..usize::from(ingest.channels) {
+        let channel = consumer_connection.create_channel().await.unwrap();
+        channel.basic_qos(ingest.prefetch / ingest.channels, BasicQosOptions::default()).await.unwrap();
+        let consumer = channel
+            .basic_consume(
+                CEILING.into(),
+                format!("bench-{n}").into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        consumers.push(consumer.map(move |delivery| (n, delivery)));
+    }
+    let mut deliveries = futures_util::stream::select_all(consumers);
     let cpu = CpuTimes::now(fleet.service.pid());
     let started = Instant::now();
     let mut publishers = vec![];
@@ -297,12 +311,18 @@ async fn broker_ceiling(fleet: &Fleet, bodies: &Arc<Vec<DeviceBodies>>, phase: &
             }
         }));
     }
-    let mut received = 0;
-    while received < total {
-        let delivery = consumer.next().await.unwrap().unwrap();
-        received += 1;
-        if received % 500 == 0 || received == total {
-            delivery.acker.ack(BasicAckOptions { multiple: true }).await.unwrap();
+    let mut unacked: Vec<Vec<lapin::message::Delivery>> = (0..ingest.channels).map(|_| vec![]).collect();
+    for _ in 0..total {
+        let (n, delivery) = deliveries.next().await.unwrap();
+        unacked[n].push(delivery.unwrap());
+        if unacked[n].len() == ingest.batch_size {
+            unacked[n].pop().unwrap().acker.ack(BasicAckOptions { multiple: true }).await.unwrap();
+            unacked[n].clear();
+        }
+    }
+    for mut rest in unacked {
+        if let Some(last) = rest.pop() {
+            last.acker.ack(BasicAckOptions { multiple: true }).await.unwrap();
         }
     }
     phase.add(total, started.elapsed().as_secs_f64(), CpuTimes::now(fleet.service.pid()) - cpu);
@@ -479,8 +499,8 @@ async fn ingest(devices: usize, total: usize, rounds: usize) {
         }
         tokio::time::sleep(tick).await;
     }
-    let expected = recorded.len();
-    while ((high_water(&fleet.db).await - base) as usize) < expected {
+    let expected = recorded.len() as i64;
+    while high_water(&fleet.db).await - base < expected {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let ids: Vec<Uuid> = recorded.keys().copied().collect();

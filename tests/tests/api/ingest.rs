@@ -310,6 +310,21 @@ async fn a_killed_consumer_connection_loses_nothing() {
 }
 
 #[tokio::test]
+async fn a_deleted_queue_is_declared_again_and_consumed() {
+    let mut app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    survives(&mut app, &t, 2000, async |app| {
+        // Once what was sent so far is stored (what a deleted queue holds is gone), the
+        // queue is deleted: the broker cancels the consumers, and the service reconnects
+        // and declares it again while the agent re-sends what the broker returned.
+        wait_stored(app, t.device_id, 1000).await;
+        broker::delete_queue(&app.vhost(), myscanner::broker::INGEST_QUEUE).await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_service_restart_loses_nothing() {
     let mut app = TestApp::spawn().await;
     let operator = app.operator().await;
