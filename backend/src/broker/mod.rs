@@ -3,7 +3,11 @@
 
 pub mod management;
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use futures_util::{Stream, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicConsumeOptions, BasicQosOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use myscanner_protocol::MEASUREMENTS_EXCHANGE;
@@ -17,6 +21,38 @@ pub const DEAD_LETTER_QUEUE: &str = "measurements.dead";
 pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
     Connection::connect(url, properties).await
+}
+
+/// Consumes `queue` over `channels` channels of the connection, sharing `prefetch` unacked
+/// messages between them: the broker serialises each channel's deliveries in one process,
+/// which publishers' traffic can starve. Each delivery comes with the index of its
+/// channel, on which it must be acked. A consumer the broker cancels yields an error
+/// (rather than leaving the others to carry on alone), so that the caller reconnects.
+pub async fn consume(
+    connection: &Connection,
+    queue: &str,
+    tag: &str,
+    channels: u16,
+    prefetch: u16,
+) -> lapin::Result<(Vec<Channel>, impl Stream<Item = (usize, anyhow::Result<Delivery>)> + Unpin + use<>)> {
+    let mut opened = vec![];
+    let mut consumers = vec![];
+    for n in 0..usize::from(channels) {
+        let channel = connection.create_channel().await?;
+        channel.basic_qos(prefetch / channels, BasicQosOptions::default()).await?;
+        let consumer = channel
+            .basic_consume(
+                queue.into(),
+                format!("{tag}-{n}").into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let cancelled = futures_util::stream::iter([(n, Err(anyhow::anyhow!("consumer {n} cancelled by the broker")))]);
+        consumers.push(consumer.map(move |delivery| (n, delivery.map_err(anyhow::Error::from))).chain(cancelled));
+        opened.push(channel);
+    }
+    Ok((opened, futures_util::stream::select_all(consumers)))
 }
 
 /// Declares (idempotently) the exchanges and queues; called on every (re)connect so a

@@ -17,10 +17,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-};
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::options::{BasicAckOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, ShortString};
 use lapin::{BasicProperties, Channel};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -120,36 +118,14 @@ impl Consumer {
     /// One connection's lifetime. `Ok` only on shutdown.
     async fn session(&self, shutdown: &CancellationToken, backoff: &mut Backoff) -> anyhow::Result<()> {
         let connection = broker::connect(&self.broker_url, "myscanner-ingest").await?;
-        let mut channels = vec![];
-        let mut consumers = vec![];
-        for n in 0..self.config.channels {
-            let channel = connection.create_channel().await?;
-            if n == 0 {
-                broker::declare_topology(&channel).await?;
-            }
-            channel.basic_qos(self.config.prefetch / self.config.channels, BasicQosOptions::default()).await?;
-            let consumer = channel
-                .basic_consume(
-                    INGEST_QUEUE.into(),
-                    format!("myscanner-ingest-{n}").into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-            // Each delivery keeps the index of its channel: acks go back on that channel.
-            // A consumer the broker cancels ends the session (and so reconnects) rather
-            // than leaving the others to carry on alone.
-            let n = usize::from(n);
-            let cancelled =
-                futures_util::stream::iter([(n, Err(anyhow::anyhow!("consumer {n} cancelled by the broker")))]);
-            consumers.push(consumer.map(move |delivery| (n, delivery.map_err(anyhow::Error::from))).chain(cancelled));
-            channels.push(channel);
-        }
-        let mut deliveries = futures_util::stream::select_all(consumers);
         // Dead letters are published on a confirmed channel of their own: a rejected
         // message is acked only once the broker holds its dead-letter copy.
         let dead_letters = connection.create_channel().await?;
+        broker::declare_topology(&dead_letters).await?;
         dead_letters.confirm_select(ConfirmSelectOptions::default()).await?;
+        let (channels, mut deliveries) =
+            broker::consume(&connection, INGEST_QUEUE, "myscanner-ingest", self.config.channels, self.config.prefetch)
+                .await?;
         self.status.set(true);
         backoff.reset();
         tracing::info!(channels = self.config.channels, "ingest: consuming");

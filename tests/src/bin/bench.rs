@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
-    ExchangeDeclareOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
@@ -263,22 +262,10 @@ async fn broker_ceiling(fleet: &Fleet, bodies: &Arc<Vec<DeviceBodies>>, phase: &
     // Consumed the way the service consumes: over as many channels, with the same prefetch,
     // acked every batch.
     let ingest = myscanner::config::Config::load(None).expect("the service's configuration").ingest;
-    let mut consumers = vec![];
-    for n in 0..usize::from(ingest.channels) {
-        let channel = consumer_connection.create_channel().await.unwrap();
-        channel.basic_qos(ingest.prefetch / ingest.channels, BasicQosOptions::default()).await.unwrap();
-        let consumer = channel
-            .basic_consume(
-                CEILING.into(),
-                format!("bench-{n}").into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
+    let (_channels, mut deliveries) =
+        myscanner::broker::consume(&consumer_connection, CEILING, "bench", ingest.channels, ingest.prefetch)
             .await
             .unwrap();
-        consumers.push(consumer.map(move |delivery| (n, delivery)));
-    }
-    let mut deliveries = futures_util::stream::select_all(consumers);
     let cpu = CpuTimes::now(fleet.service.pid());
     let started = Instant::now();
     let mut publishers = vec![];
@@ -311,17 +298,18 @@ async fn broker_ceiling(fleet: &Fleet, bodies: &Arc<Vec<DeviceBodies>>, phase: &
             }
         }));
     }
-    let mut unacked: Vec<Vec<lapin::message::Delivery>> = (0..ingest.channels).map(|_| vec![]).collect();
+    // Per channel: deliveries not acked yet, and the last of them.
+    let mut unacked: Vec<(usize, Option<lapin::message::Delivery>)> = (0..ingest.channels).map(|_| (0, None)).collect();
     for _ in 0..total {
         let (n, delivery) = deliveries.next().await.unwrap();
-        unacked[n].push(delivery.unwrap());
-        if unacked[n].len() == ingest.batch_size {
-            unacked[n].pop().unwrap().acker.ack(BasicAckOptions { multiple: true }).await.unwrap();
-            unacked[n].clear();
+        unacked[n] = (unacked[n].0 + 1, Some(delivery.unwrap()));
+        if unacked[n].0 == ingest.batch_size {
+            let (_, last) = std::mem::take(&mut unacked[n]);
+            last.unwrap().acker.ack(BasicAckOptions { multiple: true }).await.unwrap();
         }
     }
-    for mut rest in unacked {
-        if let Some(last) = rest.pop() {
+    for (_, last) in unacked {
+        if let Some(last) = last {
             last.acker.ack(BasicAckOptions { multiple: true }).await.unwrap();
         }
     }
