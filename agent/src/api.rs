@@ -1,6 +1,9 @@
 //! The agent's HTTPS calls to MyScanner Cloud, authenticated with the device credential.
 
+use std::sync::Arc;
+
 use myscanner_protocol::sync::{Changes, Collection, Edit, Push, PushResult, Snapshot};
+use myscanner_protocol::tunnel;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -68,17 +71,42 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+impl Refused {
+    /// Whether trying again cannot help: the cloud refused the request itself (a revoked
+    /// credential, a wrong address), as opposed to being busy or away.
+    pub fn is_permanent(error: &anyhow::Error) -> bool {
+        error.downcast_ref::<Refused>().is_some_and(|refused| {
+            let status = refused.status;
+            status.is_client_error()
+                && status != reqwest::StatusCode::REQUEST_TIMEOUT
+                && status != reqwest::StatusCode::TOO_MANY_REQUESTS
+        })
+    }
+}
+
+/// MyScanner as this device reaches it: the base URL, the device credential, and the TLS
+/// configuration every HTTPS and WSS link of the agent shares.
 #[derive(Clone)]
 pub struct Api {
     http: reqwest::Client,
     base: String,
     credential: String,
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl Api {
-    pub fn new(base: &str, credential: &str) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
-        Ok(Api { http, base: base.trim_end_matches('/').to_owned(), credential: credential.to_owned() })
+    pub fn new(base: &str, credential: &str, tls: Arc<rustls::ClientConfig>) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
+        Ok(Api { http, base: base.trim_end_matches('/').to_owned(), credential: credential.to_owned(), tls })
+    }
+
+    /// Opens a WebSocket to `path` (wss:// when the API is https://), as this device.
+    pub async fn websocket(&self, path: &str) -> Result<tunnel::ClientSocket, tunnel::ConnectError> {
+        tunnel::connect(&tunnel::websocket_url(&self.base, path), &self.credential, &self.tls).await
     }
 
     async fn check(response: reqwest::Response) -> anyhow::Result<reqwest::Response> {

@@ -4,7 +4,9 @@
 //! credential = "mysd_…"                 # the device credential from provisioning
 //! api_url = "https://myscanner.example" # default http://127.0.0.1:8080
 //! outbox_dir = "/var/lib/myscanner/outbox"
-//! ca_file = "/etc/myscanner/broker-ca.pem"  # pinned CA for amqps:// (optional)
+//! ca_file = "/etc/myscanner/ca.pem"     # the only CA trusted for https, wss and amqps
+//!                                       # (optional: the platform's roots otherwise)
+//! allow_insecure = false                # plain http/ws/amqp beyond this machine (never in production)
 //! internal_scan_allowed = ["192.0.2.0/24"]  # local networks internal scans may sweep
 //! remote_control_target = "127.0.0.1:5900"  # the one local service remote sessions reach
 //! sync_dir = "/var/lib/myscanner/sync"      # the site's reference scans and lists, kept locally
@@ -24,14 +26,22 @@ use serde::Deserialize;
 
 use crate::api::Settings;
 
+/// Unknown keys are refused: a misspelt `ca_file` must not quietly mean "trust the platform".
 #[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
     pub credential: String,
     #[serde(default = "default_api_url")]
     pub api_url: String,
     /// Defaults to `.local/outbox/<serial or file name>`.
     pub outbox_dir: Option<PathBuf>,
+    /// The CA that must have signed MyScanner's and the broker's certificates; without it
+    /// the platform's root store is trusted.
     pub ca_file: Option<PathBuf>,
+    /// Accept plain `http://`, `ws://` and `amqp://` to hosts other than this machine (a
+    /// warning is logged at every start). Loopback hosts never need it.
+    #[serde(default)]
+    pub allow_insecure: bool,
     #[serde(default)]
     pub settings: Settings,
     /// The local networks internal security scans may sweep (CIDR). Empty, the default:
@@ -66,6 +76,7 @@ impl std::fmt::Debug for DeviceConfig {
             .field("api_url", &self.api_url)
             .field("outbox_dir", &self.outbox_dir)
             .field("ca_file", &self.ca_file)
+            .field("allow_insecure", &self.allow_insecure)
             .field("settings", &self.settings)
             .field("internal_scan_allowed", &self.internal_scan_allowed)
             .field("remote_control_target", &self.remote_control_target)

@@ -3,28 +3,33 @@
 
 use std::time::Duration;
 
+use myscanner_protocol::tls;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{Api, InternalScanJob};
+use crate::backoff::Backoff;
 use crate::network_scan;
 
 /// Subnets with more addresses are not swept.
 pub const MAX_HOSTS: u32 = 1024;
 
 pub async fn run(api: Api, allowed: Vec<ipnet::Ipv4Net>, shutdown: CancellationToken) {
+    let mut backoff = Backoff::cloud();
     loop {
         let claimed = tokio::select! {
             () = shutdown.cancelled() => return,
             claimed = api.claim_internal_scan(Duration::from_secs(25)) => claimed,
         };
         match claimed {
-            Ok(Some(job)) => scan(&api, job, &allowed, &shutdown).await,
-            Ok(None) => {}
+            Ok(Some(job)) => {
+                backoff.succeeded();
+                scan(&api, job, &allowed, &shutdown).await;
+            }
+            Ok(None) => backoff.succeeded(),
             Err(error) => {
-                tracing::warn!(error = %error, "internal scans: claim failed");
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                tracing::warn!(error = tls::describe(&error), "internal scans: claim failed");
+                if !backoff.wait(&shutdown).await {
+                    return;
                 }
             }
         }

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod arp;
+pub mod backoff;
 pub mod config;
 pub mod internal_scans;
 pub mod network_scan;
@@ -19,13 +20,34 @@ use std::sync::Arc;
 use anyhow::Context;
 use myscanner_protocol::MeasurementV1;
 use myscanner_protocol::sync::Collection;
+use myscanner_protocol::tls;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use api::{Api, Identity};
+use api::{Api, Identity, Refused};
+use backoff::Backoff;
 use config::DeviceConfig;
 use outbox::Outbox;
 use publisher::Publisher;
+
+/// Identifies the device and reports its settings, trying again with the cloud's backoff
+/// for as long as MyScanner cannot be reached; each failure is logged with what it means.
+async fn reach_cloud(api: &Api, settings: api::Settings) -> anyhow::Result<Identity> {
+    let mut backoff = Backoff::cloud();
+    loop {
+        let attempt = async {
+            let identity = api.me().await.context("identifying the device")?;
+            api.report_settings(settings).await.context("reporting settings")?;
+            anyhow::Ok(identity)
+        };
+        match attempt.await {
+            Ok(identity) => return Ok(identity),
+            Err(error) if Refused::is_permanent(&error) => return Err(error),
+            Err(error) => tracing::warn!(error = tls::describe(&error), "cannot reach MyScanner yet; trying again"),
+        }
+        backoff.sleep().await;
+    }
+}
 
 /// A running agent.
 pub struct Agent {
@@ -44,22 +66,30 @@ pub struct Agent {
 
 impl Agent {
     /// Identifies the device, reports its settings, opens the outbox and — when
-    /// measurement transfer is enabled — starts uploading.
+    /// measurement transfer is enabled — starts uploading. While MyScanner cannot be reached
+    /// (network, TLS, an overloaded or restarting service) it keeps trying with the cloud's
+    /// backoff; it gives up only on what trying again cannot mend: an unsafe or unreadable
+    /// configuration, or a credential the cloud refuses.
     pub async fn start(config: DeviceConfig) -> anyhow::Result<Agent> {
-        let api = Api::new(&config.api_url, &config.credential)?;
-        let identity = api.me().await.context("identifying the device")?;
-        api.report_settings(config.settings).await.context("reporting settings")?;
+        let link = tls::check_link(&config.api_url, config.allow_insecure)?;
+        if config.allow_insecure {
+            tracing::warn!(api_url = %config.api_url, insecure = link == tls::Link::Insecure,
+                "allow_insecure is set: links to MyScanner and its broker may be unencrypted");
+        }
+        // A pinned CA that cannot be read is an error, never a reason to trust anyone else.
+        let tls = tls::client_config(config.pinned_ca()?.as_deref())?;
+        let api = Api::new(&config.api_url, &config.credential, tls.clone())?;
+        let identity = reach_cloud(&api, config.settings).await?;
         let dir = config.outbox_dir.clone().context("outbox_dir")?;
         let outbox = Arc::new(Outbox::open(&dir).with_context(|| format!("opening outbox {}", dir.display()))?);
-        // A pinned CA that cannot be read is an error, never a reason to trust anyone.
-        let pinned_ca = config.pinned_ca()?;
         let shutdown = CancellationToken::new();
         let publisher = config.settings.measurement_transfer.then(|| {
             let publisher = Publisher {
                 outbox: outbox.clone(),
                 access: identity.broker.clone(),
                 password: config.credential.clone(),
-                pinned_ca,
+                tls,
+                allow_insecure: config.allow_insecure,
                 connection_name: format!("agent {}", identity.serial),
             };
             tokio::spawn(publisher.run(shutdown.clone()))
@@ -103,12 +133,7 @@ impl Agent {
         match (self.config.settings.allow_remote_control, &self.tunnel) {
             (true, None) => {
                 let stop = self.shutdown.child_token();
-                let task = tokio::spawn(tunnel::run(
-                    self.config.api_url.clone(),
-                    self.config.credential.clone(),
-                    self.config.remote_control_target,
-                    stop.clone(),
-                ));
+                let task = tokio::spawn(tunnel::run(self.api.clone(), self.config.remote_control_target, stop.clone()));
                 self.tunnel = Some((stop, task));
             }
             (false, Some(_)) => {

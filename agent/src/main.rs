@@ -86,19 +86,44 @@ async fn main() -> anyhow::Result<()> {
     };
     anyhow::ensure!(rate > 0.0, "--rate must be positive");
 
+    // Each device reaches the cloud in its own time: one that cannot yet holds up no other.
     let shutdown = CancellationToken::new();
-    let mut tasks = vec![];
+    let mut agents = tokio::task::JoinSet::new();
     for config in configs {
-        let agent = Agent::start(config).await?;
-        tasks.push(tokio::spawn(scan(agent, rate, shutdown.clone())));
+        let shutdown = shutdown.clone();
+        agents.spawn(async move {
+            let agent = tokio::select! {
+                agent = Agent::start(config) => agent?,
+                () = shutdown.cancelled() => return Ok(()),
+            };
+            scan(agent, rate, shutdown).await
+        });
     }
-    tokio::signal::ctrl_c().await?;
+    // Agents run until asked to stop; one that ends before gave up on something retrying
+    // cannot mend (a refused credential, a broken configuration).
+    let gave_up = tokio::select! {
+        () = stop_requested() => None,
+        Some(ended) = agents.join_next() => Some(ended),
+    };
     tracing::info!("stopping");
     shutdown.cancel();
-    for task in tasks {
-        task.await??;
+    while let Some(ended) = agents.join_next().await {
+        ended??;
     }
-    Ok(())
+    match gave_up {
+        Some(ended) => ended?,
+        None => Ok(()),
+    }
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM (what systemd sends on stop).
+async fn stop_requested() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }
 
 /// The simulated sensor: a measurement now and then (exponential gaps, mean 60/rate s).

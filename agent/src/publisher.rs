@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::tcp::OwnedTLSConfig;
 use lapin::types::ShortString;
 use lapin::uri::AMQPUri;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use lapin::{Confirmation, PublisherConfirm};
+use myscanner_protocol::tls;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::BrokerAccess;
+use crate::backoff::Backoff;
 use crate::outbox::{Outbox, Position, Reader};
 
 /// Unconfirmed messages in flight at once: enough to fill the pipe (thousands a second per
@@ -27,33 +28,28 @@ pub struct Publisher {
     pub access: BrokerAccess,
     /// The device credential: also the device's broker password.
     pub password: String,
-    /// PEM of the CA that must have signed the broker's certificate (`amqps://`).
-    pub pinned_ca: Option<String>,
+    /// The agent's TLS configuration (`amqps://`: the pinned CA, or the platform's roots).
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Whether plain `amqp://` to another machine is accepted (the device file's
+    /// `allow_insecure`).
+    pub allow_insecure: bool,
     /// A name the broker shows for the connection.
     pub connection_name: String,
 }
 
 impl Publisher {
     pub async fn run(self, shutdown: CancellationToken) {
-        const MIN_WAIT: Duration = Duration::from_millis(200);
-        let mut wait = MIN_WAIT;
+        let mut backoff = Backoff::broker();
         while !shutdown.is_cancelled() {
             let started = tokio::time::Instant::now();
             match self.session(&shutdown).await {
                 Ok(()) => break,
                 Err(error) => {
-                    // A connection that lived a while starts the backoff afresh.
-                    if started.elapsed() > Duration::from_secs(30) {
-                        wait = MIN_WAIT;
+                    tracing::warn!(error = tls::describe(&error), "publisher: broker connection lost");
+                    backoff.connection_ended(started);
+                    if !backoff.wait(&shutdown).await {
+                        break;
                     }
-                    // Jitter keeps a fleet from reconnecting in lockstep after an outage.
-                    let jittered = wait.mul_f64(0.5 + rand::random::<f64>());
-                    tracing::warn!(error = %error, retry_in_ms = jittered.as_millis() as u64, "publisher: broker connection lost");
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(jittered) => {}
-                    }
-                    wait = (wait * 2).min(Duration::from_secs(15));
                 }
             }
         }
@@ -63,12 +59,12 @@ impl Publisher {
     }
 
     async fn connect(&self) -> anyhow::Result<Connection> {
+        tls::check_link(&self.access.url, self.allow_insecure)?;
         let mut uri: AMQPUri = self.access.url.parse().map_err(|e| anyhow::anyhow!("broker url: {e}"))?;
         uri.authority.userinfo.username = self.access.username.clone();
         uri.authority.userinfo.password = self.password.clone();
         let properties = ConnectionProperties::default().with_connection_name(self.connection_name.clone().into());
-        let tls = OwnedTLSConfig { identity: None, cert_chain: self.pinned_ca.clone() };
-        Ok(Connection::connect_uri_with_config(uri, properties, tls, lapin::runtime::default_runtime()?).await?)
+        Ok(tls::amqp_connect(uri, properties, self.tls.clone()).await?)
     }
 
     async fn session(&self, shutdown: &CancellationToken) -> anyhow::Result<()> {

@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::api::{Api, Refused};
+use crate::backoff::Backoff;
+use myscanner_protocol::tls;
 use reqwest::StatusCode;
 
 /// Seconds a pull waits for a change.
@@ -150,21 +152,19 @@ impl SyncReplica {
 
     /// Keeps the copy in step until `shutdown`, retrying with backoff while the cloud is away.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut failures = 0u32;
+        // A site's edits should reach it soon after an outage: a lower ceiling than the cloud's.
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(16));
         while !shutdown.is_cancelled() {
             let step = tokio::select! {
                 () = shutdown.cancelled() => break,
                 step = self.step() => step,
             };
             match step {
-                Ok(()) => failures = 0,
+                Ok(()) => backoff.succeeded(),
                 Err(error) => {
-                    failures += 1;
-                    tracing::warn!(collection = self.collection.as_str(), error = format!("{error:#}"), "sync failed");
-                    let wait = Duration::from_millis(250 << failures.min(6));
-                    tokio::select! {
-                        () = shutdown.cancelled() => break,
-                        () = tokio::time::sleep(wait) => {}
+                    tracing::warn!(collection = self.collection.as_str(), error = tls::describe(&error), "sync failed");
+                    if !backoff.wait(&shutdown).await {
+                        break;
                     }
                 }
             }

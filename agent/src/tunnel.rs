@@ -9,45 +9,39 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
+use myscanner_protocol::tls;
 use myscanner_protocol::tunnel::{self, WsIo};
-use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::api::Api;
+use crate::backoff::Backoff;
+
 /// The local service remote sessions reach when the device file names none.
 pub const DEFAULT_TARGET: &str = "127.0.0.1:5900";
 
-/// The tunnel's WebSocket address for an API base URL (http → ws, https → wss).
-pub fn tunnel_url(api_url: &str) -> String {
-    tunnel::websocket_url(api_url, tunnel::AGENT_TUNNEL_PATH)
-}
-
-/// Holds the tunnel open until `shutdown`, reconnecting with jittered exponential backoff
-/// (1 s doubling to 60 s, so a fleet does not return all at once after a cloud restart).
-pub async fn run(api_url: String, credential: String, target: SocketAddr, shutdown: CancellationToken) {
-    let mut failures = 0u32;
+/// Holds the tunnel open until `shutdown`, reconnecting with the cloud's jittered backoff
+/// (so a fleet does not return all at once after a cloud restart).
+pub async fn run(api: Api, target: SocketAddr, shutdown: CancellationToken) {
+    let mut backoff = Backoff::cloud();
     while !shutdown.is_cancelled() {
         let started = tokio::time::Instant::now();
-        match hold(&api_url, &credential, target, &shutdown).await {
+        match hold(&api, target, &shutdown).await {
             Ok(()) => break,
-            Err(error) => tracing::warn!(error = format!("{error:#}"), "remote-control tunnel down"),
+            Err(error) => tracing::warn!(error = tls::describe(&error), "remote-control tunnel down"),
         }
-        // A tunnel that stayed up a while starts the backoff afresh.
-        failures = if started.elapsed() > Duration::from_secs(60) { 1 } else { failures + 1 };
-        let ceiling = Duration::from_secs(1u64 << failures.min(6).saturating_sub(1)).min(Duration::from_secs(60));
-        let wait = ceiling.mul_f64(rand::rng().random_range(0.5..=1.0));
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep(wait) => {}
+        backoff.connection_ended(started);
+        if !backoff.wait(&shutdown).await {
+            break;
         }
     }
 }
 
 /// One tunnel's lifetime; `Ok` only on shutdown.
-async fn hold(api_url: &str, credential: &str, target: SocketAddr, shutdown: &CancellationToken) -> anyhow::Result<()> {
-    let ws = tunnel::connect(&tunnel_url(api_url), credential).await.context("opening the tunnel")?;
+async fn hold(api: &Api, target: SocketAddr, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let ws = api.websocket(tunnel::AGENT_TUNNEL_PATH).await.context("opening the tunnel")?;
     tracing::info!("remote-control tunnel open");
     let io = WsIo::new(ws, tunnel::tungstenite_codec(), Some(tunnel::PING_EVERY), tunnel::DEAD_AFTER);
     let mut connection = yamux::Connection::new(io, tunnel::yamux_config(), yamux::Mode::Server);
@@ -89,16 +83,5 @@ async fn serve(stream: yamux::Stream, target: SocketAddr) {
             let _ = stream.write_all(&[tunnel::STREAM_REFUSED]).await;
             let _ = stream.shutdown().await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tunnel_url_follows_the_api_scheme() {
-        assert_eq!(tunnel_url("http://127.0.0.1:8080/"), "ws://127.0.0.1:8080/api/v1/agent/tunnel");
-        assert_eq!(tunnel_url("https://cloud.example"), "wss://cloud.example/api/v1/agent/tunnel");
     }
 }

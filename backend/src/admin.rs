@@ -88,10 +88,18 @@ const DEMO_DEVICES: [(&str, &str, &str); 3] = [
 
 /// A demo workgroup with one site, three scanners and an admin holding every permission.
 /// Running it again reuses what exists and rotates the scanners' credentials.
+/// Where the demo scanners find MyScanner: written into their device files.
+pub struct DemoLink {
+    pub api_url: Option<String>,
+    /// The CA the scanners pin (for the service's and the broker's certificates).
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
 pub async fn demo(
     db: &PgPool,
     broker: &Management,
     devices_dir: &Path,
+    link: &DemoLink,
     password: Option<String>,
 ) -> anyhow::Result<()> {
     let mut tx = db.begin().await?;
@@ -135,15 +143,23 @@ pub async fn demo(
         let credential =
             credentials::issue(&mut tx, broker, workgroup_id, device_id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let file = devices_dir.join(format!("{serial}.toml"));
-        write_private(
-            &file,
-            &format!(
-                "# Device credential of demo scanner {serial} ({name})\nserial = \"{serial}\"\ndevice_id = \"{device_id}\"\ncredential = \"{}\"\n\
-                 # Every MyScanner feature on, as the scanner's owner would set it.\n[settings]\nmeasurement_transfer = true\n\
-                 allow_remote_control = true\nreference_scan_sync = true\nload_list_sync = true\n",
-                credential.secret
-            ),
-        )?;
+        let mut contents = format!(
+            "# Device credential of demo scanner {serial} ({name})\nserial = \"{serial}\"\ndevice_id = \"{device_id}\"\n\
+             credential = \"{}\"\n",
+            credential.secret
+        );
+        if let Some(api_url) = &link.api_url {
+            contents.push_str(&format!("api_url = {}\n", toml_string(api_url)));
+        }
+        if let Some(ca_file) = &link.ca_file {
+            let ca_file = std::path::absolute(ca_file)?;
+            contents.push_str(&format!("ca_file = {}\n", toml_string(&ca_file.to_string_lossy())));
+        }
+        contents.push_str(
+            "# Every MyScanner feature on, as the scanner's owner would set it.\n[settings]\nmeasurement_transfer = true\n\
+             allow_remote_control = true\nreference_scan_sync = true\nload_list_sync = true\n",
+        );
+        write_private(&file, &contents)?;
     }
     tx.commit().await?;
     let admin = ensure_user(db, DEMO_ADMIN, "Demo admin", password).await?;
@@ -161,6 +177,11 @@ pub async fn demo(
         devices_dir.display()
     );
     Ok(())
+}
+
+/// A TOML basic string (quotes and backslashes escaped).
+fn toml_string(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// Credentials are written readable by their owner only.

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
@@ -40,6 +41,13 @@ pub enum Command {
         device: uuid::Uuid,
         #[arg(long, default_value = "127.0.0.1:5901")]
         listen: std::net::SocketAddr,
+        /// The CA MyScanner's certificate must be signed by (PEM); the platform's roots otherwise.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// Accept a plain http:// API URL to another machine (your token and the session
+        /// then cross the network unencrypted). Loopback URLs never need it.
+        #[arg(long)]
+        allow_insecure: bool,
         /// Your access token (from signing in); from the environment, never the command line.
         #[arg(long = "token-from-env", env = "MYSCANNER_TOKEN", hide_env_values = true, hide = true)]
         token: String,
@@ -61,6 +69,12 @@ pub enum AdminCommand {
     Demo {
         #[arg(long, default_value = ".local/devices")]
         devices_dir: PathBuf,
+        /// MyScanner's address, written into the device files (the agent's default otherwise).
+        #[arg(long)]
+        api_url: Option<String>,
+        /// The CA the demo scanners trust for https, wss and amqps, written into the device files.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
         /// The admin's password; random (and printed) when absent.
         #[arg(long, env = "MYSCANNER_DEMO_PASSWORD", hide_env_values = true)]
         password: Option<String>,
@@ -74,11 +88,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         let _ = std::io::stdout().write_all(http::openapi::spec_json().as_bytes());
         return Ok(());
     }
-    if let Command::Remote { api_url, workgroup, device, listen, token } = cli.command {
+    if let Command::Remote { api_url, workgroup, device, listen, ca_file, allow_insecure, token } = cli.command {
         // A client command: no server configuration needed.
         tracing_subscriber::fmt().with_env_filter("info").init();
-        let target = crate::remote::forward::Target { api_url, workgroup_id: workgroup, device_id: device, token };
-        return crate::remote::forward::run(listen, target).await;
+        let pinned_ca = ca_file
+            .map(|path| std::fs::read_to_string(&path).with_context(|| format!("reading CA {}", path.display())))
+            .transpose()?;
+        let tls = myscanner_protocol::tls::client_config(pinned_ca.as_deref())?;
+        let target = crate::remote::forward::Target { api_url, workgroup_id: workgroup, device_id: device, token, tls };
+        return crate::remote::forward::run(listen, target, allow_insecure).await;
     }
     let config = Config::load(cli.config.as_deref())?;
     telemetry::init(&config.log);
@@ -102,9 +120,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     let password = std::env::var("MYSCANNER_OPERATOR_PASSWORD").ok();
                     admin::create_operator(&pool, &email, &name, password).await
                 }
-                AdminCommand::Demo { devices_dir, password } => {
+                AdminCommand::Demo { devices_dir, api_url, ca_file, password } => {
                     let broker = crate::broker::management::Management::new(&config.broker)?;
-                    admin::demo(&pool, &broker, &devices_dir, password).await
+                    let link = admin::DemoLink { api_url, ca_file };
+                    admin::demo(&pool, &broker, &devices_dir, &link, password).await
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! separates sections (`MYSCANNER_DATABASE__URL`, `MYSCANNER_AUTH__JWT_SECRET`).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 use figment::Figment;
@@ -54,6 +54,28 @@ pub struct ServerConfig {
     pub rate_limit_per_minute: u32,
     /// Requests a user or token may make at once before the steady rate applies.
     pub rate_limit_burst: u32,
+    /// Serve HTTPS (and WSS) on `listen` with this certificate. Without it the service
+    /// speaks plain HTTP: for loopback, or behind a TLS-terminating proxy.
+    pub tls: Option<TlsConfig>,
+}
+
+/// The service's own TLS certificate (PEM files), re-read when the files change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate, then any intermediates.
+    pub cert_file: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// How often the files are checked for a renewed certificate.
+    #[serde(default = "TlsConfig::default_reload_secs")]
+    pub reload_secs: u64,
+}
+
+impl TlsConfig {
+    fn default_reload_secs() -> u64 {
+        10
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -204,6 +226,7 @@ impl Default for Config {
                 trusted_proxies: vec![],
                 rate_limit_per_minute: 600,
                 rate_limit_burst: 120,
+                tls: None,
             },
             database: DatabaseConfig { url: Secret::new(DEV_DATABASE_URL), max_connections: 20 },
             auth: AuthConfig {
@@ -300,6 +323,9 @@ impl Config {
         if self.server.request_timeout_secs == 0 || self.auth.jwt_ttl_secs == 0 {
             bail!("server.request_timeout_secs and auth.jwt_ttl_secs must be positive");
         }
+        if self.server.tls.as_ref().is_some_and(|tls| tls.reload_secs == 0) {
+            bail!("server.tls.reload_secs must be positive");
+        }
         if self.remote.idle_timeout_secs == 0 || self.remote.heartbeat_secs == 0 {
             bail!("remote.idle_timeout_secs and remote.heartbeat_secs must be positive");
         }
@@ -351,6 +377,20 @@ mod tests {
         config.broker.url = Secret::new("amqps://myscanner:s3cret@mq.internal:5671/%2f");
         config.broker.management_password = Secret::new("s3cret");
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's test harness decides the closure's type
+    fn tls_comes_from_the_environment_too() {
+        figment::Jail::expect_with(|jail| {
+            assert!(Config::load(None).map_err(|e| e.to_string())?.server.tls.is_none());
+            jail.set_env("MYSCANNER_SERVER__TLS__CERT_FILE", "/etc/myscanner/tls/cert.pem");
+            jail.set_env("MYSCANNER_SERVER__TLS__KEY_FILE", "/etc/myscanner/tls/key.pem");
+            let tls = Config::load(None).map_err(|e| e.to_string())?.server.tls.expect("TLS configured");
+            assert_eq!(tls.key_file, Path::new("/etc/myscanner/tls/key.pem"));
+            assert_eq!(tls.reload_secs, 10);
+            Ok(())
+        });
     }
 
     #[test]

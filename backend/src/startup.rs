@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
+use axum::serve::ListenerExt;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +18,7 @@ use crate::auth::rate_limit::RateLimiter;
 use crate::broker::management::Management;
 use crate::config::Config;
 use crate::db;
+use crate::http::tls::{Certificate, TlsListener};
 use crate::http::{layers, router};
 use crate::measurements::ingest::{Consumer, IngestStatus};
 
@@ -31,6 +33,8 @@ pub struct AppState {
     pub rate_limit: Arc<RateLimiter>,
     pub remote: crate::remote::Registry,
     pub sync: crate::sync::Hub,
+    /// Trust for the service's own TLS links (replica relays): the platform's roots.
+    pub client_tls: Arc<rustls::ClientConfig>,
 }
 
 impl AppState {
@@ -51,6 +55,7 @@ impl AppState {
             rate_limit,
             remote,
             sync: Default::default(),
+            client_tls: myscanner_protocol::tls::platform_client_config(),
         })
     }
 }
@@ -64,11 +69,14 @@ pub fn app(state: AppState) -> Router {
 
 pub struct Application {
     listener: TcpListener,
+    /// The certificate served when `server.tls` is set.
+    certificate: Option<Arc<Certificate>>,
     state: AppState,
 }
 
 impl Application {
     pub async fn build(mut config: Config) -> anyhow::Result<Self> {
+        let certificate = config.server.tls.as_ref().map(Certificate::load).transpose()?;
         let db = db::connect(&config.database).await?;
         db::migrate(&db).await?;
         let listener = TcpListener::bind(config.server.listen)
@@ -80,9 +88,10 @@ impl Application {
             if address.ip().is_unspecified() {
                 address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
             }
-            config.remote.advertise_url = Some(format!("http://{address}"));
+            let scheme = if certificate.is_some() { "https" } else { "http" };
+            config.remote.advertise_url = Some(format!("{scheme}://{address}"));
         }
-        Ok(Application { listener, state: AppState::new(db, config)? })
+        Ok(Application { listener, certificate, state: AppState::new(db, config)? })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -125,9 +134,24 @@ impl Application {
         let remote = tokio::spawn(self.state.remote.clone().run());
         // Sync: wakes long polls when any replica commits a change.
         let sync = tokio::spawn(self.state.sync.clone().run(self.state.db.clone(), cancel.clone()));
-        tracing::info!(address = %self.local_addr(), "listening");
+        tracing::info!(address = %self.local_addr(), tls = self.certificate.is_some(), "listening");
         let service = app(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, service).with_graceful_shutdown(cancel.clone().cancelled_owned()).await?;
+        let stopped = cancel.clone().cancelled_owned();
+        // No Nagle: remote-control sessions are interactive.
+        match self.certificate {
+            None => {
+                let listener = self.listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(listener, service).with_graceful_shutdown(stopped).await?
+            }
+            Some(certificate) => {
+                tokio::spawn(certificate.clone().watch(cancel.clone()));
+                // `tap_io` lends the listener axum's client-address plumbing.
+                let listener = TlsListener::new(self.listener, certificate.acceptor()).tap_io(|_| ());
+                axum::serve(listener, service).with_graceful_shutdown(stopped).await?
+            }
+        }
         // Upgraded connections outlive the server: tunnels and sessions end here, recorded.
         self.state.remote.shutdown().await;
         remote.await?;

@@ -2,10 +2,12 @@
 # Runs MyScanner Cloud on this machine: PostgreSQL and RabbitMQ (installed and started if
 # needed), the database migrated, a platform operator and a demo workgroup bootstrapped,
 # then the service with three simulated scanners uploading measurements, until Ctrl-C.
+# Every scanner link is encrypted as in production: the service serves HTTPS and WSS,
+# RabbitMQ takes AMQPS on 5671, and the scanners pin this machine's development CA
+# (.local/tls/ca.pem; see dev-tls.sh).
 # SCANNER_RATE sets the measurements per minute of each simulated scanner (default 6).
 #
-#   deploy/scripts/run.sh            # http://127.0.0.1:8080
-#   MYSCANNER_SERVER__LISTEN=0.0.0.0:8080 deploy/scripts/run.sh
+#   deploy/scripts/run.sh            # https://127.0.0.1:8443
 
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -31,22 +33,33 @@ CREDS
 fi
 source .local/dev-credentials.env
 
+# TLS everywhere a scanner connects: the service's certificate, and the broker's TLS
+# listener as the address devices are given.
+export MYSCANNER_SERVER__LISTEN="${MYSCANNER_SERVER__LISTEN:-127.0.0.1:8443}"
+export MYSCANNER_SERVER__TLS__CERT_FILE="${MYSCANNER_SERVER__TLS__CERT_FILE:-$PWD/$LOCAL_TLS/service.pem}"
+export MYSCANNER_SERVER__TLS__KEY_FILE="${MYSCANNER_SERVER__TLS__KEY_FILE:-$PWD/$LOCAL_TLS/service.key}"
+export MYSCANNER_BROKER__DEVICE_URL="${MYSCANNER_BROKER__DEVICE_URL:-amqps://127.0.0.1:$BROKER_TLS_PORT/%2f}"
+listen=$MYSCANNER_SERVER__LISTEN
+ca=$LOCAL_TLS/ca.pem
+
 log "migrating and bootstrapping"
 "$bin" migrate
 MYSCANNER_OPERATOR_PASSWORD="$OPERATOR_PASSWORD" "$bin" admin create-operator --email "$OPERATOR_EMAIL" >/dev/null
-MYSCANNER_DEMO_PASSWORD="$DEMO_PASSWORD" "$bin" admin demo --devices-dir .local/devices
+MYSCANNER_DEMO_PASSWORD="$DEMO_PASSWORD" "$bin" admin demo --devices-dir .local/devices \
+    --api-url "https://$listen" --ca-file "$ca"
 
-listen="${MYSCANNER_SERVER__LISTEN:-127.0.0.1:8080}"
 cat <<EOT
 
-  MyScanner Cloud is starting on http://$listen
-    API document:      http://$listen/api/v1/openapi.json
-    Sign in:           curl -s http://$listen/api/v1/auth/login -H 'content-type: application/json' \\
+  MyScanner Cloud is starting on https://$listen
+    (certificate from this machine's development CA: $ca — trust it, or pass --cacert to curl)
+    API document:      https://$listen/api/v1/openapi.json
+    Sign in:           curl -s --cacert $ca https://$listen/api/v1/auth/login -H 'content-type: application/json' \\
                          -d '{"email":"$DEMO_EMAIL","password":"$DEMO_PASSWORD"}'
     Demo workgroup admin: $DEMO_EMAIL / $DEMO_PASSWORD
     Platform operator:    $OPERATOR_EMAIL / $OPERATOR_PASSWORD
     Demo device credentials: .local/devices/*.toml
-    Simulated scanners: ${SCANNER_RATE:-6} measurements a minute each (outboxes in .local/outbox/)
+    Simulated scanners: ${SCANNER_RATE:-6} measurements a minute each over AMQPS (outboxes in .local/outbox/),
+                        HTTPS and WSS, pinning $ca
   (these passwords live in .local/dev-credentials.env)
 
 EOT
@@ -55,10 +68,9 @@ service=$!
 scanners=
 trap 'kill $scanners $service 2>/dev/null; wait' EXIT INT TERM
 for _ in $(seq 1 100); do
-    curl -fsS "http://$listen/readyz" >/dev/null 2>&1 && break
+    curl -fsS --cacert "$ca" "https://$listen/readyz" >/dev/null 2>&1 && break
     sleep 0.2
 done
-target/release/myscanner-agent simulate --devices-dir .local/devices --rate "${SCANNER_RATE:-6}" \
-    --api-url "http://$listen" &
+target/release/myscanner-agent simulate --devices-dir .local/devices --rate "${SCANNER_RATE:-6}" &
 scanners=$!
 wait $service

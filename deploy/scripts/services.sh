@@ -1,6 +1,7 @@
 # Sourced by deploy/scripts/*.sh: makes sure PostgreSQL and RabbitMQ are installed (from
-# Debian's packages), running, and that the development role and database exist. Reuses
-# whatever already runs; changes nothing it does not need to.
+# Debian's packages), running, and that the development role and database exist, and that
+# TLS is set up as production has it (dev-tls.sh). Reuses whatever already runs; changes
+# nothing it does not need to.
 
 set -euo pipefail
 
@@ -102,6 +103,8 @@ drop_test_leftovers() {
     done
 }
 
+source "$(dirname "${BASH_SOURCE[0]}")/dev-tls.sh"
+
 ensure_services() {
     command -v curl >/dev/null || apt_install curl
     command -v ip >/dev/null || apt_install iproute2
@@ -109,4 +112,6 @@ ensure_services() {
     [ -f /usr/share/ieee-data/oui.txt ] || apt_install ieee-data || log "ieee-data unavailable: found hosts get no vendor names"
     ensure_postgres
     ensure_rabbitmq
+    ensure_dev_tls
+    ensure_broker_tls
 }

@@ -1,10 +1,12 @@
 //! The contracts between scanners and MyScanner Cloud that both sides compile against: the
 //! AMQP measurement message (documented in `openapi/asyncapi.yaml`) and the load-profile
-//! encoding. Versioned: a message carries its `schema_version`.
+//! encoding, the remote-control tunnel, sync, and the TLS every link uses. Versioned: a
+//! message carries its `schema_version`.
 
 pub mod measurement;
 pub mod profile;
 pub mod sync;
+pub mod tls;
 pub mod tunnel;
 
 pub use measurement::{LoadDetail, MeasurementV1, Truck};

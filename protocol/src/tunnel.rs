@@ -96,17 +96,32 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
-impl std::error::Error for ConnectError {}
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConnectError::Refused { .. } => None,
+            ConnectError::Failed(error) => Some(error),
+        }
+    }
+}
 
-/// Opens a WebSocket to `url` with `Authorization: Bearer <token>`.
-pub async fn connect(url: &str, token: &str) -> Result<ClientSocket, ConnectError> {
+/// Opens a WebSocket to `url` with `Authorization: Bearer <token>`; `wss://` over `tls`.
+/// Callers check the link first ([`crate::tls::check_link`]).
+pub async fn connect(
+    url: &str,
+    token: &str,
+    tls: &std::sync::Arc<rustls::ClientConfig>,
+) -> Result<ClientSocket, ConnectError> {
+    use tokio_tungstenite::Connector;
     use tokio_tungstenite::tungstenite::http::{HeaderValue, header::AUTHORIZATION};
     use tokio_tungstenite::tungstenite::{Error, client::IntoClientRequest};
     let mut request = url.into_client_request().map_err(ConnectError::Failed)?;
     let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|e| ConnectError::Failed(Error::HttpFormat(e.into())))?;
     request.headers_mut().insert(AUTHORIZATION, bearer);
-    match tokio_tungstenite::connect_async(request).await {
+    // No Nagle: remote control is interactive, and every yamux frame is flushed as it is made.
+    let connector = Some(Connector::Rustls(tls.clone()));
+    match tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector).await {
         Ok((ws, _)) => Ok(ws),
         Err(Error::Http(response)) => Err(ConnectError::Refused {
             status: response.status().as_u16(),
@@ -265,5 +280,22 @@ where
         let this = self.get_mut();
         ready!(this.poll_send_buffered(cx))?;
         Pin::new(&mut this.ws).poll_close(cx).map_err(io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn websocket_urls_follow_the_api_scheme() {
+        assert_eq!(
+            websocket_url("http://127.0.0.1:8080/", AGENT_TUNNEL_PATH),
+            "ws://127.0.0.1:8080/api/v1/agent/tunnel"
+        );
+        assert_eq!(
+            websocket_url("https://cloud.example", AGENT_TUNNEL_PATH),
+            "wss://cloud.example/api/v1/agent/tunnel"
+        );
     }
 }

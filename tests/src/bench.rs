@@ -11,16 +11,32 @@ use myscanner::config::Config;
 pub struct ServiceProcess {
     child: Child,
     pub base_url: String,
+    /// What its clients trust (the test CA of `server.tls`, or the platform's roots).
+    pub tls: std::sync::Arc<rustls::ClientConfig>,
 }
 
 impl ServiceProcess {
     pub async fn start(config: &Config) -> ServiceProcess {
+        Self::start_trusting(config, myscanner_protocol::tls::platform_client_config()).await
+    }
+
+    /// Serves `config` (its roles and `server.tls` included); clients trust `tls`.
+    pub async fn start_trusting(config: &Config, tls: std::sync::Arc<rustls::ClientConfig>) -> ServiceProcess {
         let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/myscanner");
         assert!(binary.exists(), "build it first: cargo build --release -p myscanner");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(server_tls) = &config.server.tls {
+            command
+                .env("MYSCANNER_SERVER__TLS__CERT_FILE", &server_tls.cert_file)
+                .env("MYSCANNER_SERVER__TLS__KEY_FILE", &server_tls.key_file);
+        }
+        let child = command
             .arg("serve")
             .env("MYSCANNER_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("MYSCANNER_INGEST__ENABLED", config.ingest.enabled.to_string())
+            .env("MYSCANNER_SECURITY__SCHEDULER", config.security.scheduler.to_string())
+            .env("MYSCANNER_SECURITY__WORKERS", config.security.workers.to_string())
             .env("MYSCANNER_DATABASE__URL", config.database.url.expose())
             .env("MYSCANNER_BROKER__URL", config.broker.url.expose())
             .env("MYSCANNER_BROKER__DEVICE_URL", &config.broker.device_url)
@@ -33,8 +49,10 @@ impl ServiceProcess {
             .stdout(Stdio::null())
             .spawn()
             .expect("start myscanner");
-        let service = ServiceProcess { child, base_url: format!("http://127.0.0.1:{port}") };
-        let client = reqwest::Client::new();
+        let scheme = if config.server.tls.is_some() { "https" } else { "http" };
+        let base_url = format!("{scheme}://127.0.0.1:{port}");
+        let client = reqwest::Client::builder().use_preconfigured_tls((*tls).clone()).build().unwrap();
+        let service = ServiceProcess { child, base_url, tls };
         for _ in 0..400 {
             if client.get(format!("{}/readyz", service.base_url)).send().await.is_ok_and(|r| r.status().is_success()) {
                 return service;

@@ -5,6 +5,8 @@
 //! what tests keep doing: signing in, creating workgroups, provisioning devices.
 
 pub mod bench;
+pub mod logs;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -125,11 +127,14 @@ pub mod broker {
 }
 
 pub struct TestApp {
-    /// Stays the same across [`TestApp::restart`].
+    /// Stays the same across [`TestApp::restart`]; `https://` when the service serves TLS.
     pub base_url: String,
     pub db: PgPool,
     pub config: Config,
+    /// Trusts the test's CA when the service serves TLS.
     pub client: reqwest::Client,
+    /// What clients of this service trust: the test's CA, or the platform's roots.
+    pub tls: std::sync::Arc<rustls::ClientConfig>,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -157,7 +162,7 @@ impl Drop for Cleanup {
 pub fn remove_test_resources(config: &Config) {
     let vhost = config.broker.url.expose().rsplit('/').next().unwrap().to_owned();
     let prefix = config.broker.device_user_prefix.clone();
-    let database = config.database.url.expose().rsplit('/').next().unwrap().to_owned();
+    let database = config.database.url.expose().rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
     let _ = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
@@ -218,6 +223,26 @@ impl TestApp {
 
     /// Spawns with the test configuration changed by `adjust` first.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        Self::spawn_trusting(myscanner_protocol::tls::platform_client_config(), adjust).await
+    }
+
+    /// Spawns serving HTTPS with `certificate` (files written to `dir`), its clients
+    /// trusting `ca`; `adjust` changes the configuration further.
+    pub async fn spawn_tls(
+        ca: &tls::TestCa,
+        certificate: &tls::Issued,
+        dir: &std::path::Path,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestApp {
+        let (cert_file, key_file) = certificate.write(dir, "service");
+        Self::spawn_trusting(ca.client_config(), |config| {
+            config.server.tls = Some(myscanner::config::TlsConfig { cert_file, key_file, reload_secs: 1 });
+            adjust(config);
+        })
+        .await
+    }
+
+    async fn spawn_trusting(tls: std::sync::Arc<rustls::ClientConfig>, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = test_config().await;
         adjust(&mut config);
         // RUST_LOG=myscanner=debug shows the service's logs in a test's output.
@@ -225,16 +250,28 @@ impl TestApp {
             myscanner::telemetry::init(&config.log);
         }
         let db = PgPool::connect(config.database.url.expose()).await.expect("connect to the test database");
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        let mut app =
-            TestApp { base_url: String::new(), db, config, client, shutdown: CancellationToken::new(), server: None };
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let mut app = TestApp {
+            base_url: String::new(),
+            db,
+            config,
+            client,
+            tls,
+            shutdown: CancellationToken::new(),
+            server: None,
+        };
         app.start().await;
         app
     }
 
-    async fn start(&mut self) {
+    /// Starts the service (again, after [`TestApp::stop`]) on the same port and database.
+    pub async fn start(&mut self) {
         let application = Application::build(self.config.clone()).await.expect("build the application");
-        self.base_url = format!("http://{}", application.local_addr());
+        self.base_url = base_url(&self.config, application.local_addr());
         // A restart comes back on the same port, as a real one would: agents reconnect there.
         self.config.server.listen = application.local_addr();
         self.shutdown = CancellationToken::new();
@@ -265,8 +302,8 @@ impl TestApp {
         config.ingest.enabled = false;
         config.security.scheduler = false;
         config.security.workers = 0;
-        let application = Application::build(config).await.expect("build the replica");
-        let base_url = format!("http://{}", application.local_addr());
+        let application = Application::build(config.clone()).await.expect("build the replica");
+        let base_url = base_url(&config, application.local_addr());
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let server = tokio::spawn(async move { application.run_until(stop.cancelled_owned()).await });
@@ -343,6 +380,7 @@ impl TestApp {
             api_url: self.base_url.clone(),
             outbox_dir: Some(dir.to_path_buf()),
             ca_file: None,
+            allow_insecure: false,
             settings: myscanner_agent::api::Settings::default(),
             internal_scan_allowed: vec![],
             remote_control_target: myscanner_agent::tunnel::DEFAULT_TARGET.parse().unwrap(),
@@ -454,6 +492,12 @@ impl TestApp {
     }
 }
 
+/// Where a service with `config` listening on `address` is reached.
+fn base_url(config: &Config, address: std::net::SocketAddr) -> String {
+    let scheme = if config.server.tls.is_some() { "https" } else { "http" };
+    format!("{scheme}://{address}")
+}
+
 /// Polls `condition` every 20 ms until it holds, for at most `timeout`.
 pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut condition: F)
 where
@@ -508,51 +552,6 @@ impl TcpProxy {
 
     pub fn restore(&self) {
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-/// A TLS-terminating proxy on loopback in front of `target`, with a certificate for
-/// 127.0.0.1 signed by a CA made for the test: what a broker with a TLS listener looks like
-/// to a device that pins that CA.
-pub struct TlsProxy {
-    pub addr: std::net::SocketAddr,
-    /// The CA's certificate, PEM.
-    pub ca_pem: String,
-}
-
-impl TlsProxy {
-    pub async fn start(target: std::net::SocketAddr) -> TlsProxy {
-        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-        use tokio_rustls::rustls;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-        let leaf_key = KeyPair::generate().unwrap();
-        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&leaf_key, &ca).unwrap();
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![leaf.der().clone()],
-                rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap(),
-            )
-            .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(inbound).await else { return };
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut outbound).await;
-                });
-            }
-        });
-        TlsProxy { addr, ca_pem: ca.pem() }
     }
 }
 
@@ -611,8 +610,12 @@ pub mod remote {
     }
 
     /// Opens a session; a refusal comes back as its status and problem document.
-    pub async fn open(url: &str, token: &str) -> Result<Session, (StatusCode, Value)> {
-        match tunnel::connect(url, token).await {
+    pub async fn open(
+        url: &str,
+        token: &str,
+        tls: &std::sync::Arc<rustls::ClientConfig>,
+    ) -> Result<Session, (StatusCode, Value)> {
+        match tunnel::connect(url, token, tls).await {
             Ok(ws) => Ok(ws),
             Err(ConnectError::Refused { status, body }) => {
                 Err((StatusCode::from_u16(status).unwrap(), serde_json::from_slice(&body).unwrap_or_default()))
@@ -644,6 +647,22 @@ pub mod remote {
         };
         let ((), back) = tokio::join!(send, receive);
         back
+    }
+
+    /// A VNC client's first bytes through `myscanner remote`'s port forwarder (to `target`),
+    /// and their echo back.
+    pub async fn through_forwarder(target: myscanner::remote::forward::Target) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let forwarded = listener.local_addr().unwrap();
+        let forwarder = tokio::spawn(myscanner::remote::forward::serve(listener, target));
+        let mut vnc = tokio::net::TcpStream::connect(forwarded).await.unwrap();
+        vnc.write_all(b"RFB 003.008\n").await.unwrap();
+        let mut back = [0u8; 12];
+        vnc.read_exact(&mut back).await.unwrap();
+        assert_eq!(&back, b"RFB 003.008\n");
+        drop(vnc);
+        forwarder.abort();
     }
 
     /// Waits for the session's close frame and returns its reason.

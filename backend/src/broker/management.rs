@@ -28,7 +28,10 @@ impl Management {
         let uri: lapin::uri::AMQPUri =
             config.url.expose().parse().map_err(|e| anyhow::anyhow!("broker.url is not an AMQP URL: {e}"))?;
         Ok(Management {
-            client: reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build()?,
+            client: reqwest::Client::builder()
+                .use_preconfigured_tls((*myscanner_protocol::tls::platform_client_config()).clone())
+                .timeout(std::time::Duration::from_secs(10))
+                .build()?,
             base: config.management_url.trim_end_matches('/').to_owned(),
             username: config.management_username.clone(),
             password: config.management_password.expose().to_owned(),

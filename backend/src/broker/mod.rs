@@ -18,9 +18,11 @@ pub const INGEST_QUEUE: &str = "measurements.ingest";
 pub const DEAD_LETTER_EXCHANGE: &str = "measurements.dead";
 pub const DEAD_LETTER_QUEUE: &str = "measurements.dead";
 
+/// The service's own AMQP connection; `amqps://` trusts the platform's roots.
 pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    Connection::connect(url, properties).await
+    let uri = url.parse().map_err(|e: String| lapin::Error::from(std::io::Error::other(e)))?;
+    myscanner_protocol::tls::amqp_connect(uri, properties, myscanner_protocol::tls::platform_client_config()).await
 }
 
 /// Consumes `queue` over `channels` channels of the connection, sharing `prefetch` unacked

@@ -14,6 +14,7 @@ use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -22,6 +23,9 @@ use crate::config::ServerConfig;
 use crate::telemetry::{RequestDone, RequestSpan};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Browsers that once reached the service over HTTPS refuse plain HTTP to it for a year.
+const HSTS: header::HeaderValue = header::HeaderValue::from_static("max-age=31536000");
 
 pub fn apply(router: Router, config: &ServerConfig) -> Router {
     let origins: Vec<_> = config.cors_allowed_origins.iter().filter_map(|o| o.parse().ok()).collect();
@@ -32,8 +36,13 @@ pub fn apply(router: Router, config: &ServerConfig) -> Router {
         .expose_headers([header::RETRY_AFTER, header::ETAG, REQUEST_ID])
         .max_age(Duration::from_secs(3600));
 
+    // Only when this service itself serves TLS: behind a terminating proxy, HSTS is the
+    // proxy's to send.
+    let hsts =
+        config.tls.is_some().then(|| SetResponseHeaderLayer::if_not_present(header::STRICT_TRANSPORT_SECURITY, HSTS));
     router.layer(
         ServiceBuilder::new()
+            .option_layer(hsts)
             .layer(SetSensitiveRequestHeadersLayer::new([
                 header::AUTHORIZATION,
                 header::COOKIE,

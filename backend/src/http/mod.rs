@@ -1,5 +1,5 @@
 //! The HTTP layer shared by every domain: the error type, extractors, pagination, the one
-//! router, the OpenAPI document, middleware and health checks.
+//! router, the OpenAPI document, middleware, health checks and the TLS listener.
 
 pub mod error;
 pub mod extract;
@@ -8,6 +8,7 @@ pub mod layers;
 pub mod openapi;
 pub mod page;
 pub mod router;
+pub mod tls;
 
 pub use error::{Error, FieldError, Problem, Result, ResultExt};
 pub use extract::{Json, Path, Query, Validator};

@@ -2,8 +2,10 @@
 //! remote session (signed in with the user's token) and carries its bytes.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
+use myscanner_protocol::tls;
 use myscanner_protocol::tunnel::{self, WsIo};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
@@ -16,6 +18,8 @@ pub struct Target {
     pub workgroup_id: Uuid,
     pub device_id: Uuid,
     pub token: String,
+    /// Trust for `wss://`: a pinned CA, or the platform's roots.
+    pub tls: Arc<rustls::ClientConfig>,
 }
 
 impl Target {
@@ -33,14 +37,18 @@ pub async fn serve(listener: TcpListener, target: Target) -> anyhow::Result<()> 
         tokio::spawn(async move {
             match forward(socket, &target).await {
                 Ok(()) => tracing::info!(%peer, "session closed"),
-                Err(error) => tracing::warn!(%peer, error = format!("{error:#}"), "session failed"),
+                Err(error) => tracing::warn!(%peer, error = tls::describe(&error), "session failed"),
             }
         });
     }
 }
 
-/// Binds `listen` and forwards until interrupted.
-pub async fn run(listen: SocketAddr, target: Target) -> anyhow::Result<()> {
+/// Binds `listen` and forwards until interrupted. The link to MyScanner is encrypted unless
+/// it stays on this machine or `allow_insecure` says otherwise.
+pub async fn run(listen: SocketAddr, target: Target, allow_insecure: bool) -> anyhow::Result<()> {
+    if tls::check_link(&target.api_url, allow_insecure)? == tls::Link::Insecure {
+        tracing::warn!(api_url = %target.api_url, "--allow-insecure: the session and your token cross the network unencrypted");
+    }
     let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(%listen, device_id = %target.device_id, "forwarding: point a VNC client here");
     tokio::select! {
@@ -51,7 +59,7 @@ pub async fn run(listen: SocketAddr, target: Target) -> anyhow::Result<()> {
 
 async fn forward(mut socket: TcpStream, target: &Target) -> anyhow::Result<()> {
     let _ = socket.set_nodelay(true);
-    let ws = tunnel::connect(&target.session_url(), &target.token).await.context("opening the session")?;
+    let ws = tunnel::connect(&target.session_url(), &target.token, &target.tls).await.context("opening the session")?;
     let mut session = WsIo::new(ws, tunnel::tungstenite_codec(), Some(tunnel::PING_EVERY), tunnel::DEAD_AFTER).compat();
     tokio::io::copy_bidirectional(&mut socket, &mut session).await?;
     Ok(())

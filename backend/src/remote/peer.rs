@@ -83,7 +83,7 @@ pub async fn open(state: &AppState, replica_url: &str, device_id: Uuid, session_
     let path =
         RELAY_PATH.replace("{device_id}", &device_id.to_string()).replace("{session_id}", &session_id.to_string());
     let url = tunnel::websocket_url(replica_url, &path);
-    let ws = match tokio::time::timeout(ROUTE_TIMEOUT, tunnel::connect(&url, &token)).await {
+    let ws = match tokio::time::timeout(ROUTE_TIMEOUT, tunnel::connect(&url, &token, &state.client_tls)).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(ConnectError::Refused { status, body })) => return Err(holder_refused(status, &body)),
         Ok(Err(error)) => {

@@ -18,6 +18,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use myscanner::config::Config;
 use myscanner::measurements::{store, validate};
 use myscanner_agent::Agent;
 use myscanner_agent::simulate::MeasurementFactory;
@@ -25,6 +26,7 @@ use myscanner_protocol::MeasurementV1;
 use myscanner_tests::bench::{CpuTimes, ServiceProcess, percentile};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 #[derive(Parser)]
@@ -100,8 +102,9 @@ struct Fleet {
     workgroup_id: Uuid,
     /// A member with view_data, signed in.
     token: String,
-    /// Dropped last: the benchmark's database, vhost and device users go with it.
-    _cleanup: myscanner_tests::Cleanup,
+    /// The service's configuration. Dropped last: the benchmark's database, vhost and
+    /// device users go with it.
+    config: myscanner_tests::Cleanup,
 }
 
 async fn fleet(devices: usize) -> Fleet {
@@ -158,7 +161,7 @@ async fn fleet(devices: usize) -> Fleet {
         site_id,
         workgroup_id,
         token,
-        _cleanup: myscanner_tests::Cleanup(config),
+        config: myscanner_tests::Cleanup(config),
     }
 }
 
@@ -320,12 +323,26 @@ async fn broker_ceiling(fleet: &Fleet, bodies: &Arc<Vec<DeviceBodies>>, phase: &
     let _ = consumer_connection.close(200, "done".into()).await;
 }
 
-async fn start_agents(fleet: &Fleet, dirs: &[tempfile::TempDir]) -> Vec<Arc<Agent>> {
-    start_agents_with(fleet, dirs, Default::default()).await
+/// Where agents find MyScanner: the service (or a replica of it) and the CA they pin.
+struct Link {
+    api_url: String,
+    ca_file: Option<std::path::PathBuf>,
+}
+
+impl Fleet {
+    /// The fleet's own service, with the broker address it gives (plain AMQP).
+    fn link(&self) -> Link {
+        Link { api_url: self.service.base_url.clone(), ca_file: None }
+    }
+}
+
+async fn start_agents(fleet: &Fleet, link: &Link, dirs: &[tempfile::TempDir]) -> Vec<Arc<Agent>> {
+    start_agents_with(fleet, link, dirs, Default::default()).await
 }
 
 async fn start_agents_with(
     fleet: &Fleet,
+    link: &Link,
     dirs: &[tempfile::TempDir],
     settings: myscanner_agent::api::Settings,
 ) -> Vec<Arc<Agent>> {
@@ -333,9 +350,10 @@ async fn start_agents_with(
     let starts = fleet.devices.iter().zip(dirs).map(|((_, credential), dir)| {
         Agent::start(myscanner_agent::config::DeviceConfig {
             credential: credential.clone(),
-            api_url: fleet.service.base_url.clone(),
+            api_url: link.api_url.clone(),
             outbox_dir: Some(dir.path().to_path_buf()),
-            ca_file: None,
+            ca_file: link.ca_file.clone(),
+            allow_insecure: false,
             settings,
             internal_scan_allowed: vec![],
             remote_control_target: myscanner_agent::tunnel::DEFAULT_TARGET.parse().unwrap(),
@@ -358,7 +376,7 @@ struct Memory {
 /// End to end, as fast as the agents can go. Like the broker ceiling's ready bodies, the
 /// measurements are in the agents' outboxes before the clock starts; the clock then runs
 /// from the agents' start (outbox → broker → consumer → PostgreSQL) to the last commit.
-async fn end_to_end(fleet: &Fleet, records: &[Vec<Vec<u8>>], phase: &mut Phase, memory: &mut Memory) {
+async fn end_to_end(fleet: &Fleet, link: &Link, records: &[Vec<Vec<u8>>], phase: &mut Phase, memory: &mut Memory) {
     let total: usize = records.iter().map(Vec::len).sum();
     let dirs: Vec<tempfile::TempDir> = records.iter().map(|_| tempfile::tempdir().unwrap()).collect();
     for (dir, records) in dirs.iter().zip(records) {
@@ -370,7 +388,7 @@ async fn end_to_end(fleet: &Fleet, records: &[Vec<Vec<u8>>], phase: &mut Phase, 
     }
     let cpu = CpuTimes::now(fleet.service.pid());
     let started = Instant::now();
-    let agents = start_agents(fleet, &dirs).await;
+    let agents = start_agents(fleet, link, &dirs).await;
     loop {
         let stored = (high_water(&fleet.db).await - base).max(0) as usize;
         let rss = fleet.service.rss_mib();
@@ -424,14 +442,28 @@ async fn ingest(devices: usize, total: usize, rounds: usize) {
             .collect(),
     );
 
-    let (mut pg, mut mq, mut e2e, mut memory) = Default::default();
-    let mut ratios = vec![];
+    // The same agents over AMQPS, to RabbitMQ's own TLS listener: they learn its address
+    // from an API replica that gives it out; the fleet's service consumes as before.
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca_file = ca_dir.path().join("broker-ca.pem");
+    std::fs::write(&ca_file, myscanner_tests::tls::broker_ca()).unwrap();
+    let amqps = replica(&fleet, myscanner_protocol::tls::platform_client_config(), |config| {
+        config.broker.device_url =
+            config.broker.device_url.replace("amqp://127.0.0.1:5672/", "amqps://127.0.0.1:5671/");
+    })
+    .await;
+    let amqps_link = Link { api_url: amqps.base_url.clone(), ca_file: Some(ca_file) };
+
+    let (mut pg, mut mq, mut e2e, mut e2e_tls, mut memory) = Default::default();
+    let (mut ratios, mut tls_ratios) = (vec![], vec![]);
     for _ in 0..rounds {
         postgres_ceiling(&fleet, &rows, 500, &mut pg).await;
         broker_ceiling(&fleet, &bodies, &mut mq).await;
-        end_to_end(&fleet, &records, &mut e2e, &mut memory).await;
+        end_to_end(&fleet, &fleet.link(), &records, &mut e2e, &mut memory).await;
+        end_to_end(&fleet, &amqps_link, &records, &mut e2e_tls, &mut Memory::default()).await;
         let last = |phase: &Phase| *phase.rates.last().unwrap();
         ratios.push(format!("{:.0}%", 100.0 * last(&e2e) / last(&pg).min(last(&mq))));
+        tls_ratios.push(format!("{:.2}", last(&e2e_tls) / last(&e2e)));
     }
     let (pg_rate, mq_rate, e2e_rate): (f64, f64, f64) = (pg.median(), mq.median(), e2e.median());
     println!(
@@ -454,6 +486,17 @@ async fn ingest(devices: usize, total: usize, rounds: usize) {
         100.0 * e2e_rate / pg_rate.min(mq_rate),
         ratios.join(", ")
     );
+    let tls_rate: f64 = e2e_tls.median();
+    println!(
+        "  end to end over AMQPS (RabbitMQ's TLS listener):             {tls_rate:>7.0} msg/s   (rounds: {})",
+        e2e_tls.rounds()
+    );
+    println!("    CPU per measurement: {}", e2e_tls.cpu_per_item());
+    println!(
+        "    = {:.2} × plain AMQP end to end (rounds: {}); target ≥ 0.9",
+        tls_rate / e2e_rate,
+        tls_ratios.join(", ")
+    );
     println!(
         "  service memory: {:.0} MiB before, peak {:.0} MiB in the first half of a run, {:.0} MiB in the second (VmHWM {:.0} MiB)",
         memory.before,
@@ -464,7 +507,7 @@ async fn ingest(devices: usize, total: usize, rounds: usize) {
 
     // Latency under a steady load at half the measured rate, from recording to commit.
     let dirs: Vec<tempfile::TempDir> = (0..devices).map(|_| tempfile::tempdir().unwrap()).collect();
-    let agents = start_agents(&fleet, &dirs).await;
+    let agents = start_agents(&fleet, &fleet.link(), &dirs).await;
     let base = sequence_taken(&fleet.db).await;
     let rate = e2e_rate / 2.0;
     let duration = Duration::from_secs(10);
@@ -859,29 +902,69 @@ async fn round_trips<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mu
     samples
 }
 
-/// A remote session as a byte stream, the way `myscanner remote` carries one.
-async fn session_io(fleet: &Fleet, device_id: Uuid) -> impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {
+/// A remote session through `service` as a byte stream, the way `myscanner remote` carries one.
+async fn session_io(
+    fleet: &Fleet,
+    service: &ServiceProcess,
+    device_id: Uuid,
+) -> impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin {
     use myscanner_protocol::tunnel::{self, WsIo};
     use tokio_util::compat::FuturesAsyncReadCompatExt;
-    let url = myscanner_tests::remote::session_url(&fleet.service.base_url, fleet.workgroup_id, device_id);
-    let ws = myscanner_tests::remote::open(&url, &fleet.token).await.expect("session opens");
+    let url = myscanner_tests::remote::session_url(&service.base_url, fleet.workgroup_id, device_id);
+    let ws = myscanner_tests::remote::open(&url, &fleet.token, &service.tls).await.expect("session opens");
     WsIo::new(ws, tunnel::tungstenite_codec(), None, Duration::from_secs(3600)).compat()
 }
 
+/// Another process of the fleet's service on its database, without ingest or scans, with
+/// `adjust` applied (TLS, another broker address for devices).
+async fn replica(fleet: &Fleet, tls: Arc<rustls::ClientConfig>, adjust: impl FnOnce(&mut Config)) -> ServiceProcess {
+    let mut config = fleet.config.0.clone();
+    config.ingest.enabled = false;
+    config.security.scheduler = false;
+    config.security.workers = 0;
+    adjust(&mut config);
+    ServiceProcess::start_trusting(&config, tls).await
+}
+
+/// The fleet's service again, serving HTTPS and WSS with a certificate from a CA made for
+/// the run (kept in `dir`).
+async fn tls_replica(fleet: &Fleet, dir: &std::path::Path) -> ServiceProcess {
+    let ca = myscanner_tests::tls::TestCa::new();
+    let (cert_file, key_file) = ca.issue(&["127.0.0.1"]).write(dir, "service");
+    replica(fleet, ca.client_config(), |config| {
+        config.server.tls = Some(myscanner::config::TlsConfig { cert_file, key_file, reload_secs: 10 });
+    })
+    .await
+}
+
+/// Holds a tunnel from the device with `credential` to `service` until `stop`.
+fn hold_tunnel(service: &ServiceProcess, credential: &str, target: std::net::SocketAddr, stop: &CancellationToken) {
+    let api = myscanner_agent::api::Api::new(&service.base_url, credential, service.tls.clone()).unwrap();
+    tokio::spawn(myscanner_agent::tunnel::run(api, target, stop.clone()));
+}
+
 async fn tunnel(agents: usize, mib: usize) {
-    use myscanner_agent::tunnel as agent_tunnel;
-    println!("bench tunnel: one session through the service and an agent's tunnel to an echo server, vs direct TCP;");
-    println!("              then {agents} idle agents connected");
-    let fleet = fleet(1).await;
+    println!("bench tunnel: one session through the service and an agent's tunnel to an echo server, vs direct TCP,");
+    println!(
+        "              plain (ws:// both ways) and as production runs it (wss:// both ways); then {agents} idle agents"
+    );
+    let fleet = fleet(2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secure = tls_replica(&fleet, dir.path()).await;
     let echo = myscanner_tests::remote::echo_server().await;
-    let http = reqwest::Client::new();
-    let (device_id, credential) = fleet.devices[0].clone();
-    let settings = json!({"measurement_transfer": false, "allow_remote_control": true,
-        "reference_scan_sync": false, "load_list_sync": false, "agent_version": "bench"});
-    let url = format!("{}/api/v1/agent/settings", fleet.service.base_url);
-    http.put(&url).bearer_auth(&credential).json(&settings).send().await.unwrap().error_for_status().unwrap();
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(agent_tunnel::run(fleet.service.base_url.clone(), credential, echo, stop.clone()));
+    let stop = CancellationToken::new();
+    let paths = [
+        ("plain (ws://)", &fleet.service, fleet.devices[0].clone()),
+        ("TLS (wss://)", &secure, fleet.devices[1].clone()),
+    ];
+    for (_, service, (_, credential)) in &paths {
+        let settings = json!({"measurement_transfer": false, "allow_remote_control": true,
+            "reference_scan_sync": false, "load_list_sync": false, "agent_version": "bench"});
+        let http = reqwest::Client::builder().use_preconfigured_tls((*service.tls).clone()).build().unwrap();
+        let url = format!("{}/api/v1/agent/settings", service.base_url);
+        http.put(&url).bearer_auth(credential).json(&settings).send().await.unwrap().error_for_status().unwrap();
+        hold_tunnel(service, credential, echo, &stop);
+    }
     let online = async |n: i64| {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -894,34 +977,64 @@ async fn tunnel(agents: usize, mib: usize) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    online(1).await;
+    online(2).await;
 
     let total = mib * 1024 * 1024;
     let direct = bulk(tokio::net::TcpStream::connect(echo).await.unwrap(), total).await;
-    let session = bulk(session_io(&fleet, device_id).await, total).await;
     println!("  bulk, {mib} MiB each way at once:");
     println!("    direct loopback TCP:                    {direct:8.0} MB/s");
+    let mut rates = vec![];
+    for (name, service, (device_id, _)) in &paths {
+        let rate = bulk(session_io(&fleet, service, *device_id).await, total).await;
+        println!("    one session, {name:<14}           {rate:8.0} MB/s = {:.2} × direct", rate / direct);
+        rates.push(rate);
+    }
     println!(
-        "    one session (service + tunnel):         {session:8.0} MB/s = {:.2} × direct (target ≥ 200 MB/s)",
-        session / direct
+        "    TLS costs {:.0}% of the plain session's rate; target for TLS ≥ 200 MB/s and ≥ 0.5 × direct",
+        100.0 * (1.0 - rates[1] / rates[0])
     );
     let mut direct_rtt = round_trips(tokio::net::TcpStream::connect(echo).await.unwrap(), 5000).await;
-    let mut session_rtt = round_trips(session_io(&fleet, device_id).await, 5000).await;
     let (d50, d99) = (percentile(&mut direct_rtt, 50.0), percentile(&mut direct_rtt, 99.0));
-    let (s50, s99) = (percentile(&mut session_rtt, 50.0), percentile(&mut session_rtt, 99.0));
     println!("  round trip of a 64-byte message (5000 each):");
     println!("    direct loopback TCP:                    p50 {d50:7.0} µs   p99 {d99:7.0} µs");
-    println!("    one session:                            p50 {s50:7.0} µs   p99 {s99:7.0} µs");
-    println!(
-        "    added by the service and tunnel:        p50 {:7.0} µs   p99 {:7.0} µs (target p99 < 1000 µs)",
-        s50 - d50,
-        s99 - d99
-    );
+    for (name, service, (device_id, _)) in &paths {
+        let mut rtt = round_trips(session_io(&fleet, service, *device_id).await, 5000).await;
+        let (s50, s99) = (percentile(&mut rtt, 50.0), percentile(&mut rtt, 99.0));
+        println!(
+            "    one session, {name:<14}           p50 {s50:7.0} µs   p99 {s99:7.0} µs; added p50 {:5.0} µs, p99 {:5.0} µs (target p99 < 1000 µs)",
+            s50 - d50,
+            s99 - d99
+        );
+    }
 
-    // Idle scanners: credentials made directly in the database (the API would make a broker
-    // user for each, which this does not measure), remote control on.
+    // Idle scanners, on each service in turn: credentials made directly in the database
+    // (the API would make a broker user for each, which this does not measure).
+    for (name, service, _) in &paths {
+        let credentials = idle_devices(&fleet, agents - 1, name).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let before = service.rss_mib();
+        let connected: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM device_tunnels").fetch_one(&fleet.db).await.unwrap();
+        for credential in credentials {
+            hold_tunnel(service, &credential, echo, &stop);
+        }
+        online(connected + agents as i64 - 1).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after = service.rss_mib();
+        let per_agent_kib = (after - before) * 1024.0 / (agents - 1) as f64;
+        println!(
+            "  {} idle agents connected, {name}: service memory {before:.0} → {after:.0} MiB: {per_agent_kib:.1} KiB per idle connected scanner (target ≤ 32 KiB)",
+            agents - 1
+        );
+    }
+    stop.cancel();
+}
+
+/// `n` more devices of the fleet's site with remote control on, made directly in the
+/// database; their credentials.
+async fn idle_devices(fleet: &Fleet, n: usize, batch: &str) -> Vec<String> {
     let mut credentials = vec![];
-    for i in 1..agents {
+    for i in 0..n {
         let (id, issued) = (Uuid::now_v7(), myscanner::auth::secret::issue(myscanner::auth::secret::DEVICE_PREFIX));
         sqlx::query(
             "INSERT INTO devices (id, workgroup_id, site_id, kind, serial, name, allow_remote_control)
@@ -930,7 +1043,7 @@ async fn tunnel(agents: usize, mib: usize) {
         .bind(id)
         .bind(fleet.workgroup_id)
         .bind(fleet.site_id)
-        .bind(format!("IDLE-{i:05}"))
+        .bind(format!("IDLE-{batch}-{i:05}"))
         .execute(&fleet.db)
         .await
         .unwrap();
@@ -946,20 +1059,7 @@ async fn tunnel(agents: usize, mib: usize) {
         .unwrap();
         credentials.push(issued.token);
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = fleet.service.rss_mib();
-    for credential in credentials {
-        tokio::spawn(agent_tunnel::run(fleet.service.base_url.clone(), credential, echo, stop.clone()));
-    }
-    online(agents as i64).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = fleet.service.rss_mib();
-    let per_agent_kib = (after - before) * 1024.0 / (agents - 1) as f64;
-    println!("  {agents} agents connected and idle:");
-    println!(
-        "    service memory {before:.0} MiB before, {after:.0} MiB after: {per_agent_kib:.1} KiB per idle connected scanner (target ≤ 32 KiB)"
-    );
-    stop.cancel();
+    credentials
 }
 
 async fn sync(scanners: usize, changes: usize, reference_scans: i64) {
@@ -975,7 +1075,7 @@ async fn sync(scanners: usize, changes: usize, reference_scans: i64) {
         reference_scan_sync: false,
         load_list_sync: true,
     };
-    let agents = start_agents_with(&fleet, &dirs, lists_only).await;
+    let agents = start_agents_with(&fleet, &fleet.link(), &dirs, lists_only).await;
     let replicas: Vec<_> = agents.iter().map(|a| a.sync(Collection::LoadLists).unwrap()).collect();
     tokio::time::sleep(Duration::from_secs(1)).await; // every scanner restored and waiting
 
@@ -1054,7 +1154,7 @@ async fn sync(scanners: usize, changes: usize, reference_scans: i64) {
     let restoring = Fleet { devices: vec![newcomer], ..fleet };
     let started = Instant::now();
     let settings = myscanner_agent::api::Settings { reference_scan_sync: true, load_list_sync: false, ..lists_only };
-    let agent = start_agents_with(&restoring, std::slice::from_ref(&dir), settings).await.remove(0);
+    let agent = start_agents_with(&restoring, &restoring.link(), std::slice::from_ref(&dir), settings).await.remove(0);
     let references = agent.sync(Collection::ReferenceScans).unwrap();
     let mut revision = references.revision();
     revision.wait_for(|r| *r >= 1000 + reference_scans).await.unwrap();

@@ -71,3 +71,48 @@ fn compose_and_dockerfile_agree_with_the_service() {
     assert!(DOCKERFILE.contains("cargo build --release --locked -p myscanner"));
     assert!(DOCKERFILE.contains(r#"ENTRYPOINT ["myscanner"]"#) && DOCKERFILE.contains(r#"CMD ["serve"]"#));
 }
+
+const SERVICE_UNIT: &str = include_str!("../../../deploy/systemd/myscanner.service");
+const AGENT_UNIT: &str = include_str!("../../../deploy/systemd/myscanner-agent.service");
+
+/// The value of `key=` in a unit (the last one set, as systemd reads it).
+fn unit_value<'a>(unit: &'a str, key: &str) -> Option<&'a str> {
+    unit.lines().rev().find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+}
+
+#[test]
+fn systemd_units_run_the_real_commands_restart_on_failure_and_hold_no_more_privilege_than_needed() {
+    let command = unit_value(SERVICE_UNIT, "ExecStart").unwrap();
+    let args: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(args[0], "/usr/local/bin/myscanner");
+    <myscanner::cli::Cli as clap::Parser>::try_parse_from(args).expect("the service unit's command line parses");
+    assert!(unit_value(AGENT_UNIT, "ExecStart").unwrap().starts_with("/usr/local/bin/myscanner-agent run --config "));
+    for unit in [SERVICE_UNIT, AGENT_UNIT] {
+        assert_eq!(unit_value(unit, "Restart"), Some("on-failure"));
+        assert_eq!(unit_value(unit, "NoNewPrivileges"), Some("yes"));
+        assert!(unit_value(unit, "User").is_some_and(|user| user != "root"));
+    }
+    // The agent's one privilege, raw ARP, only as an ambient capability; the service's, port 443.
+    assert_eq!(unit_value(AGENT_UNIT, "AmbientCapabilities"), Some("CAP_NET_RAW"));
+    assert_eq!(unit_value(AGENT_UNIT, "CapabilityBoundingSet"), Some("CAP_NET_RAW"));
+    assert!(unit_value(AGENT_UNIT, "RestrictAddressFamilies").unwrap().contains("AF_PACKET"));
+    assert_eq!(unit_value(SERVICE_UNIT, "CapabilityBoundingSet"), Some("CAP_NET_BIND_SERVICE"));
+
+    // And systemd itself reads them without complaint (with a stand-in for the binaries,
+    // which are not installed here), where systemd is installed.
+    if std::process::Command::new("systemd-analyze").arg("--version").output().is_ok() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = vec![];
+        for (name, unit) in [("myscanner.service", SERVICE_UNIT), ("myscanner-agent.service", AGENT_UNIT)] {
+            let stand_in = unit
+                .replace("/usr/local/bin/myscanner-agent ", "/bin/true ")
+                .replace("/usr/local/bin/myscanner ", "/bin/true ");
+            let path = dir.path().join(name);
+            std::fs::write(&path, stand_in).unwrap();
+            paths.push(path);
+        }
+        let verified = std::process::Command::new("systemd-analyze").arg("verify").args(&paths).output().unwrap();
+        let complaints = String::from_utf8_lossy(&verified.stderr);
+        assert!(verified.status.success() && complaints.trim().is_empty(), "systemd-analyze verify: {complaints}");
+    }
+}

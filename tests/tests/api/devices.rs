@@ -168,12 +168,18 @@ async fn the_demo_writes_device_files_the_agent_runs_with_every_feature_on() {
     let app = TestApp::spawn().await;
     let broker = myscanner::broker::management::Management::new(&app.config.broker).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    myscanner::admin::demo(&app.db, &broker, dir.path(), Some("demo-password-123".into())).await.unwrap();
+    let link = myscanner::admin::DemoLink {
+        api_url: Some(app.base_url.clone()),
+        ca_file: Some(dir.path().join("ca \"dev\".pem")),
+    };
+    myscanner::admin::demo(&app.db, &broker, dir.path(), &link, Some("demo-password-123".into())).await.unwrap();
     let mut files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
     assert_eq!(files.len(), 3);
     for file in files {
         let config = myscanner_agent::config::DeviceConfig::load(&file).unwrap();
+        assert_eq!(config.api_url, app.base_url);
+        assert_eq!(config.ca_file, link.ca_file);
         assert_eq!(
             config.settings,
             myscanner_agent::api::Settings {

@@ -13,7 +13,7 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use myscanner_agent::Agent;
 use myscanner_agent::simulate::MeasurementFactory;
 use myscanner_protocol::MeasurementV1;
-use myscanner_tests::{TcpProxy, Tenant, TestApp, TlsProxy, broker, eventually, expect_json};
+use myscanner_tests::{TcpProxy, Tenant, TestApp, broker, eventually, expect_json};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -402,35 +402,44 @@ async fn nothing_is_uploaded_while_measurement_transfer_is_off() {
 }
 
 #[tokio::test]
-async fn agents_publish_over_amqps_and_trust_only_the_pinned_ca() {
-    let tls = TlsProxy::start("127.0.0.1:5672".parse().unwrap()).await;
-    let impostor = TlsProxy::start("127.0.0.1:5672".parse().unwrap()).await;
-    let port = tls.addr.port();
+async fn agents_publish_over_amqps_to_the_brokers_tls_listener_exactly_once_and_trust_only_the_pinned_ca() {
+    // RabbitMQ's own TLS listener (deploy/scripts/dev-tls.sh sets it up on 5671).
     let app = TestApp::spawn_with(|c| {
-        c.broker.device_url =
-            c.broker.device_url.replace("amqp://127.0.0.1:5672/", &format!("amqps://127.0.0.1:{port}/"))
+        c.broker.device_url = c.broker.device_url.replace("amqp://127.0.0.1:5672/", "amqps://127.0.0.1:5671/")
     })
     .await;
     let operator = app.operator().await;
     let t = app.tenant(&operator, "Acme").await;
     let dir = tempfile::tempdir().unwrap();
     let pinned = dir.path().join("ca.pem");
+    let logs = myscanner_tests::logs::Logs::capture();
 
-    // Pinned to another CA: the broker's certificate is refused and nothing is sent.
-    std::fs::write(&pinned, &impostor.ca_pem).unwrap();
+    // Pinned to another CA: the broker's certificate is refused, and the log says why.
+    std::fs::write(&pinned, &myscanner_tests::tls::TestCa::new().pem).unwrap();
     let mut config = app.agent_config(&t.device_credential, &dir.path().join("outbox"));
     config.ca_file = Some(pinned.clone());
     let agent = Agent::start(config.clone()).await.unwrap();
-    agent.record(&batch(&mut factory(&t, t.device_id, false), 10)).unwrap();
+    let mut sent = factory(&t, t.device_id, false);
+    agent.record(&batch(&mut sent, 100)).unwrap();
     assert!(!agent.drained(Duration::from_secs(2)).await, "an untrusted broker gets nothing");
     agent.stop().await;
     assert_eq!(app.stored(t.device_id).await, 0);
+    let refusals = logs.lines_with("publisher: broker connection lost");
+    assert!(refusals.iter().any(|l| l.contains("not signed by a trusted CA")), "{refusals:?}");
 
-    // Pinned to the broker's CA: everything waiting goes through.
-    std::fs::write(&pinned, &tls.ca_pem).unwrap();
+    // Pinned to the broker's CA: everything waiting goes through, and what follows a killed
+    // connection too, each measurement once.
+    std::fs::write(&pinned, myscanner_tests::tls::broker_ca()).unwrap();
     let agent = Agent::start(config).await.unwrap();
+    eventually(WAIT, "the first measurements", || async { app.stored(t.device_id).await > 0 }).await;
+    let name = format!("agent {}", agent.identity.serial);
+    eventually(WAIT, "the broker to list the TLS connection", || async {
+        broker::kill_connections(&app.vhost(), &name).await > 0
+    })
+    .await;
+    agent.record(&batch(&mut sent, 400)).unwrap();
     assert!(agent.drained(WAIT).await);
-    wait_stored(&app, t.device_id, 10).await;
+    wait_stored(&app, t.device_id, 500).await;
     agent.stop().await;
 }
 

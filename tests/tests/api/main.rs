@@ -17,3 +17,4 @@ mod remote;
 mod security;
 mod sync;
 mod tenancy;
+mod tls;

@@ -91,7 +91,7 @@ fn random(len: usize) -> Vec<u8> {
 async fn large_payloads_cross_intact_both_ways_and_the_session_is_audited() {
     let Scene { app, t, agent, url, _outbox } = scene_with(|_| {}).await;
 
-    let mut session = remote::open(&url, &t.admin_token).await.expect("session opens");
+    let mut session = remote::open(&url, &t.admin_token, &app.tls).await.expect("session opens");
     let payload = random(8 * 1024 * 1024);
     assert!(echo(&mut session, &payload).await == payload, "8 MiB each way, intact");
     // An active session is listed as such.
@@ -115,9 +115,9 @@ async fn many_concurrent_sessions_share_one_tunnel() {
     let Scene { app, t, agent, url, _outbox } = scene_with(|_| {}).await;
 
     let transfers = (0..32).map(|_| {
-        let (url, token) = (url.clone(), t.admin_token.clone());
+        let (url, token, tls) = (url.clone(), t.admin_token.clone(), app.tls.clone());
         tokio::spawn(async move {
-            let mut session = remote::open(&url, &token).await.expect("session opens");
+            let mut session = remote::open(&url, &token, &tls).await.expect("session opens");
             let payload = random(256 * 1024);
             let back = echo(&mut session, &payload).await;
             session.close(None).await.unwrap();
@@ -144,7 +144,7 @@ async fn sessions_are_refused_clearly_and_at_once() {
     let url = session_url(&app.base_url, t.workgroup_id, t.device_id);
 
     // Remote control was never switched on at the scanner.
-    let (status, problem) = remote::open(&url, &t.admin_token).await.unwrap_err();
+    let (status, problem) = remote::open(&url, &t.admin_token, &app.tls).await.unwrap_err();
     assert_eq!(
         (status, problem["type"].as_str().unwrap()),
         (StatusCode::CONFLICT, "urn:myscanner:problem:remote-control-disabled")
@@ -155,7 +155,7 @@ async fn sessions_are_refused_clearly_and_at_once() {
     let agent = agent(&app, &app.base_url, &t.device_credential, echo_server().await, &dir).await;
     agent.stop().await;
     let started = Instant::now();
-    let (status, problem) = remote::open(&url, &t.admin_token).await.unwrap_err();
+    let (status, problem) = remote::open(&url, &t.admin_token, &app.tls).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(1), "an offline scanner is an error at once");
     assert_eq!(
         (status, problem["type"].as_str().unwrap()),
@@ -169,7 +169,7 @@ async fn sessions_are_refused_clearly_and_at_once() {
     };
     let agent = self::agent(&app, &app.base_url, &t.device_credential, closed_port, &dir).await;
     wait_online(&app, &t).await;
-    let (status, problem) = remote::open(&url, &t.admin_token).await.unwrap_err();
+    let (status, problem) = remote::open(&url, &t.admin_token, &app.tls).await.unwrap_err();
     assert_eq!(
         (status, problem["type"].as_str().unwrap()),
         (StatusCode::BAD_GATEWAY, "urn:myscanner:problem:device-service-unreachable")
@@ -177,25 +177,26 @@ async fn sessions_are_refused_clearly_and_at_once() {
 
     // Without `control_devices`, or from another workgroup.
     let (_, viewer) = app.member(&t.admin_token, t.workgroup_id, &["view_data"]).await;
-    let (status, problem) = remote::open(&url, &viewer).await.unwrap_err();
+    let (status, problem) = remote::open(&url, &viewer, &app.tls).await.unwrap_err();
     assert_eq!((status, problem["type"].as_str().unwrap()), (StatusCode::FORBIDDEN, "urn:myscanner:problem:forbidden"));
-    let (status, _) = remote::open(&url, &other.admin_token).await.unwrap_err();
+    let (status, _) = remote::open(&url, &other.admin_token, &app.tls).await.unwrap_err();
     assert_eq!(status, StatusCode::NOT_FOUND);
     let cross = session_url(&app.base_url, other.workgroup_id, t.device_id);
-    let (status, _) = remote::open(&cross, &other.admin_token).await.unwrap_err();
+    let (status, _) = remote::open(&cross, &other.admin_token, &app.tls).await.unwrap_err();
     assert_eq!(status, StatusCode::NOT_FOUND, "a device is found only in its own workgroup");
     // API tokens are read-only: no remote control.
-    let (status, _) = remote::open(&url, &t.api_token).await.unwrap_err();
+    let (status, _) = remote::open(&url, &t.api_token, &app.tls).await.unwrap_err();
     assert_eq!(status, StatusCode::FORBIDDEN);
     // A plain GET is told to upgrade.
     let path = format!("/api/v1/workgroups/{}/devices/{}/remote", t.workgroup_id, t.device_id);
     expect_problem(app.get(&path, &t.admin_token).await, StatusCode::UPGRADE_REQUIRED, "websocket-required").await;
 
     // The tunnel itself: a wrong credential, and remote control off, are refused.
-    let tunnel_url = myscanner_agent::tunnel::tunnel_url(&app.base_url);
-    let (status, _) = remote::open(&tunnel_url, "mysd_bogus.credential").await.unwrap_err();
+    let tunnel_url =
+        myscanner_protocol::tunnel::websocket_url(&app.base_url, myscanner_protocol::tunnel::AGENT_TUNNEL_PATH);
+    let (status, _) = remote::open(&tunnel_url, "mysd_bogus.credential", &app.tls).await.unwrap_err();
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, problem) = remote::open(&tunnel_url, &other.device_credential).await.unwrap_err();
+    let (status, problem) = remote::open(&tunnel_url, &other.device_credential, &app.tls).await.unwrap_err();
     assert_eq!(
         (status, problem["type"].as_str().unwrap()),
         (StatusCode::CONFLICT, "urn:myscanner:problem:remote-control-disabled")
@@ -215,7 +216,7 @@ async fn a_dropped_tunnel_ends_its_sessions_and_the_agent_comes_back() {
     let agent = agent(&app, &format!("http://{}", proxy.addr), &t.device_credential, echo_server().await, &dir).await;
     wait_online(&app, &t).await;
     let url = session_url(&app.base_url, t.workgroup_id, t.device_id);
-    let mut session = remote::open(&url, &t.admin_token).await.expect("session opens");
+    let mut session = remote::open(&url, &t.admin_token, &app.tls).await.expect("session opens");
     assert_eq!(echo(&mut session, b"hello").await, b"hello");
 
     proxy.cut();
@@ -228,7 +229,7 @@ async fn a_dropped_tunnel_ends_its_sessions_and_the_agent_comes_back() {
     // The network heals: the agent's backoff brings the tunnel back.
     proxy.restore();
     wait_online(&app, &t).await;
-    let mut session = remote::open(&url, &t.admin_token).await.expect("session opens again");
+    let mut session = remote::open(&url, &t.admin_token, &app.tls).await.expect("session opens again");
     assert_eq!(echo(&mut session, b"again").await, b"again");
     agent.stop().await;
 }
@@ -236,13 +237,13 @@ async fn a_dropped_tunnel_ends_its_sessions_and_the_agent_comes_back() {
 #[tokio::test]
 async fn the_agent_reconnects_after_the_service_restarts() {
     let Scene { mut app, t, agent, url, _outbox } = scene_with(|_| {}).await;
-    let mut session = remote::open(&url, &t.admin_token).await.expect("session opens");
+    let mut session = remote::open(&url, &t.admin_token, &app.tls).await.expect("session opens");
 
     app.restart().await;
     assert_eq!(close_reason(&mut session).await, "service_shutdown");
     assert_eq!(ended_session(&app, &t).await["close_reason"], "service_shutdown");
     wait_online(&app, &t).await;
-    let mut session = remote::open(&url, &t.admin_token).await.expect("session after the restart");
+    let mut session = remote::open(&url, &t.admin_token, &app.tls).await.expect("session after the restart");
     assert_eq!(echo(&mut session, b"back").await, b"back");
     agent.stop().await;
 }
@@ -252,11 +253,11 @@ async fn admins_end_sessions_idle_ones_time_out_and_switching_off_ends_them() {
     let Scene { app, t, mut agent, url, _outbox } = scene_with(|c| c.remote.idle_timeout_secs = 1).await;
 
     // Idle for the timeout: closed.
-    let mut idle = remote::open(&url, &t.admin_token).await.unwrap();
+    let mut idle = remote::open(&url, &t.admin_token, &app.tls).await.unwrap();
     assert_eq!(close_reason(&mut idle).await, "idle_timeout");
 
     // Ended by an admin; only admins may, and only active sessions.
-    let mut ended = remote::open(&url, &t.admin_token).await.unwrap();
+    let mut ended = remote::open(&url, &t.admin_token, &app.tls).await.unwrap();
     assert_eq!(echo(&mut ended, b"x").await, b"x");
     let active = sessions(&app, &t).await.into_iter().find(|s| s["ended_at"].is_null()).unwrap();
     let end = format!("/api/v1/workgroups/{}/remote-sessions/{}/end", t.workgroup_id, active["id"].as_str().unwrap());
@@ -276,10 +277,10 @@ async fn admins_end_sessions_idle_ones_time_out_and_switching_off_ends_them() {
 
     // Remote control switched off on the scanner: the running session ends, new ones are
     // refused at once, and the tunnel closes.
-    let mut running = remote::open(&url, &t.admin_token).await.unwrap();
+    let mut running = remote::open(&url, &t.admin_token, &app.tls).await.unwrap();
     agent.set_remote_control(false).await.unwrap();
     assert_eq!(close_reason(&mut running).await, "remote_control_disabled");
-    let (status, problem) = remote::open(&url, &t.admin_token).await.unwrap_err();
+    let (status, problem) = remote::open(&url, &t.admin_token, &app.tls).await.unwrap_err();
     assert_eq!(
         (status, problem["type"].as_str().unwrap()),
         (StatusCode::CONFLICT, "urn:myscanner:problem:remote-control-disabled")
@@ -299,7 +300,7 @@ async fn a_session_reaching_another_replica_is_routed_to_the_tunnel() {
     let agent = agent(&app, &app.base_url, &t.device_credential, echo_server().await, &dir).await;
     wait_online(&app, &t).await;
     let url = session_url(&replica.base_url, t.workgroup_id, t.device_id);
-    let mut session = remote::open(&url, &t.admin_token).await.expect("routed session opens");
+    let mut session = remote::open(&url, &t.admin_token, &app.tls).await.expect("routed session opens");
     let payload = random(2 * 1024 * 1024);
     assert!(echo(&mut session, &payload).await == payload);
 
@@ -313,23 +314,14 @@ async fn a_session_reaching_another_replica_is_routed_to_the_tunnel() {
     assert_eq!(audit["bytes_from_device"], payload.len());
 
     // The port forwarder of `myscanner remote`, through the second instance.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let forwarded = listener.local_addr().unwrap();
-    let target = myscanner::remote::forward::Target {
+    remote::through_forwarder(myscanner::remote::forward::Target {
         api_url: replica.base_url.clone(),
         workgroup_id: t.workgroup_id,
         device_id: t.device_id,
         token: t.admin_token.clone(),
-    };
-    let forwarder = tokio::spawn(myscanner::remote::forward::serve(listener, target));
-    let mut vnc = tokio::net::TcpStream::connect(forwarded).await.unwrap();
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    vnc.write_all(b"RFB 003.008\n").await.unwrap();
-    let mut back = [0u8; 12];
-    vnc.read_exact(&mut back).await.unwrap();
-    assert_eq!(&back, b"RFB 003.008\n");
-    drop(vnc);
-    forwarder.abort();
+        tls: app.tls.clone(),
+    })
+    .await;
 
     // The relay route takes replica tokens only, each for one relay: a user's token, and a
     // genuine replica token replayed for a session already relayed, are refused.
@@ -338,7 +330,7 @@ async fn a_session_reaching_another_replica_is_routed_to_the_tunnel() {
     expect_problem(app.get(&relay, &t.admin_token).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
     let replayed = myscanner::auth::jwt::JwtKeys::new(&app.config.auth).issue_replica(session_id, t.device_id).unwrap();
     let url = myscanner_protocol::tunnel::websocket_url(&app.base_url, &relay);
-    let (status, _) = remote::open(&url, &replayed).await.unwrap_err();
+    let (status, _) = remote::open(&url, &replayed, &app.tls).await.unwrap_err();
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     replica.stop().await;
     agent.stop().await;

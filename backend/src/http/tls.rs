@@ -1,0 +1,197 @@
+//! HTTPS served by the service itself (`server.tls`): rustls with the ring provider, the
+//! certificate read again whenever its files change, so that a renewal (certbot, a
+//! Kubernetes secret, cert-manager) needs no restart. Handshakes run beside the accept
+//! loop, each bounded in time, so a slow or silent client holds up no one else.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::config::TlsConfig;
+
+/// A client that has not finished its handshake in this long is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; more connections wait in the kernel's backlog.
+const MAX_HANDSHAKES: usize = 512;
+
+/// The certificate being served, and where it comes from.
+#[derive(Debug)]
+pub struct Certificate {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    current: RwLock<Arc<CertifiedKey>>,
+    /// The files' contents the current certificate was made from.
+    loaded_from: Files,
+    /// How often the files are looked at.
+    reload: Duration,
+    provider: Arc<CryptoProvider>,
+}
+
+/// The certificate file's and the key file's bytes.
+type Files = (Vec<u8>, Vec<u8>);
+
+impl Certificate {
+    /// Loads the files now: a service that cannot serve its certificate does not start.
+    pub fn load(config: &TlsConfig) -> anyhow::Result<Arc<Certificate>> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let files = read_files(&config.cert_file, &config.key_file)?;
+        let key = certified_key(&files, &provider)?;
+        Ok(Arc::new(Certificate {
+            cert_file: config.cert_file.clone(),
+            key_file: config.key_file.clone(),
+            current: RwLock::new(Arc::new(key)),
+            loaded_from: files,
+            reload: Duration::from_secs(config.reload_secs),
+            provider,
+        }))
+    }
+
+    /// What to accept TLS connections with. ALPN offers HTTP/1.1 only: the WebSocket routes
+    /// (tunnels, sessions) are upgrades of HTTP/1.1 GETs, which a browser that negotiated
+    /// HTTP/2 would attempt as extended CONNECTs instead.
+    pub fn acceptor(self: &Arc<Self>) -> TlsAcceptor {
+        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default protocol versions")
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        TlsAcceptor::from(Arc::new(config))
+    }
+
+    /// Checks the files every `server.tls.reload_secs` until `cancel`, and serves what they hold once it
+    /// has changed and loads; a pair caught half-written, or broken, leaves the current
+    /// certificate in place (and is tried again at the next check).
+    pub async fn watch(self: Arc<Self>, cancel: CancellationToken) {
+        let mut seen = self.loaded_from.clone();
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(self.reload) => {}
+            }
+            // Unreadable for a moment (being replaced): looked at again next time.
+            let Ok(files) = read_files(&self.cert_file, &self.key_file) else { continue };
+            if files == seen {
+                continue;
+            }
+            match certified_key(&files, &self.provider) {
+                Ok(key) => {
+                    *self.current.write().expect("certificate lock") = Arc::new(key);
+                    tracing::info!(cert_file = %self.cert_file.display(), "TLS certificate reloaded");
+                }
+                Err(error) => tracing::warn!(
+                    error = format!("{error:#}"),
+                    "the TLS certificate files changed but do not load; serving the previous certificate"
+                ),
+            }
+            seen = files;
+        }
+    }
+}
+
+impl ResolvesServerCert for Certificate {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().expect("certificate lock").clone())
+    }
+}
+
+fn read_files(cert_file: &Path, key_file: &Path) -> anyhow::Result<Files> {
+    let cert =
+        std::fs::read(cert_file).with_context(|| format!("reading server.tls.cert_file {}", cert_file.display()))?;
+    let key = std::fs::read(key_file).with_context(|| format!("reading server.tls.key_file {}", key_file.display()))?;
+    Ok((cert, key))
+}
+
+/// The chain and its key (PEM), checked to belong together.
+fn certified_key((cert, key): &Files, provider: &CryptoProvider) -> anyhow::Result<CertifiedKey> {
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(cert).collect::<Result<_, _>>().context("server.tls.cert_file: not PEM")?;
+    anyhow::ensure!(!chain.is_empty(), "server.tls.cert_file holds no certificate");
+    let key = PrivateKeyDer::from_pem_slice(key).context("server.tls.key_file: no PEM private key")?;
+    CertifiedKey::from_der(chain, key, provider).context("server.tls: the key does not match the certificate")
+}
+
+/// A listener that hands axum connections whose TLS handshake is done.
+pub struct TlsListener {
+    handshaken: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local_addr: SocketAddr,
+    /// Stops the accept loop (and frees the port) when the listener goes.
+    _stop: DropGuard,
+}
+
+impl TlsListener {
+    pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> TlsListener {
+        let local_addr = listener.local_addr().expect("a bound listener has an address");
+        let (ready, handshaken) = mpsc::channel(64);
+        let stop = CancellationToken::new();
+        tokio::spawn(accept_loop(listener, acceptor, ready, stop.clone()));
+        TlsListener { handshaken, local_addr, _stop: stop.drop_guard() }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    stop: CancellationToken,
+) {
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        let Ok(permit) = handshakes.clone().acquire_owned().await else { return };
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: pause rather than spin.
+                tracing::error!(%error, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, ready) = (acceptor.clone(), ready.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => {
+                    let _ = ready.send((tls, peer)).await;
+                }
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.handshaken.recv().await {
+            Some(connection) => connection,
+            // The accept loop only ends when this listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local_addr)
+    }
+}
