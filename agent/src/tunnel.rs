@@ -72,10 +72,10 @@ async fn serve(stream: yamux::Stream, target: SocketAddr) {
         return; // not a stream of this protocol: dropped
     }
     match TcpStream::connect(target).await {
-        Ok(mut local) => {
+        Ok(local) => {
             let _ = local.set_nodelay(true);
             if stream.write_all(&[tunnel::STREAM_READY]).await.is_ok() {
-                let _ = tokio::io::copy_bidirectional(&mut stream, &mut local).await;
+                let _ = tunnel::join(stream, local).await;
             }
         }
         Err(error) => {

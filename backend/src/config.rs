@@ -307,6 +307,12 @@ impl Config {
             if self.database.url.expose() == DEV_DATABASE_URL {
                 bail!("production needs its own database.url, not the development one");
             }
+            if !crate::db::verifies_its_peer(self.database.url.expose())? {
+                bail!(
+                    "production needs database.url with sslmode=verify-full (or verify-ca) for a database on \
+                     another machine: the link must be encrypted and the server verified"
+                );
+            }
             if self.broker.url.expose() == DEV_BROKER_URL || self.broker.management_password.expose() == "guest" {
                 bail!("production needs its own broker credentials, not RabbitMQ's guest account");
             }
@@ -373,6 +379,8 @@ mod tests {
         config.auth.jwt_secret = Secret::new("x".repeat(48));
         assert!(config.validate().is_err(), "the development database URL is refused too");
         config.database.url = Secret::new("postgres://app:s3cret@db.internal/myscanner");
+        assert!(config.validate().is_err(), "an unverified database link is refused too");
+        config.database.url = Secret::new("postgres://app:s3cret@db.internal/myscanner?sslmode=verify-full");
         assert!(config.validate().is_err(), "the guest broker account is refused too");
         config.broker.url = Secret::new("amqps://myscanner:s3cret@mq.internal:5671/%2f");
         config.broker.management_password = Secret::new("s3cret");

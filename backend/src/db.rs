@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
 use crate::config::DatabaseConfig;
 
@@ -16,11 +16,48 @@ pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
         .max_connections(config.max_connections)
         // A request waiting this long for a connection fails rather than piling up.
         .acquire_timeout(Duration::from_secs(5))
-        .connect(config.url.expose())
+        .connect_with(connect_options(config.url.expose())?)
         .await
         .context("cannot connect to PostgreSQL (database.url)")
 }
 
+/// The URL's options. A database on this machine is reached without TLS unless the URL
+/// asks for it (`sslmode`): nothing leaves the machine, and sqlx's default ("prefer")
+/// would encrypt every statement for nothing.
+pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
+    let options: PgConnectOptions = url.parse().context("database.url is not a PostgreSQL URL")?;
+    Ok(if is_local(&options) && !url.contains("sslmode=") { options.ssl_mode(PgSslMode::Disable) } else { options })
+}
+
+/// Whether the link to the database stays on this machine, or is encrypted with the server
+/// verified (`verify-full`, `verify-ca`).
+pub fn verifies_its_peer(url: &str) -> anyhow::Result<bool> {
+    let options = connect_options(url)?;
+    Ok(is_local(&options) || matches!(options.get_ssl_mode(), PgSslMode::VerifyFull | PgSslMode::VerifyCa))
+}
+
+/// A Unix socket, or a loopback host.
+fn is_local(options: &PgConnectOptions) -> bool {
+    options.get_host().starts_with('/') || myscanner_protocol::tls::is_loopback(options.get_host())
+}
+
 pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
     MIGRATOR.run(db).await.context("database migration failed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_databases_skip_tls_unless_asked_and_remote_ones_must_verify_in_production() {
+        let ssl = |url: &str| connect_options(url).unwrap().get_ssl_mode();
+        assert!(matches!(ssl("postgres://app@127.0.0.1/db"), PgSslMode::Disable));
+        assert!(matches!(ssl("postgres://app@localhost/db?sslmode=require"), PgSslMode::Require));
+        assert!(matches!(ssl("postgres://app@db.internal/db"), PgSslMode::Prefer));
+        assert!(verifies_its_peer("postgres://app@127.0.0.1/db").unwrap());
+        assert!(!verifies_its_peer("postgres://app@db.internal/db").unwrap());
+        assert!(!verifies_its_peer("postgres://app@db.internal/db?sslmode=require").unwrap());
+        assert!(verifies_its_peer("postgres://app@db.internal/db?sslmode=verify-full").unwrap());
+    }
 }

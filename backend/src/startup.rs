@@ -18,7 +18,8 @@ use crate::auth::rate_limit::RateLimiter;
 use crate::broker::management::Management;
 use crate::config::Config;
 use crate::db;
-use crate::http::tls::{Certificate, TlsListener};
+use crate::http::listener::{PlainListener, TlsListener};
+use crate::http::tls::Certificate;
 use crate::http::{layers, router};
 use crate::measurements::ingest::{Consumer, IngestStatus};
 
@@ -137,17 +138,14 @@ impl Application {
         tracing::info!(address = %self.local_addr(), tls = self.certificate.is_some(), "listening");
         let service = app(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let stopped = cancel.clone().cancelled_owned();
-        // No Nagle: remote-control sessions are interactive.
+        // `tap_io` lends the listeners axum's client-address plumbing.
         match self.certificate {
             None => {
-                let listener = self.listener.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
+                let listener = PlainListener(self.listener).tap_io(|_| ());
                 axum::serve(listener, service).with_graceful_shutdown(stopped).await?
             }
             Some(certificate) => {
                 tokio::spawn(certificate.clone().watch(cancel.clone()));
-                // `tap_io` lends the listener axum's client-address plumbing.
                 let listener = TlsListener::new(self.listener, certificate.acceptor()).tap_io(|_| ());
                 axum::serve(listener, service).with_graceful_shutdown(stopped).await?
             }

@@ -5,6 +5,7 @@
 
 pub mod measurement;
 pub mod profile;
+pub mod read_ahead;
 pub mod sync;
 pub mod tls;
 pub mod tunnel;

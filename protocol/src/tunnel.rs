@@ -17,7 +17,10 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::io::{AsyncRead, AsyncWrite};
 use futures_util::{Sink, Stream};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
+
+use crate::read_ahead::ReadAhead;
 
 /// Where the scanner opens its tunnel.
 pub const AGENT_TUNNEL_PATH: &str = "/api/v1/agent/tunnel";
@@ -38,14 +41,64 @@ pub const DEAD_AFTER: Duration = Duration::from_secs(60);
 /// Sessions one tunnel carries at most at once.
 pub const MAX_STREAMS: usize = 256;
 
+/// The largest yamux frame, and the pieces session bytes are moved in: larger than yamux's
+/// 16 KiB default, as each frame travels as one WebSocket message, so that bulk transfers
+/// (a VNC screen update) take fewer messages; interleaving between the few sessions of one
+/// scanner matters less.
+pub const FRAME: usize = 64 * 1024;
+
+/// Carries bytes both ways between a session's two ends until both have finished, each
+/// way in a task of its own (a busy session then uses two cores) and in pieces of a
+/// [`FRAME`] (tokio's default of 8 KiB would make eight frames, WebSocket messages and TLS
+/// writes of each). The first error ends both ways.
+pub async fn join<A, B>(a: A, b: B) -> io::Result<()>
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (a_rx, a_tx) = tokio::io::split(a);
+    let (b_rx, b_tx) = tokio::io::split(b);
+    let mut forward = tokio::spawn(pump(a_rx, b_tx));
+    let _forward_ends_with_the_session = AbortOnDrop(forward.abort_handle());
+    let backward = pump(b_rx, a_tx);
+    tokio::pin!(backward);
+    tokio::select! {
+        done = &mut forward => {
+            done.map_err(io::Error::other)??;
+            backward.await
+        }
+        done = &mut backward => {
+            done?;
+            forward.await.map_err(io::Error::other)?
+        }
+    }
+}
+
+/// Copies `from` into `to` until `from` ends, then shuts `to` down.
+async fn pump<R, W>(from: R, mut to: W) -> io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    tokio::io::copy_buf(&mut tokio::io::BufReader::with_capacity(FRAME, from), &mut to).await?;
+    to.shutdown().await
+}
+
+/// Aborts a task when dropped: what a session spawns ends with it.
+pub struct AbortOnDrop(pub tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The multiplexer settings both ends use.
 pub fn yamux_config() -> yamux::Config {
     let mut config = yamux::Config::default();
     config.set_max_num_streams(MAX_STREAMS);
-    // Larger frames than yamux's 16 KiB default: one WebSocket message per frame, so fewer
-    // messages per byte on bulk transfers (a VNC screen update); interleaving between the
-    // few sessions of one scanner matters less.
-    config.set_split_send_size(64 * 1024);
+    config.set_split_send_size(FRAME);
     config
 }
 
@@ -73,7 +126,7 @@ pub fn websocket_url(base: &str, path: &str) -> String {
 }
 
 /// A client WebSocket (the scanner's tunnel, a link between replicas, the port forwarder).
-pub type ClientSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type ClientSocket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<ReadAhead<TcpStream>>>;
 
 /// Why a WebSocket could not be opened.
 #[derive(Debug)]
@@ -113,15 +166,21 @@ pub async fn connect(
     tls: &std::sync::Arc<rustls::ClientConfig>,
 ) -> Result<ClientSocket, ConnectError> {
     use tokio_tungstenite::Connector;
+    use tokio_tungstenite::tungstenite::error::UrlError;
     use tokio_tungstenite::tungstenite::http::{HeaderValue, header::AUTHORIZATION};
     use tokio_tungstenite::tungstenite::{Error, client::IntoClientRequest};
     let mut request = url.into_client_request().map_err(ConnectError::Failed)?;
     let bearer = HeaderValue::from_str(&format!("Bearer {token}"))
         .map_err(|e| ConnectError::Failed(Error::HttpFormat(e.into())))?;
     request.headers_mut().insert(AUTHORIZATION, bearer);
+    let uri = request.uri();
+    let port = uri.port_u16().unwrap_or(if uri.scheme_str() == Some("wss") { 443 } else { 80 });
+    let host = uri.host().ok_or(ConnectError::Failed(Error::Url(UrlError::NoHostName)))?;
+    let socket = TcpStream::connect(format!("{host}:{port}")).await.map_err(|e| ConnectError::Failed(Error::Io(e)))?;
     // No Nagle: remote control is interactive, and every yamux frame is flushed as it is made.
+    socket.set_nodelay(true).map_err(|e| ConnectError::Failed(Error::Io(e)))?;
     let connector = Some(Connector::Rustls(tls.clone()));
-    match tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector).await {
+    match tokio_tungstenite::client_async_tls_with_config(request, ReadAhead::new(socket), None, connector).await {
         Ok((ws, _)) => Ok(ws),
         Err(Error::Http(response)) => Err(ConnectError::Refused {
             status: response.status().as_u16(),

@@ -124,6 +124,11 @@ impl CpuTimes {
         times
     }
 
+    /// All of it, in CPU seconds.
+    pub fn total(&self) -> f64 {
+        self.broker + self.database + self.service + self.harness
+    }
+
     /// CPU seconds as microseconds per item, with the cores busy over `seconds` (`self`
     /// being what was used meanwhile: a difference of two readings, or a sum of them).
     pub fn per_item(&self, items: usize, seconds: f64) -> String {
@@ -134,7 +139,7 @@ impl CpuTimes {
             us(self.database),
             us(self.service),
             us(self.harness),
-            (self.broker + self.database + self.service + self.harness) / seconds
+            self.total() / seconds
         )
     }
 }

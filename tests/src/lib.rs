@@ -24,10 +24,18 @@ pub fn admin_database_url() -> String {
         .unwrap_or_else(|_| "postgres://myscanner:myscanner@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// A pool on `url`, connected the way the service connects (a local database without TLS
+/// unless the URL asks for it).
+pub async fn connect(url: &str) -> PgPool {
+    PgPool::connect_with(myscanner::db::connect_options(url).expect("a PostgreSQL URL"))
+        .await
+        .unwrap_or_else(|e| panic!("connect to PostgreSQL: {e}"))
+}
+
 /// A fresh, empty database named `myscanner_test_<random>`; returns its URL.
 pub async fn create_database() -> String {
     let admin_url = admin_database_url();
-    let admin = PgPool::connect(&admin_url).await.expect("connect as the test role (MYSCANNER_TEST_DATABASE_URL)");
+    let admin = connect(&admin_url).await;
     let name = format!("myscanner_test_{}", Uuid::new_v4().simple());
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&admin)
@@ -167,7 +175,9 @@ pub fn remove_test_resources(config: &Config) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             broker::delete(&vhost, &prefix).await;
-            if let Ok(admin) = PgPool::connect(&admin_database_url()).await {
+            if let Ok(admin) =
+                PgPool::connect_with(myscanner::db::connect_options(&admin_database_url()).unwrap()).await
+            {
                 let drop = format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)");
                 let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
             }
@@ -249,7 +259,7 @@ impl TestApp {
         if std::env::var_os("RUST_LOG").is_some() {
             myscanner::telemetry::init(&config.log);
         }
-        let db = PgPool::connect(config.database.url.expose()).await.expect("connect to the test database");
+        let db = connect(config.database.url.expose()).await;
         let client = reqwest::Client::builder()
             .use_preconfigured_tls((*tls).clone())
             .timeout(Duration::from_secs(30))

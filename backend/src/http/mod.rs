@@ -1,10 +1,11 @@
 //! The HTTP layer shared by every domain: the error type, extractors, pagination, the one
-//! router, the OpenAPI document, middleware, health checks and the TLS listener.
+//! router, the OpenAPI document, middleware, health checks, the listeners and the served certificate.
 
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod layers;
+pub mod listener;
 pub mod openapi;
 pub mod page;
 pub mod router;

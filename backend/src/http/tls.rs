@@ -1,9 +1,7 @@
-//! HTTPS served by the service itself (`server.tls`): rustls with the ring provider, the
-//! certificate read again whenever its files change, so that a renewal (certbot, a
-//! Kubernetes secret, cert-manager) needs no restart. Handshakes run beside the accept
-//! loop, each bounded in time, so a slow or silent client holds up no one else.
+//! The certificate the service serves itself (`server.tls`): rustls with the ring provider,
+//! read again whenever its files change, so that a renewal (certbot, a Kubernetes secret,
+//! cert-manager) needs no restart.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -14,18 +12,10 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::TlsConfig;
-
-/// A client that has not finished its handshake in this long is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; more connections wait in the kernel's backlog.
-const MAX_HANDSHAKES: usize = 512;
 
 /// The certificate being served, and where it comes from.
 #[derive(Debug)]
@@ -46,7 +36,7 @@ type Files = (Vec<u8>, Vec<u8>);
 impl Certificate {
     /// Loads the files now: a service that cannot serve its certificate does not start.
     pub fn load(config: &TlsConfig) -> anyhow::Result<Arc<Certificate>> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = myscanner_protocol::tls::provider();
         let files = read_files(&config.cert_file, &config.key_file)?;
         let key = certified_key(&files, &provider)?;
         Ok(Arc::new(Certificate {
@@ -122,76 +112,4 @@ fn certified_key((cert, key): &Files, provider: &CryptoProvider) -> anyhow::Resu
     anyhow::ensure!(!chain.is_empty(), "server.tls.cert_file holds no certificate");
     let key = PrivateKeyDer::from_pem_slice(key).context("server.tls.key_file: no PEM private key")?;
     CertifiedKey::from_der(chain, key, provider).context("server.tls: the key does not match the certificate")
-}
-
-/// A listener that hands axum connections whose TLS handshake is done.
-pub struct TlsListener {
-    handshaken: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local_addr: SocketAddr,
-    /// Stops the accept loop (and frees the port) when the listener goes.
-    _stop: DropGuard,
-}
-
-impl TlsListener {
-    pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> TlsListener {
-        let local_addr = listener.local_addr().expect("a bound listener has an address");
-        let (ready, handshaken) = mpsc::channel(64);
-        let stop = CancellationToken::new();
-        tokio::spawn(accept_loop(listener, acceptor, ready, stop.clone()));
-        TlsListener { handshaken, local_addr, _stop: stop.drop_guard() }
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-    stop: CancellationToken,
-) {
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
-    loop {
-        let Ok(permit) = handshakes.clone().acquire_owned().await else { return };
-        let accepted = tokio::select! {
-            () = stop.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of file descriptors and the like: pause rather than spin.
-                tracing::error!(%error, "accepting a connection failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let (acceptor, ready) = (acceptor.clone(), ready.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => {
-                    let _ = ready.send((tls, peer)).await;
-                }
-                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
-        });
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.handshaken.recv().await {
-            Some(connection) => connection,
-            // The accept loop only ends when this listener is dropped.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local_addr)
-    }
 }

@@ -57,10 +57,10 @@ pub async fn run(listen: SocketAddr, target: Target, allow_insecure: bool) -> an
     }
 }
 
-async fn forward(mut socket: TcpStream, target: &Target) -> anyhow::Result<()> {
+async fn forward(socket: TcpStream, target: &Target) -> anyhow::Result<()> {
     let _ = socket.set_nodelay(true);
     let ws = tunnel::connect(&target.session_url(), &target.token, &target.tls).await.context("opening the session")?;
-    let mut session = WsIo::new(ws, tunnel::tungstenite_codec(), Some(tunnel::PING_EVERY), tunnel::DEAD_AFTER).compat();
-    tokio::io::copy_bidirectional(&mut socket, &mut session).await?;
+    let session = WsIo::new(ws, tunnel::tungstenite_codec(), Some(tunnel::PING_EVERY), tunnel::DEAD_AFTER).compat();
+    tunnel::join(socket, session).await?;
     Ok(())
 }

@@ -73,7 +73,7 @@ pub async fn relay(
             state.remote.stopped().await;
             CloseReason::ServiceShutdown
         };
-        session::pipe(ws, stream, &Counters::new(), idle, stopped).await;
+        session::pipe(ws, stream, std::sync::Arc::new(Counters::new()), idle, stopped).await;
     }))
 }
 

@@ -6,6 +6,7 @@
 //! permission, service behind the scanner down), never a socket that hangs.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -13,6 +14,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
+use myscanner_protocol::tunnel;
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -95,7 +97,7 @@ pub async fn connect(
         .on_upgrade(move |ws| async move {
             let _running = state.remote.task();
             let idle = Duration::from_secs(state.config.remote.idle_timeout_secs);
-            let reason = pipe(ws, stream, &control.counters, idle, control.ended()).await;
+            let reason = pipe(ws, stream, control.counters.clone(), idle, control.ended()).await;
             finish(&state, session_id, &control, reason).await;
         }))
 }
@@ -139,18 +141,20 @@ async fn record_end(db: &PgPool, id: Uuid, reason: CloseReason, to: i64, from: i
 }
 
 /// Joins the user's WebSocket and the scanner's stream until either side ends, the session
-/// idles out, or `ended` completes; then closes the WebSocket with the reason.
+/// idles out, or `ended` completes; then closes the WebSocket with the reason. The two
+/// directions run as tasks of their own, so a busy session uses two cores.
 pub async fn pipe(
     ws: WebSocket,
     device: DeviceStream,
-    counters: &Counters,
+    counters: Arc<Counters>,
     idle: Duration,
     ended: impl Future<Output = CloseReason>,
 ) -> CloseReason {
     let DeviceStream { io, tunnel_closed, .. } = device;
     let (mut device_rx, mut device_tx) = tokio::io::split(io);
     let (mut user_tx, mut user_rx) = ws.split();
-    let upstream = async {
+    let to_device = counters.clone();
+    let mut upstream = tokio::spawn(async move {
         while let Some(Ok(message)) = user_rx.next().await {
             let data = match message {
                 Message::Binary(data) => data,
@@ -161,16 +165,19 @@ pub async fn pipe(
             if device_tx.write_all(&data).await.is_err() || device_tx.flush().await.is_err() {
                 return false;
             }
-            counters.add(&counters.to_device, data.len());
+            to_device.add(&to_device.to_device, data.len());
         }
         let _ = device_tx.shutdown().await;
         true
-    };
+    });
+    let _upstream_ends_with_the_session = tunnel::AbortOnDrop(upstream.abort_handle());
     let downstream = async {
-        let mut buffer = vec![0u8; 64 * 1024];
-        while let Ok(n @ 1..) = device_rx.read(&mut buffer).await {
-            let message = Message::Binary(bytes::Bytes::copy_from_slice(&buffer[..n]));
-            if user_tx.send(message).await.is_err() {
+        // Each read becomes a message without being copied.
+        let mut buffer = bytes::BytesMut::new();
+        loop {
+            buffer.reserve(tunnel::FRAME);
+            let Ok(n @ 1..) = device_rx.read_buf(&mut buffer).await else { break };
+            if user_tx.send(Message::Binary(buffer.split().freeze())).await.is_err() {
                 return false;
             }
             counters.add(&counters.from_device, n);
@@ -188,7 +195,9 @@ pub async fn pipe(
     };
     let reason = tokio::select! {
         // The user's side went away, or the scanner's could not take the bytes.
-        user_ended = upstream => if user_ended { CloseReason::ClientClosed } else { device_end(tunnel_closed).await },
+        user_ended = &mut upstream => {
+            if user_ended.unwrap_or(false) { CloseReason::ClientClosed } else { device_end(tunnel_closed).await }
+        }
         device_ended = downstream => {
             if device_ended { device_end(tunnel_closed).await } else { CloseReason::ClientClosed }
         }
@@ -199,10 +208,8 @@ pub async fn pipe(
         code: if reason == CloseReason::ServiceShutdown { close_code::AWAY } else { close_code::NORMAL },
         reason: reason.as_str().into(),
     };
-    if let Ok(mut ws) = user_tx.reunite(user_rx) {
-        // Bounded: a client that stopped reading cannot keep the session from ending.
-        let _ = tokio::time::timeout(Duration::from_secs(5), ws.send(Message::Close(Some(frame)))).await;
-    }
+    // Bounded: a client that stopped reading cannot keep the session from ending.
+    let _ = tokio::time::timeout(Duration::from_secs(5), user_tx.send(Message::Close(Some(frame)))).await;
     reason
 }
 

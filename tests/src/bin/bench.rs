@@ -110,7 +110,7 @@ struct Fleet {
 async fn fleet(devices: usize) -> Fleet {
     let config = myscanner_tests::test_config().await;
     let service = ServiceProcess::start(&config).await;
-    let db = PgPool::connect(config.database.url.expose()).await.unwrap();
+    let db = myscanner_tests::connect(config.database.url.expose()).await;
     let http = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", service.base_url);
     myscanner::admin::create_operator(&db, "bench@example.com", "Bench", Some("bench-password-123".into()))
@@ -710,7 +710,7 @@ async fn api(total: i64) {
 async fn security(devices: i64, workers: usize) {
     use myscanner::security::{external, queue, schedule};
     println!("bench security: {devices} devices with weekly external scans enabled, {workers} workers");
-    let db = PgPool::connect(&myscanner_tests::create_database().await).await.unwrap();
+    let db = myscanner_tests::connect(&myscanner_tests::create_database().await).await;
     myscanner::db::migrate(&db).await.unwrap();
     let (workgroup, site) = (Uuid::now_v7(), Uuid::now_v7());
     sqlx::query("INSERT INTO workgroups (id, name) VALUES ($1, 'Bench')").bind(workgroup).execute(&db).await.unwrap();
@@ -980,13 +980,34 @@ async fn tunnel(agents: usize, mib: usize) {
     online(2).await;
 
     let total = mib * 1024 * 1024;
+    // CPU of every process on the machine per MB carried each way (all share two cores).
+    let cpu_per_mb = |cpu: CpuTimes, rate: f64| {
+        let seconds = total as f64 / 1e6 / rate;
+        format!(
+            "{:.2} ms CPU per MB, {:.2} cores busy",
+            cpu.total() * 1e3 / (total as f64 / 1e6),
+            cpu.total() / seconds
+        )
+    };
+    let cpu = CpuTimes::now(fleet.service.pid());
     let direct = bulk(tokio::net::TcpStream::connect(echo).await.unwrap(), total).await;
+    let used = CpuTimes::now(fleet.service.pid()) - cpu;
     println!("  bulk, {mib} MiB each way at once:");
-    println!("    direct loopback TCP:                    {direct:8.0} MB/s");
+    println!(
+        "    direct loopback TCP:                    {direct:8.0} MB/s             ({})",
+        cpu_per_mb(used, direct)
+    );
     let mut rates = vec![];
     for (name, service, (device_id, _)) in &paths {
-        let rate = bulk(session_io(&fleet, service, *device_id).await, total).await;
-        println!("    one session, {name:<14}           {rate:8.0} MB/s = {:.2} × direct", rate / direct);
+        let session = session_io(&fleet, service, *device_id).await;
+        let cpu = CpuTimes::now(service.pid());
+        let rate = bulk(session, total).await;
+        let used = CpuTimes::now(service.pid()) - cpu;
+        println!(
+            "    one session, {name:<14}           {rate:8.0} MB/s = {:.2} × direct ({})",
+            rate / direct,
+            cpu_per_mb(used, rate)
+        );
         rates.push(rate);
     }
     println!(

@@ -1,11 +1,10 @@
 //! Migrations apply cleanly to an empty database, and again as a no-op.
 
 use myscanner::db::MIGRATOR;
-use sqlx::PgPool;
 
 #[tokio::test]
 async fn migrations_apply_to_an_empty_database() {
-    let db = PgPool::connect(&myscanner_tests::create_database().await).await.unwrap();
+    let db = myscanner_tests::connect(&myscanner_tests::create_database().await).await;
     MIGRATOR.run(&db).await.unwrap();
     MIGRATOR.run(&db).await.expect("a second run is a no-op");
     let tables: Vec<String> = sqlx::query_scalar(

@@ -1,0 +1,117 @@
+//! Where connections come from: plain TCP, or TLS (`server.tls`). Either way each socket
+//! has Nagle off (remote control is interactive) and is read ahead in large pieces
+//! ([`ReadAhead`]: rustls and the tunnels' WebSockets read in small ones). TLS handshakes
+//! run beside the accept loop, each bounded in time, so a slow or silent client holds up
+//! no one else.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use myscanner_protocol::read_ahead::ReadAhead;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// A client that has not finished its handshake in this long is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; more connections wait in the kernel's backlog.
+const MAX_HANDSHAKES: usize = 512;
+
+type Socket = ReadAhead<TcpStream>;
+
+/// Accepts on `listener`, pausing rather than spinning when accepting fails (out of file
+/// descriptors and the like).
+async fn accept(listener: &TcpListener) -> (Socket, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                return (ReadAhead::new(tcp), peer);
+            }
+            Err(error) => {
+                tracing::error!(%error, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Plain HTTP.
+pub struct PlainListener(pub TcpListener);
+
+impl axum::serve::Listener for PlainListener {
+    type Io = Socket;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        accept(&self.0).await
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+/// HTTPS: hands axum connections whose TLS handshake is done.
+pub struct TlsListener {
+    handshaken: mpsc::Receiver<(TlsStream<Socket>, SocketAddr)>,
+    local_addr: SocketAddr,
+    /// Stops the accept loop (and frees the port) when the listener goes.
+    _stop: DropGuard,
+}
+
+impl TlsListener {
+    pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> TlsListener {
+        let local_addr = listener.local_addr().expect("a bound listener has an address");
+        let (ready, handshaken) = mpsc::channel(64);
+        let stop = CancellationToken::new();
+        tokio::spawn(accept_loop(listener, acceptor, ready, stop.clone()));
+        TlsListener { handshaken, local_addr, _stop: stop.drop_guard() }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    ready: mpsc::Sender<(TlsStream<Socket>, SocketAddr)>,
+    stop: CancellationToken,
+) {
+    let handshakes = std::sync::Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        let Ok(permit) = handshakes.clone().acquire_owned().await else { return };
+        let (socket, peer) = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = accept(&listener) => accepted,
+        };
+        let (acceptor, ready) = (acceptor.clone(), ready.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+                Ok(Ok(tls)) => {
+                    let _ = ready.send((tls, peer)).await;
+                }
+                Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<Socket>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.handshaken.recv().await {
+            Some(connection) => connection,
+            // The accept loop only ends when this listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local_addr)
+    }
+}
