@@ -32,7 +32,7 @@ pub fn codec() -> Codec<Message> {
 
 /// An idle tunnel costs its buffers: small ones keep a thousand idle scanners cheap, and
 /// frames larger than a buffer are still read (in several reads).
-const TUNNEL_READ_BUFFER: usize = 8 * 1024;
+const TUNNEL_READ_BUFFER: usize = 4 * 1024;
 
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
