@@ -98,6 +98,9 @@ impl Api {
     pub fn new(base: &str, credential: &str, tls: Arc<rustls::ClientConfig>) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls((*tls).clone())
+            // The cloud never redirects a scanner; following one could carry the credential
+            // somewhere else, or to plain HTTP.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(std::time::Duration::from_secs(10))
             .timeout(std::time::Duration::from_secs(30))
             .build()?;

@@ -102,11 +102,4 @@ impl DeviceConfig {
         }
         Ok(config)
     }
-
-    pub fn pinned_ca(&self) -> anyhow::Result<Option<String>> {
-        self.ca_file
-            .as_ref()
-            .map(|path| std::fs::read_to_string(path).with_context(|| format!("reading CA {}", path.display())))
-            .transpose()
-    }
 }

@@ -30,6 +30,11 @@ use config::DeviceConfig;
 use outbox::Outbox;
 use publisher::Publisher;
 
+/// The exit status when the agent gives up on what retrying cannot mend — a refused
+/// credential, a broken device file (sysexits' EX_CONFIG): the systemd unit does not restart
+/// it until someone has put it right.
+pub const GAVE_UP: u8 = 78;
+
 /// Identifies the device and reports its settings, trying again with the cloud's backoff
 /// for as long as MyScanner cannot be reached; each failure is logged with what it means.
 async fn reach_cloud(api: &Api, settings: api::Settings) -> anyhow::Result<Identity> {
@@ -76,8 +81,7 @@ impl Agent {
             tracing::warn!(api_url = %config.api_url, insecure = link == tls::Link::Insecure,
                 "allow_insecure is set: links to MyScanner and its broker may be unencrypted");
         }
-        // A pinned CA that cannot be read is an error, never a reason to trust anyone else.
-        let tls = tls::client_config(config.pinned_ca()?.as_deref())?;
+        let tls = tls::client_config_from_file(config.ca_file.as_deref())?;
         let api = Api::new(&config.api_url, &config.credential, tls.clone())?;
         let identity = reach_cloud(&api, config.settings).await?;
         let dir = config.outbox_dir.clone().context("outbox_dir")?;

@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -53,11 +54,24 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let (configs, rate) = match Cli::parse().command {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "giving up: this needs the device file or the credential put right"
+            );
+            ExitCode::from(myscanner_agent::GAVE_UP)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let (configs, rate) = match cli.command {
         Command::ScanNetwork { max_hosts, allowed } => {
             let hosts = myscanner_agent::network_scan::discover(max_hosts, &allowed).await?;
             println!("{}", serde_json::to_string_pretty(&hosts)?);
@@ -91,29 +105,41 @@ async fn main() -> anyhow::Result<()> {
     let mut agents = tokio::task::JoinSet::new();
     for config in configs {
         let shutdown = shutdown.clone();
+        let name = config.serial.clone().unwrap_or_else(|| config.api_url.clone());
         agents.spawn(async move {
             let agent = tokio::select! {
-                agent = Agent::start(config) => agent?,
+                agent = Agent::start(config) => agent.with_context(|| format!("device {name}"))?,
                 () = shutdown.cancelled() => return Ok(()),
             };
             scan(agent, rate, shutdown).await
         });
     }
-    // Agents run until asked to stop; one that ends before gave up on something retrying
-    // cannot mend (a refused credential, a broken configuration).
-    let gave_up = tokio::select! {
-        () = stop_requested() => None,
-        Some(ended) = agents.join_next() => Some(ended),
-    };
+    // Agents run until asked to stop. One that ends before gave up on something retrying
+    // cannot mend; the others go on (a fleet is not stopped by one broken device file).
+    let mut gave_up = None;
+    loop {
+        tokio::select! {
+            () = stop_requested() => break,
+            Some(ended) = agents.join_next() => {
+                if let Err(error) = ended? {
+                    tracing::error!(error = format!("{error:#}"), "an agent gave up");
+                    gave_up.get_or_insert(error);
+                }
+                if agents.is_empty() {
+                    break;
+                }
+            }
+        }
+    }
     tracing::info!("stopping");
     shutdown.cancel();
+    // Every agent is waited for (each saves its outbox's position) before any error is told.
     while let Some(ended) = agents.join_next().await {
-        ended??;
+        if let Err(error) = ended? {
+            gave_up.get_or_insert(error);
+        }
     }
-    match gave_up {
-        Some(ended) => ended?,
-        None => Ok(()),
-    }
+    gave_up.map_or(Ok(()), Err)
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM (what systemd sends on stop).

@@ -179,9 +179,9 @@ pub async fn demo(
     Ok(())
 }
 
-/// A TOML basic string (quotes and backslashes escaped).
+/// A TOML string, escaped as TOML escapes it.
 fn toml_string(value: &str) -> String {
-    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
+    toml::Value::String(value.to_owned()).to_string()
 }
 
 /// Credentials are written readable by their owner only.

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
@@ -91,10 +90,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Remote { api_url, workgroup, device, listen, ca_file, allow_insecure, token } = cli.command {
         // A client command: no server configuration needed.
         tracing_subscriber::fmt().with_env_filter("info").init();
-        let pinned_ca = ca_file
-            .map(|path| std::fs::read_to_string(&path).with_context(|| format!("reading CA {}", path.display())))
-            .transpose()?;
-        let tls = myscanner_protocol::tls::client_config(pinned_ca.as_deref())?;
+        let tls = myscanner_protocol::tls::client_config_from_file(ca_file.as_deref())?;
         let target = crate::remote::forward::Target { api_url, workgroup_id: workgroup, device_id: device, token, tls };
         return crate::remote::forward::run(listen, target, allow_insecure).await;
     }

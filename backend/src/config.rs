@@ -316,6 +316,16 @@ impl Config {
             if self.broker.url.expose() == DEV_BROKER_URL || self.broker.management_password.expose() == "guest" {
                 bail!("production needs its own broker credentials, not RabbitMQ's guest account");
             }
+            // Devices would refuse a plain broker address on another machine, retrying forever;
+            // the service's own links carry its broker credentials.
+            let broker_links = [
+                ("broker.device_url", self.broker.device_url.as_str()),
+                ("broker.url", self.broker.url.expose()),
+                ("broker.management_url", self.broker.management_url.as_str()),
+            ];
+            for (setting, url) in broker_links {
+                myscanner_protocol::tls::check_link(url, false).map_err(|e| anyhow::anyhow!("{setting}: {e}"))?;
+            }
         }
         if self.ingest.enabled
             && (self.ingest.channels == 0 || self.ingest.prefetch < self.ingest.channels || self.ingest.batch_size == 0)
@@ -384,6 +394,13 @@ mod tests {
         assert!(config.validate().is_err(), "the guest broker account is refused too");
         config.broker.url = Secret::new("amqps://myscanner:s3cret@mq.internal:5671/%2f");
         config.broker.management_password = Secret::new("s3cret");
+        config.broker.device_url = "amqp://mq.example:5672/%2f".into();
+        let refused = config.validate().unwrap_err().to_string();
+        assert!(refused.contains("broker.device_url") && refused.contains("unencrypted"), "{refused}");
+        config.broker.device_url = "amqps://mq.example:5671/%2f".into();
+        config.broker.management_url = "http://mq.internal:15672".into();
+        assert!(config.validate().is_err(), "the management API's link carries credentials too");
+        config.broker.management_url = "https://mq.internal:15671".into();
         assert!(config.validate().is_ok());
     }
 

@@ -26,7 +26,16 @@ pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
 /// would encrypt every statement for nothing.
 pub fn connect_options(url: &str) -> anyhow::Result<PgConnectOptions> {
     let options: PgConnectOptions = url.parse().context("database.url is not a PostgreSQL URL")?;
-    Ok(if is_local(&options) && !url.contains("sslmode=") { options.ssl_mode(PgSslMode::Disable) } else { options })
+    Ok(if is_local(&options) && !asks_for_ssl_mode(url) { options.ssl_mode(PgSslMode::Disable) } else { options })
+}
+
+/// Whether an SSL mode was chosen: in the URL (as sqlx reads it, `sslmode` or `ssl-mode`)
+/// or in `PGSSLMODE`.
+fn asks_for_ssl_mode(url: &str) -> bool {
+    let in_url = url::Url::parse(url)
+        .map(|url| url.query_pairs().any(|(key, _)| key == "sslmode" || key == "ssl-mode"))
+        .unwrap_or(false);
+    in_url || std::env::var_os("PGSSLMODE").is_some()
 }
 
 /// Whether the link to the database stays on this machine, or is encrypted with the server
@@ -54,6 +63,8 @@ mod tests {
         let ssl = |url: &str| connect_options(url).unwrap().get_ssl_mode();
         assert!(matches!(ssl("postgres://app@127.0.0.1/db"), PgSslMode::Disable));
         assert!(matches!(ssl("postgres://app@localhost/db?sslmode=require"), PgSslMode::Require));
+        assert!(matches!(ssl("postgres://app@localhost/db?ssl-mode=verify-full"), PgSslMode::VerifyFull));
+        assert!(matches!(ssl("postgres://app@127.0.0.1/db?application_name=sslmode%3Drequire"), PgSslMode::Disable));
         assert!(matches!(ssl("postgres://app@db.internal/db"), PgSslMode::Prefer));
         assert!(verifies_its_peer("postgres://app@127.0.0.1/db").unwrap());
         assert!(!verifies_its_peer("postgres://app@db.internal/db").unwrap());

@@ -39,7 +39,9 @@ export MYSCANNER_SERVER__LISTEN="${MYSCANNER_SERVER__LISTEN:-127.0.0.1:8443}"
 export MYSCANNER_SERVER__TLS__CERT_FILE="${MYSCANNER_SERVER__TLS__CERT_FILE:-$PWD/$LOCAL_TLS/service.pem}"
 export MYSCANNER_SERVER__TLS__KEY_FILE="${MYSCANNER_SERVER__TLS__KEY_FILE:-$PWD/$LOCAL_TLS/service.key}"
 export MYSCANNER_BROKER__DEVICE_URL="${MYSCANNER_BROKER__DEVICE_URL:-amqps://127.0.0.1:$BROKER_TLS_PORT/%2f}"
-listen=$MYSCANNER_SERVER__LISTEN
+# Where to reach it: a service listening on every interface is reached on loopback, the
+# name its development certificate is for.
+listen=${MYSCANNER_SERVER__LISTEN/0.0.0.0/127.0.0.1}
 ca=$LOCAL_TLS/ca.pem
 
 log "migrating and bootstrapping"

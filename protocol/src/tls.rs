@@ -31,12 +31,28 @@ pub fn client_config(pinned_ca: Option<&str>) -> anyhow::Result<Arc<ClientConfig
 
 /// For a service that may never open a TLS link: the platform's roots, or — on a machine
 /// without any — none (a TLS link then fails as untrusted, and says so) with a warning.
+/// One configuration per process, so that its links share TLS session resumption.
 pub fn platform_client_config() -> Arc<ClientConfig> {
-    let roots = platform_roots().unwrap_or_else(|error| {
-        tracing::warn!(%error, "outgoing TLS links will trust no server");
-        Arc::new(RootCertStore::empty())
-    });
-    with_roots(roots).expect("ring supports the default protocol versions")
+    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = platform_roots().unwrap_or_else(|error| {
+                tracing::warn!(%error, "outgoing TLS links will trust no server");
+                Arc::new(RootCertStore::empty())
+            });
+            with_roots(roots).expect("ring supports the default protocol versions")
+        })
+        .clone()
+}
+
+/// The client configuration pinning the CA in `ca_file` (PEM), or the platform's roots
+/// without one. A CA file that cannot be read is an error, never a reason to trust anyone
+/// else.
+pub fn client_config_from_file(ca_file: Option<&std::path::Path>) -> anyhow::Result<Arc<ClientConfig>> {
+    let pinned = ca_file
+        .map(|path| std::fs::read_to_string(path).with_context(|| format!("reading the CA file {}", path.display())))
+        .transpose()?;
+    client_config(pinned.as_deref())
 }
 
 /// ring's algorithms, AES-128-GCM first (as browsers and Mozilla's "modern" configuration
@@ -108,14 +124,28 @@ pub enum Link {
 /// Classifies the link to `url` and refuses a plain one to another machine unless
 /// `allow_insecure`.
 pub fn check_link(url: &str, allow_insecure: bool) -> anyhow::Result<Link> {
-    let (scheme, host) = split_url(url).with_context(|| format!("not a URL: {url:?}"))?;
-    let link = match scheme.to_ascii_lowercase().as_str() {
+    // Where URL parsers disagree (a backslash, whitespace, control characters) the host seen
+    // here could differ from the one a client connects to: such URLs are refused outright.
+    if url.chars().any(|c| c == '\\' || c.is_whitespace() || c.is_control()) {
+        anyhow::bail!("not a well-formed URL: {url:?}");
+    }
+    let parsed = url::Url::parse(url).with_context(|| format!("not a URL: {url:?}"))?;
+    let scheme = parsed.scheme();
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => is_loopback(&ip.to_string()),
+        // Schemes the URL standard does not know (amqp) keep IPv4 addresses as text.
+        Some(url::Host::Domain(name)) => is_loopback(name),
+        None => anyhow::bail!("no host in {url:?}"),
+    };
+    let link = match scheme {
         "https" | "wss" | "amqps" => Link::Encrypted,
-        "http" | "ws" | "amqp" if is_loopback(host) => Link::Loopback,
+        "http" | "ws" | "amqp" if loopback => Link::Loopback,
         "http" | "ws" | "amqp" => Link::Insecure,
         _ => anyhow::bail!("unsupported scheme in {url:?}"),
     };
     if link == Link::Insecure && !allow_insecure {
+        let host = parsed.host_str().unwrap_or_default();
         anyhow::bail!(
             "refusing unencrypted {scheme}:// to {host}: only this machine may be reached without TLS \
              (use {scheme}s://, or set allow_insecure = true to accept the risk)"
@@ -124,21 +154,9 @@ pub fn check_link(url: &str, allow_insecure: bool) -> anyhow::Result<Link> {
     Ok(link)
 }
 
-/// The scheme and host of `scheme://[userinfo@]host[:port][/…]` (IPv6 hosts in brackets).
-fn split_url(url: &str) -> Option<(&str, &str)> {
-    let (scheme, rest) = url.split_once("://")?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    let host = match host_port.strip_prefix('[') {
-        Some(bracketed) => bracketed.split_once(']')?.0,
-        None => host_port.split(':').next()?,
-    };
-    (!scheme.is_empty() && !host.is_empty()).then_some((scheme, host))
-}
-
-/// `localhost` or a loopback address: traffic that never leaves this machine.
+/// `localhost` or a loopback address: traffic that never leaves this machine. (Not
+/// `localhost.`: a name with its root dot may be looked up in the DNS.)
 pub fn is_loopback(host: &str) -> bool {
-    let host = host.trim_end_matches('.');
     if host.eq_ignore_ascii_case("localhost") {
         return true;
     }
@@ -258,7 +276,7 @@ mod tests {
             "amqp://guest:guest@127.0.0.2:5672/%2f",
             "http://[::1]:8080/",
             "http://[::ffff:127.0.0.1]/",
-            "http://LOCALHOST.",
+            "http://LOCALHOST",
         ] {
             assert_eq!(check_link(url, false).unwrap(), Link::Loopback, "{url}");
         }
@@ -275,8 +293,20 @@ mod tests {
     fn the_host_is_read_past_credentials_and_ports() {
         // A user name that looks like a loopback host does not make the link one.
         assert_eq!(check_link("amqp://127.0.0.1:pw@mq.example:5672/", true).unwrap(), Link::Insecure);
+        assert_eq!(check_link("http://127.0.0.1:pw@mq.example/", true).unwrap(), Link::Insecure);
+        assert_eq!(check_link("http://localhost./", true).unwrap(), Link::Insecure, "a name the DNS may answer");
         assert!(check_link("ftp://127.0.0.1/", true).is_err());
         assert!(check_link("not a url", true).is_err());
+    }
+
+    #[test]
+    fn urls_parsers_read_differently_are_refused() {
+        // The url crate sees evil.example here; a naive split would see 127.0.0.1.
+        for url in
+            ["http://evil.example\\@127.0.0.1:8080/", "http://127.0.0.1 @evil.example/", "http://evil.example\t/"]
+        {
+            assert!(check_link(url, false).unwrap_err().to_string().contains("not a well-formed URL"), "{url}");
+        }
     }
 
     #[test]

@@ -47,10 +47,10 @@ pub const MAX_STREAMS: usize = 256;
 /// scanner matters less.
 pub const FRAME: usize = 64 * 1024;
 
-/// Carries bytes both ways between a session's two ends until both have finished, each
-/// way in a task of its own (a busy session then uses two cores) and in pieces of a
-/// [`FRAME`] (tokio's default of 8 KiB would make eight frames, WebSocket messages and TLS
-/// writes of each). The first error ends both ways.
+/// Carries bytes both ways between a session's two ends until both have finished — one way
+/// in a task of its own, the other in the caller's, so a busy session uses two cores — in
+/// pieces of a [`FRAME`] (tokio's default of 8 KiB would make eight frames, WebSocket
+/// messages and TLS writes of each). The first error ends both ways.
 pub async fn join<A, B>(a: A, b: B) -> io::Result<()>
 where
     A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
@@ -92,6 +92,24 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// The largest WebSocket message a tunnel, a session or a relay takes: more than [`WsIo`]
+/// sends at once (a flush's worth of frames), far less than tungstenite's 64 MiB default,
+/// which would let a misbehaving peer make us buffer that much.
+pub const MAX_WEBSOCKET_MESSAGE: usize = 1024 * 1024;
+
+/// What a WebSocket reads at once: TLS hands its plaintext over in records of at most
+/// 16 KiB, and larger reads would only clear more buffer (tungstenite zeroes what it reads
+/// into).
+pub const WEBSOCKET_READ: usize = 16 * 1024;
+
+/// The client side's WebSocket settings (the service applies the same limits).
+pub fn websocket_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(WEBSOCKET_READ)
+        .max_message_size(Some(MAX_WEBSOCKET_MESSAGE))
+        .max_frame_size(Some(MAX_WEBSOCKET_MESSAGE))
 }
 
 /// The multiplexer settings both ends use.
@@ -158,9 +176,28 @@ impl std::error::Error for ConnectError {
     }
 }
 
+/// How long opening a WebSocket may take, all of it: the TCP connection, the TLS handshake
+/// and the upgrade (a middlebox that lets TCP through and then stalls must not hang a
+/// tunnel that would otherwise reconnect).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Opens a WebSocket to `url` with `Authorization: Bearer <token>`; `wss://` over `tls`.
 /// Callers check the link first ([`crate::tls::check_link`]).
 pub async fn connect(
+    url: &str,
+    token: &str,
+    tls: &std::sync::Arc<rustls::ClientConfig>,
+) -> Result<ClientSocket, ConnectError> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, open(url, token, tls)).await {
+        Ok(opened) => opened,
+        Err(_) => Err(ConnectError::Failed(tokio_tungstenite::tungstenite::Error::Io(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no WebSocket to {url} within {} s", CONNECT_TIMEOUT.as_secs()),
+        )))),
+    }
+}
+
+async fn open(
     url: &str,
     token: &str,
     tls: &std::sync::Arc<rustls::ClientConfig>,
@@ -180,7 +217,8 @@ pub async fn connect(
     // No Nagle: remote control is interactive, and every yamux frame is flushed as it is made.
     socket.set_nodelay(true).map_err(|e| ConnectError::Failed(Error::Io(e)))?;
     let connector = Some(Connector::Rustls(tls.clone()));
-    match tokio_tungstenite::client_async_tls_with_config(request, ReadAhead::new(socket), None, connector).await {
+    let config = Some(websocket_config());
+    match tokio_tungstenite::client_async_tls_with_config(request, ReadAhead::new(socket), config, connector).await {
         Ok((ws, _)) => Ok(ws),
         Err(Error::Http(response)) => Err(ConnectError::Refused {
             status: response.status().as_u16(),

@@ -14,7 +14,6 @@ use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -27,6 +26,22 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Browsers that once reached the service over HTTPS refuse plain HTTP to it for a year.
 const HSTS: header::HeaderValue = header::HeaderValue::from_static("max-age=31536000");
 
+/// Sends HSTS, but not to this machine's names: a development service would pin every
+/// port of `localhost` to HTTPS in the browser for a year.
+async fn hsts(request: Request, next: middleware::Next) -> Response {
+    let host = request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let local = myscanner_protocol::tls::is_loopback(name);
+    let mut response = next.run(request).await;
+    if !local {
+        response.headers_mut().entry(header::STRICT_TRANSPORT_SECURITY).or_insert(HSTS);
+    }
+    response
+}
+
 pub fn apply(router: Router, config: &ServerConfig) -> Router {
     let origins: Vec<_> = config.cors_allowed_origins.iter().filter_map(|o| o.parse().ok()).collect();
     let cors = CorsLayer::new()
@@ -36,13 +51,8 @@ pub fn apply(router: Router, config: &ServerConfig) -> Router {
         .expose_headers([header::RETRY_AFTER, header::ETAG, REQUEST_ID])
         .max_age(Duration::from_secs(3600));
 
-    // Only when this service itself serves TLS: behind a terminating proxy, HSTS is the
-    // proxy's to send.
-    let hsts =
-        config.tls.is_some().then(|| SetResponseHeaderLayer::if_not_present(header::STRICT_TRANSPORT_SECURITY, HSTS));
-    router.layer(
+    let router = router.layer(
         ServiceBuilder::new()
-            .option_layer(hsts)
             .layer(SetSensitiveRequestHeadersLayer::new([
                 header::AUTHORIZATION,
                 header::COOKIE,
@@ -61,7 +71,10 @@ pub fn apply(router: Router, config: &ServerConfig) -> Router {
             ))
             .layer(CatchPanicLayer::new())
             .layer(DefaultBodyLimit::max(config.body_limit_bytes)),
-    )
+    );
+    // Only when this service itself serves TLS: behind a terminating proxy, HSTS is the
+    // proxy's to send.
+    if config.tls.is_some() { router.layer(middleware::from_fn(hsts)) } else { router }
 }
 
 /// Errors produced outside our handlers (unknown route, wrong method, timeout, body limit,

@@ -16,20 +16,23 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// A client that has not finished its handshake in this long is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; more connections wait in the kernel's backlog.
-const MAX_HANDSHAKES: usize = 512;
+/// Handshakes in progress at once; a connection beyond them is closed at once (shed) rather
+/// than left to wait behind clients that may never finish theirs.
+const MAX_HANDSHAKES: usize = 1024;
 
 type Socket = ReadAhead<TcpStream>;
 
-/// Accepts on `listener`, pausing rather than spinning when accepting fails (out of file
-/// descriptors and the like).
+/// Accepts on `listener`. A connection that failed on its own is skipped; a failure of the
+/// listener (out of file descriptors and the like) pauses it rather than letting it spin.
 async fn accept(listener: &TcpListener) -> (Socket, SocketAddr) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
     loop {
         match listener.accept().await {
             Ok((tcp, peer)) => {
                 let _ = tcp.set_nodelay(true);
                 return (ReadAhead::new(tcp), peer);
             }
+            Err(error) if matches!(error.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset) => {}
             Err(error) => {
                 tracing::error!(%error, "accepting a connection failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -80,10 +83,13 @@ async fn accept_loop(
 ) {
     let handshakes = std::sync::Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
-        let Ok(permit) = handshakes.clone().acquire_owned().await else { return };
         let (socket, peer) = tokio::select! {
             () = stop.cancelled() => return,
             accepted = accept(&listener) => accepted,
+        };
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            tracing::debug!(%peer, "too many TLS handshakes in progress: connection shed");
+            continue;
         };
         let (acceptor, ready) = (acceptor.clone(), ready.clone());
         tokio::spawn(async move {

@@ -18,13 +18,13 @@ use tokio_util::sync::CancellationToken;
 use crate::config::TlsConfig;
 
 /// The certificate being served, and where it comes from.
-#[derive(Debug)]
 pub struct Certificate {
     cert_file: PathBuf,
     key_file: PathBuf,
     current: RwLock<Arc<CertifiedKey>>,
-    /// The files' contents the current certificate was made from.
-    loaded_from: Files,
+    /// A digest of the files' contents the current certificate was made from (the key's
+    /// bytes are not kept).
+    loaded_from: Digest,
     /// How often the files are looked at.
     reload: Duration,
     provider: Arc<CryptoProvider>,
@@ -32,6 +32,21 @@ pub struct Certificate {
 
 /// The certificate file's and the key file's bytes.
 type Files = (Vec<u8>, Vec<u8>);
+
+/// SHA-256 of both files.
+type Digest = [u8; 32];
+
+fn digest((cert, key): &Files) -> Digest {
+    use sha2::{Digest as _, Sha256};
+    Sha256::new().chain_update(cert).chain_update([0]).chain_update(key).finalize().into()
+}
+
+/// rustls wants its resolvers printable: the path, never the key.
+impl std::fmt::Debug for Certificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificate").field("cert_file", &self.cert_file).finish_non_exhaustive()
+    }
+}
 
 impl Certificate {
     /// Loads the files now: a service that cannot serve its certificate does not start.
@@ -43,7 +58,7 @@ impl Certificate {
             cert_file: config.cert_file.clone(),
             key_file: config.key_file.clone(),
             current: RwLock::new(Arc::new(key)),
-            loaded_from: files,
+            loaded_from: digest(&files),
             reload: Duration::from_secs(config.reload_secs),
             provider,
         }))
@@ -66,7 +81,7 @@ impl Certificate {
     /// has changed and loads; a pair caught half-written, or broken, leaves the current
     /// certificate in place (and is tried again at the next check).
     pub async fn watch(self: Arc<Self>, cancel: CancellationToken) {
-        let mut seen = self.loaded_from.clone();
+        let mut seen = self.loaded_from;
         loop {
             tokio::select! {
                 () = cancel.cancelled() => return,
@@ -74,7 +89,8 @@ impl Certificate {
             }
             // Unreadable for a moment (being replaced): looked at again next time.
             let Ok(files) = read_files(&self.cert_file, &self.key_file) else { continue };
-            if files == seen {
+            let now = digest(&files);
+            if now == seen {
                 continue;
             }
             match certified_key(&files, &self.provider) {
@@ -87,7 +103,7 @@ impl Certificate {
                     "the TLS certificate files changed but do not load; serving the previous certificate"
                 ),
             }
-            seen = files;
+            seen = now;
         }
     }
 }

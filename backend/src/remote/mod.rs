@@ -61,6 +61,16 @@ impl CloseReason {
     }
 }
 
+/// The limits every remote-control WebSocket is read with (tunnel, session, relay): those
+/// of the clients' side (`myscanner_protocol::tunnel::websocket_config`).
+pub fn limited(upgrade: axum::extract::ws::WebSocketUpgrade) -> axum::extract::ws::WebSocketUpgrade {
+    use myscanner_protocol::tunnel::{MAX_WEBSOCKET_MESSAGE, WEBSOCKET_READ};
+    upgrade
+        .read_buffer_size(WEBSOCKET_READ)
+        .max_message_size(MAX_WEBSOCKET_MESSAGE)
+        .max_frame_size(MAX_WEBSOCKET_MESSAGE)
+}
+
 /// The problem a session to an unconnected scanner gets, at once.
 pub fn device_offline() -> crate::http::Error {
     crate::http::Error::conflict("device-offline", "the scanner has no remote-control tunnel open")

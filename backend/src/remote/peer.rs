@@ -66,7 +66,7 @@ pub async fn relay(
     }
     let tunnel = state.remote.local_tunnel(device_id).ok_or_else(device_offline)?;
     let stream = tunnel.open(session_id).await?;
-    Ok(upgrade.on_upgrade(move |ws| async move {
+    Ok(super::limited(upgrade).on_upgrade(move |ws| async move {
         let _running = state.remote.task();
         let idle = Duration::from_secs(state.config.remote.idle_timeout_secs);
         let stopped = async {

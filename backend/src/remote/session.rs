@@ -88,7 +88,7 @@ pub async fn connect(
     let control = state.remote.register_session(session_id, device_id);
     tracing::info!(%session_id, %device_id, user_id = %user.id, client = %address, "remote session open");
     let failed = (state.clone(), control.clone());
-    Ok(upgrade
+    Ok(super::limited(upgrade)
         .protocols([BINARY_PROTOCOL])
         .on_failed_upgrade(move |_| {
             let (state, control) = failed;
@@ -141,8 +141,9 @@ async fn record_end(db: &PgPool, id: Uuid, reason: CloseReason, to: i64, from: i
 }
 
 /// Joins the user's WebSocket and the scanner's stream until either side ends, the session
-/// idles out, or `ended` completes; then closes the WebSocket with the reason. The two
-/// directions run as tasks of their own, so a busy session uses two cores.
+/// idles out, or `ended` completes; then closes the WebSocket with the reason. The user's
+/// bytes travel in a task of their own and the scanner's in this one, so a busy session
+/// uses two cores.
 pub async fn pipe(
     ws: WebSocket,
     device: DeviceStream,
@@ -162,10 +163,14 @@ pub async fn pipe(
                 Message::Close(_) => break,
                 Message::Ping(_) | Message::Pong(_) => continue,
             };
-            if device_tx.write_all(&data).await.is_err() || device_tx.flush().await.is_err() {
+            if device_tx.write_all(&data).await.is_err() {
                 return false;
             }
+            // Counted as soon as the tunnel has them: the task may be ended at any later await.
             to_device.add(&to_device.to_device, data.len());
+            if device_tx.flush().await.is_err() {
+                return false;
+            }
         }
         let _ = device_tx.shutdown().await;
         true
@@ -204,6 +209,8 @@ pub async fn pipe(
         () = idle_out => CloseReason::IdleTimeout,
         reason = ended => reason,
     };
+    // Not one more byte of the user's reaches the scanner once the session has ended.
+    upstream.abort();
     let frame = CloseFrame {
         code: if reason == CloseReason::ServiceShutdown { close_code::AWAY } else { close_code::NORMAL },
         reason: reason.as_str().into(),

@@ -62,7 +62,7 @@ pub async fn open(
     let upgrade = upgrade.map_err(|_| crate::http::Error::UpgradeRequired)?;
     let registry = state.remote.clone();
     let device_id = device.device_id;
-    Ok(upgrade.read_buffer_size(TUNNEL_READ_BUFFER).on_upgrade(move |ws| async move {
+    Ok(super::limited(upgrade).read_buffer_size(TUNNEL_READ_BUFFER).on_upgrade(move |ws| async move {
         let _running = registry.task();
         hold(registry, device_id, address, ws).await;
     }))

@@ -94,6 +94,9 @@ fn systemd_units_run_the_real_commands_restart_on_failure_and_hold_no_more_privi
     }
     // The agent's one privilege, raw ARP, only as an ambient capability; the service's, port 443.
     assert_eq!(unit_value(AGENT_UNIT, "AmbientCapabilities"), Some("CAP_NET_RAW"));
+    // An agent that gave up (status 78: a refused credential, a broken device file) waits
+    // for a person rather than knocking every few seconds.
+    assert_eq!(unit_value(AGENT_UNIT, "RestartPreventExitStatus"), Some(myscanner_agent::GAVE_UP.to_string().as_str()));
     assert_eq!(unit_value(AGENT_UNIT, "CapabilityBoundingSet"), Some("CAP_NET_RAW"));
     assert!(unit_value(AGENT_UNIT, "RestrictAddressFamilies").unwrap().contains("AF_PACKET"));
     assert_eq!(unit_value(SERVICE_UNIT, "CapabilityBoundingSet"), Some("CAP_NET_BIND_SERVICE"));

@@ -97,9 +97,15 @@ async fn a_pinned_agent_reports_claims_syncs_and_carries_sessions_over_https_and
     })
     .await;
 
-    // Browsers are told to come back over HTTPS only.
-    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
-    assert_eq!(health.headers()["strict-transport-security"], "max-age=31536000");
+    // Browsers are told to come back over HTTPS only — but not to this machine's names,
+    // which a development service would pin for every port.
+    let hsts = async |host: &str| {
+        let health = app.client.get(app.url("/healthz")).header("host", host).send().await.unwrap();
+        health.headers().get("strict-transport-security").map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(hsts("myscanner.example").await.as_deref(), Some("max-age=31536000"));
+    assert_eq!(hsts("localhost:8443").await, None);
+    assert_eq!(hsts("[::1]:8443").await, None);
     agent.stop().await;
 }
 
@@ -266,4 +272,16 @@ async fn the_service_reaches_postgresql_over_tls_when_the_url_asks_for_it() {
     .await
     .unwrap();
     assert!(sessions >= 2, "the service's own connections are encrypted too");
+}
+
+#[tokio::test]
+async fn an_agent_whose_credential_is_refused_gives_up_at_once() {
+    // Retrying cannot mend a refused credential: the agent stops (status 78 from the
+    // command) instead of knocking for ever.
+    let app = TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = app.agent_config("mysd_00000000000000000000000000000000_revoked", dir.path());
+    let started = tokio::time::timeout(Duration::from_secs(10), Agent::start(config)).await;
+    let refused = format!("{:#}", started.expect("no retrying").err().expect("refused"));
+    assert!(refused.contains("401"), "{refused}");
 }
