@@ -156,6 +156,7 @@ pub struct Versioned {
 
 /// Changes of a collection since a revision, oldest first.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = SyncChanges)]
 pub struct Changes {
     pub changes: Vec<Versioned>,
     /// Pull again from here.

@@ -5,6 +5,7 @@
 //! what tests keep doing: signing in, creating workgroups, provisioning devices.
 
 pub mod bench;
+pub mod contract;
 pub mod logs;
 pub mod tls;
 
@@ -569,12 +570,20 @@ pub fn uuid(value: &Value) -> Uuid {
     value.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not a UUID: {value}"))
 }
 
-/// Asserts the status and returns the JSON body.
+/// Asserts the status and returns the JSON body, which must be what the published OpenAPI
+/// document says this path answers with this status ([`contract::check`]).
 pub async fn expect_json(response: Response, status: StatusCode) -> Value {
     let actual = response.status();
+    let path = response.url().path().to_owned();
+    let json =
+        response.headers().get("content-type").is_some_and(|ct| ct.to_str().unwrap_or_default().contains("json"));
     let body = response.text().await.unwrap();
     assert_eq!(actual, status, "unexpected status; body: {body}");
-    serde_json::from_str(&body).unwrap_or(Value::Null)
+    let value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    if json {
+        contract::check(&path, status.as_u16(), &value);
+    }
+    value
 }
 
 /// Asserts a problem+json answer with this status and problem code; returns the problem.

@@ -22,7 +22,14 @@ use super::error::{FieldError, PROBLEM_JSON, Problem};
                        LVS/MPS scanners use it. Errors are RFC 9457 problem documents whose `type` is stable.",
     ),
     modifiers(&SecuritySchemes),
-    components(schemas(Problem, FieldError)),
+    // Types that only parameters use: utoipa does not collect those from the handlers.
+    components(schemas(
+        Problem,
+        FieldError,
+        myscanner_protocol::sync::Collection,
+        crate::measurements::export::Format,
+        crate::measurements::filter::Order,
+    )),
     tags(
         (name = "auth", description = "Signing in and the signed-in user"),
         (name = "workgroups", description = "Customer organisations (tenants)"),
@@ -115,6 +122,12 @@ fn add_problem_responses(doc: &mut utoipa::openapi::OpenApi) {
             );
             add(op, "400", "Malformed request, query or path parameter", has_body || has_query || has_path_params);
             add(op, "413", "Request body too large", has_body);
+            add(
+                op,
+                "429",
+                "Too many requests from this user, token or scanner; `Retry-After` says when to try again",
+                secured,
+            );
             add(op, "415", "Request body is not JSON", has_body);
             add(op, "422", "Invalid fields; see `errors`", has_body);
         }
@@ -125,10 +138,18 @@ fn add(op: &mut Operation, status: &str, description: &str, applies: bool) {
     if !applies || op.responses.responses.contains_key(status) {
         return;
     }
-    let response = ResponseBuilder::new()
+    let mut response = ResponseBuilder::new()
         .description(description)
-        .content(PROBLEM_JSON, ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build())
-        .build();
+        .content(PROBLEM_JSON, ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build());
+    if status == "429" {
+        let seconds =
+            utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::Integer).minimum(Some(1)).build();
+        response = response.header(
+            "Retry-After",
+            utoipa::openapi::HeaderBuilder::new().schema(Some(seconds)).description(Some("Seconds to wait")).build(),
+        );
+    }
+    let response = response.build();
     op.responses.responses.insert(status.to_owned(), response.into());
 }
 

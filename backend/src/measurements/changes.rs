@@ -26,6 +26,7 @@ pub struct ChangesParams {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = MeasurementChanges)]
 pub struct Changes {
     pub items: Vec<Measurement>,
     /// Always present: poll again with it. Unchanged when nothing new arrived.

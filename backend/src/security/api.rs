@@ -74,11 +74,12 @@ pub struct BulkResult {
     /// Device and kind pairs changed or enqueued.
     pub applied: u64,
     /// Run now: the scans refused because they were already scheduled or running.
-    pub already_scheduled: Vec<DeviceKind>,
+    pub already_scheduled: Vec<DeviceScan>,
 }
 
+/// One scan of one device.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct DeviceKind {
+pub struct DeviceScan {
     pub device_id: Uuid,
     pub kind: ScanKind,
 }
@@ -186,7 +187,7 @@ pub async fn bulk_run(
             if queue::run_now(&state.db, workgroup_id, device_id, *kind).await? {
                 result.applied += 1;
             } else {
-                result.already_scheduled.push(DeviceKind { device_id, kind: *kind });
+                result.already_scheduled.push(DeviceScan { device_id, kind: *kind });
             }
         }
     }

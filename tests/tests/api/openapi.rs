@@ -49,3 +49,85 @@ fn every_operation_is_documented_with_errors_and_security() {
         assert!(spec["components"]["securitySchemes"][scheme].is_object(), "{scheme}");
     }
 }
+
+/// Every `$ref` of the document, with where it is.
+fn refs(value: &Value, at: &str, found: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                if key == "$ref" {
+                    found.push((value.as_str().unwrap_or_default().to_owned(), at.to_owned()));
+                } else {
+                    refs(value, &format!("{at}/{key}"), found);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| refs(v, &format!("{at}/{i}"), found)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_reference_in_the_document_resolves() {
+    let spec: Value = serde_json::from_str(COMMITTED).unwrap();
+    let mut found = vec![];
+    refs(&spec, "", &mut found);
+    let dangling: Vec<String> = found
+        .into_iter()
+        .filter(|(target, _)| spec.pointer(target.trim_start_matches('#')).is_none())
+        .map(|(target, at)| format!("{target} (at {at})"))
+        .collect();
+    assert!(dangling.is_empty(), "unresolved references: {dangling:#?}");
+}
+
+/// The schema name of each type deriving `ToSchema` in `dir` (its own, or `#[schema(as = …)]`).
+fn schema_names(dir: &std::path::Path, names: &mut Vec<(String, String)>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            schema_names(&path, names);
+            continue;
+        }
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = source.lines().map(str::trim).collect();
+        for (i, line) in lines.iter().enumerate() {
+            if !(line.starts_with("#[derive(") && line.contains("ToSchema")) {
+                continue;
+            }
+            let mut renamed = None;
+            for next in &lines[i + 1..] {
+                if let Some(rest) = next.strip_prefix("#[schema(as = ") {
+                    renamed = rest.split([')', ',']).next().map(|s| s.trim().rsplit("::").next().unwrap().to_owned());
+                }
+                let item = next.strip_prefix("pub ").unwrap_or(next);
+                if let Some(rest) = item.strip_prefix("struct ").or_else(|| item.strip_prefix("enum ")) {
+                    let own: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                    names.push((renamed.unwrap_or(own), path.display().to_string()));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn no_two_types_share_a_schema_name() {
+    // utoipa keeps one of two schemas of the same name, silently: the other's operations
+    // would then be documented with a shape they do not have.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut names = vec![];
+    for dir in ["backend/src", "protocol/src"] {
+        schema_names(&root.join(dir), &mut names);
+    }
+    assert!(names.len() > 20, "the scan found the API's types");
+    names.sort();
+    let repeated: Vec<String> = names
+        .windows(2)
+        .filter(|pair| pair[0].0 == pair[1].0)
+        .map(|pair| format!("{} in {} and {}", pair[0].0, pair[0].1, pair[1].1))
+        .collect();
+    assert!(repeated.is_empty(), "schema names used twice: {repeated:#?}");
+}
