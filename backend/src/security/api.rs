@@ -10,12 +10,13 @@ use sqlx::{PgPool, QueryBuilder};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::queue::{self, ScanKind};
+use super::queue::{self, RunNow, ScanKind};
 use crate::auth::{Caller, CurrentUser, Permission};
 use crate::http::{Error, Json, Page, PageParams, Path, Query, Result};
 use crate::startup::AppState;
 
-/// Which devices a bulk action applies to: the selected ones, or all matching a filter.
+/// Which devices a bulk action applies to: the selected ones, or all matching a filter
+/// (the conditions given must all hold). With none given it selects nothing.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Selection {
@@ -24,6 +25,7 @@ pub struct Selection {
     /// Or every device of this site…
     pub site_id: Option<Uuid>,
     /// …and/or whose name or serial contains this text.
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub query: Option<String>,
     /// Or every device of the workgroup.
     #[serde(default)]
@@ -32,12 +34,15 @@ pub struct Selection {
 }
 
 async fn select_devices(db: &PgPool, workgroup_id: Uuid, s: &Selection) -> Result<Vec<Uuid>> {
+    if let Some(query) = &s.query {
+        crate::http::Validator::default()
+            .check(query.chars().count() <= 200, "query", "must be at most 200 characters")
+            .check(!query.chars().any(char::is_control), "query", "must not contain control characters")
+            .finish()?;
+    }
     let filtered = s.site_id.is_some() || s.query.is_some();
-    if s.kinds.is_empty() || (s.device_ids.is_none() && !filtered && !s.all_devices) {
-        return Err(Error::invalid_field(
-            "device_ids",
-            "select devices (ids, a filter or all_devices) and at least one kind",
-        ));
+    if s.device_ids.is_none() && !filtered && !s.all_devices {
+        return Ok(vec![]);
     }
     let mut sql = QueryBuilder::new("SELECT id FROM devices WHERE workgroup_id = ");
     sql.push_bind(workgroup_id);
@@ -61,12 +66,35 @@ pub struct EnabledChange {
     pub enabled: bool,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// A [`Selection`] and whether to enable its scans.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BulkSettings {
     #[serde(flatten)]
     pub selection: Selection,
     pub enabled: bool,
+}
+
+/// One object: the selection's fields and `enabled`. (utoipa would document the flattened
+/// selection as an `allOf` whose first part, closed to other fields, refuses `enabled`.)
+impl utoipa::PartialSchema for BulkSettings {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{Object, Schema, Type};
+        let RefOr::T(Schema::Object(mut object)) = <Selection as utoipa::PartialSchema>::schema() else {
+            unreachable!("a selection is an object")
+        };
+        object.description = Some("A selection of devices and scan kinds, and whether to enable those scans.".into());
+        object.properties.insert("enabled".into(), Object::with_type(Type::Boolean).into());
+        object.required.push("enabled".into());
+        RefOr::T(Schema::Object(object))
+    }
+}
+
+impl utoipa::ToSchema for BulkSettings {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        <Selection as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -75,6 +103,8 @@ pub struct BulkResult {
     pub applied: u64,
     /// Run now: the scans refused because they were already scheduled or running.
     pub already_scheduled: Vec<DeviceScan>,
+    /// Run now: the scans refused because they are not enabled.
+    pub disabled: Vec<DeviceScan>,
 }
 
 /// One scan of one device.
@@ -92,6 +122,7 @@ async fn set_enabled(
     enabled: bool,
 ) -> Result<u64> {
     let mut changed = 0;
+    let mut tx = db.begin().await?;
     for kind in kinds {
         changed += sqlx::query(
             "INSERT INTO security_scan_settings (device_id, kind, workgroup_id, enabled)
@@ -102,10 +133,15 @@ async fn set_enabled(
         .bind(devices)
         .bind(kind)
         .bind(enabled)
-        .execute(db)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        // The owner said no: what waits or runs of it stops.
+        if !enabled {
+            queue::withdraw(&mut tx, workgroup_id, devices, *kind).await?;
+        }
     }
+    tx.commit().await?;
     Ok(changed)
 }
 
@@ -143,7 +179,7 @@ pub async fn bulk_settings(
     user.access(&state.db, workgroup_id).await?.require(Permission::ControlDevices)?;
     let devices = select_devices(&state.db, workgroup_id, &bulk.selection).await?;
     let applied = set_enabled(&state.db, workgroup_id, &devices, &bulk.selection.kinds, bulk.enabled).await?;
-    Ok(Json(BulkResult { applied, already_scheduled: vec![] }))
+    Ok(Json(BulkResult { applied, already_scheduled: vec![], disabled: vec![] }))
 }
 
 /// Run a scan now: it joins the back of the queue. Refused while that scan is already
@@ -152,7 +188,7 @@ pub async fn bulk_settings(
     params(("workgroup_id" = Uuid, Path), ("device_id" = Uuid, Path), ("kind" = ScanKind, Path)),
     security(("user_jwt" = [])),
     responses((status = 202, description = "Scan scheduled"),
-        (status = 409, description = "Already scheduled or in progress", body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "Already scheduled or in progress (`scan-already-scheduled`), or not enabled (`scan-disabled`): a scan runs only while its owner has it enabled", body = crate::http::Problem, content_type = "application/problem+json")))]
 pub async fn run_now(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -160,10 +196,12 @@ pub async fn run_now(
 ) -> Result<StatusCode> {
     user.access(&state.db, workgroup_id).await?.require(Permission::ControlDevices)?;
     crate::devices::fetch(&state.db, workgroup_id, device_id).await?;
-    if queue::run_now(&state.db, workgroup_id, device_id, kind).await? {
-        Ok(StatusCode::ACCEPTED)
-    } else {
-        Err(Error::conflict("scan-already-scheduled", "this scan is already scheduled or in progress"))
+    match queue::run_now(&state.db, workgroup_id, device_id, kind).await? {
+        RunNow::Queued => Ok(StatusCode::ACCEPTED),
+        RunNow::AlreadyScheduled => {
+            Err(Error::conflict("scan-already-scheduled", "this scan is already scheduled or in progress"))
+        }
+        RunNow::Disabled => Err(Error::conflict("scan-disabled", "this scan is not enabled: enable it to run it")),
     }
 }
 
@@ -181,13 +219,14 @@ pub async fn bulk_run(
 ) -> Result<Json<BulkResult>> {
     user.access(&state.db, workgroup_id).await?.require(Permission::ControlDevices)?;
     let devices = select_devices(&state.db, workgroup_id, &selection).await?;
-    let mut result = BulkResult { applied: 0, already_scheduled: vec![] };
+    let mut result = BulkResult { applied: 0, already_scheduled: vec![], disabled: vec![] };
     for device_id in devices {
         for kind in &selection.kinds {
-            if queue::run_now(&state.db, workgroup_id, device_id, *kind).await? {
-                result.applied += 1;
-            } else {
-                result.already_scheduled.push(DeviceScan { device_id, kind: *kind });
+            let scan = DeviceScan { device_id, kind: *kind };
+            match queue::run_now(&state.db, workgroup_id, device_id, *kind).await? {
+                RunNow::Queued => result.applied += 1,
+                RunNow::AlreadyScheduled => result.already_scheduled.push(scan),
+                RunNow::Disabled => result.disabled.push(scan),
             }
         }
     }
@@ -305,6 +344,7 @@ impl From<&StatusRow> for KindStatus {
 pub struct DeviceFilter {
     pub site_id: Option<Uuid>,
     pub device_id: Option<Uuid>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -389,7 +429,8 @@ pub struct SecurityScan {
     pub device_id: Uuid,
     pub kind: ScanKind,
     pub attempt: i32,
-    /// `succeeded`, `failed` or `lost` (its worker stopped reporting).
+    /// `succeeded`, `failed`, `lost` (its worker stopped reporting) or `withdrawn` (its
+    /// owner disabled the scan while it ran).
     pub outcome: String,
     /// External: the address scanned.
     pub target: Option<String>,
@@ -432,12 +473,15 @@ pub struct HistoryFilter {
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     /// Findings: this port.
+    #[param(minimum = 1, maximum = 65535)]
     pub port: Option<i32>,
-    /// Findings: this host address.
-    #[param(value_type = Option<String>)]
+    /// Findings: this host address (internal scans find IPv4 hosts).
+    #[param(value_type = Option<String>, format = Ipv4)]
     pub ip: Option<std::net::IpAddr>,
-    /// Findings: this MAC address.
+    /// Findings: this MAC address, `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff`.
+    #[param(pattern = r"^([0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){5})$")]
     pub mac: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }

@@ -22,6 +22,7 @@ use crate::startup::AppState;
 pub struct ClaimParams {
     /// Seconds to wait for a job before answering 204 (0–25, default 25: under the
     /// server's request timeout).
+    #[param(minimum = 0, maximum = 25)]
     pub wait: Option<u64>,
 }
 
@@ -89,8 +90,11 @@ fn superseded() -> Error {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
+    /// The attempt the claim gave.
+    #[schema(minimum = 1, maximum = 2147483647)]
     pub attempt: i32,
     /// 0–1.
+    #[schema(minimum = 0, maximum = 1)]
     pub progress: f32,
 }
 
@@ -119,14 +123,49 @@ pub async fn heartbeat(
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// The hosts found, or — when the scan could not be done — why: one of the two.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InternalScanReport {
     pub attempt: i32,
-    /// The hosts found, or — when the scan could not be done — absent with `error` set.
     pub hosts: Option<Vec<HostFinding>>,
     pub error: Option<String>,
 }
+
+/// Written out, because "`hosts` or `error`, not both" is beyond what the derive says.
+impl utoipa::PartialSchema for InternalScanReport {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let schema = serde_json::json!({
+            "type": "object",
+            "description": "The hosts found, or — when the scan could not be done — why: one of the two.",
+            "required": ["attempt"],
+            "properties": {
+                "attempt": {"type": "integer", "format": "int32", "minimum": 1, "maximum": 2147483647,
+                            "description": "The attempt the claim gave."},
+                "hosts": {"type": ["array", "null"], "maxItems": MAX_HOSTS,
+                          "items": {"$ref": "#/components/schemas/HostFinding"}},
+                "error": {"type": ["string", "null"], "minLength": 1, "maxLength": 1000, "pattern": "\\S",
+                          "description": "Why the scan could not be done."}
+            },
+            "oneOf": [
+                {"required": ["hosts"], "properties": {"hosts": {"type": "array"}, "error": {"type": "null"}}},
+                {"required": ["error"], "properties": {"error": {"type": "string"}, "hosts": {"type": "null"}}}
+            ],
+            "additionalProperties": false
+        });
+        serde_json::from_value(schema).expect("the report's schema is a schema")
+    }
+}
+
+impl utoipa::ToSchema for InternalScanReport {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        use utoipa::PartialSchema;
+        schemas.push(("HostFinding".into(), HostFinding::schema()));
+    }
+}
+
+/// Hosts one report may name at most.
+const MAX_HOSTS: usize = 4096;
 
 /// Report the outcome of an internal scan: the hosts found, or why it failed.
 #[utoipa::path(post, path = "/api/v1/agent/security-scans/{job_id}/report", tag = "agent",
@@ -144,17 +183,20 @@ pub async fn report(
     let mut errors = crate::http::Validator::default();
     match (&report.hosts, &report.error) {
         (Some(hosts), None) => {
-            errors.check(hosts.len() <= 4096, "hosts", "at most 4096 hosts");
+            errors.check(hosts.len() <= MAX_HOSTS, "hosts", "at most 4096 hosts");
             for host in hosts {
                 let mac_ok = host.mac.as_deref().is_none_or(valid_mac);
                 errors.check(mac_ok, "hosts.mac", "must be a MAC address such as 00:1b:21:3a:4f:5e");
-                let described =
-                    host.description.as_deref().is_none_or(|d| d.len() <= 200 && !d.chars().any(char::is_control));
+                let described = host
+                    .description
+                    .as_deref()
+                    .is_none_or(|d| d.chars().count() <= 200 && !d.chars().any(char::is_control));
                 errors.check(described, "hosts.description", "at most 200 characters, no control characters");
             }
         }
         (None, Some(error)) => {
-            errors.check(!error.trim().is_empty() && error.len() <= 1000, "error", "1–1000 characters");
+            let length = error.chars().count();
+            errors.check(!error.trim().is_empty() && length <= 1000, "error", "1–1000 characters, not only spaces");
         }
         _ => {
             errors.check(false, "hosts", "give either `hosts` or `error`");

@@ -55,13 +55,18 @@ pub struct PortFinding {
 
 /// A host an internal scan found on the device's local network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct HostFinding {
-    #[schema(value_type = String, example = "192.0.2.17")]
+    #[schema(value_type = String, format = Ipv4, example = "192.0.2.17")]
     pub ip: IpAddr,
-    #[schema(example = "00:1b:21:3a:4f:5e")]
+    #[schema(example = "00:1b:21:3a:4f:5e", pattern = "^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")]
     pub mac: Option<String>,
     /// Vendor from the IEEE OUI registry and reverse-DNS name, where known.
-    #[schema(example = "Intel Corporate (nvr-01.site.local)")]
+    #[schema(
+        example = "Intel Corporate (nvr-01.site.local)",
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub description: Option<String>,
 }
 
@@ -89,22 +94,78 @@ pub async fn enqueue_weekly(db: &PgPool, slot: DateTime<Utc>) -> sqlx::Result<u6
     Ok(inserted.rows_affected())
 }
 
-/// Enqueues a run-now scan at the back of the queue. `false` when that device's scan of
-/// that kind is already waiting or running (the partial unique index decides, so two
-/// clicks at once cannot both succeed).
-pub async fn run_now(db: &PgPool, workgroup_id: Uuid, device_id: Uuid, kind: ScanKind) -> sqlx::Result<bool> {
-    let inserted = sqlx::query(
-        "INSERT INTO security_scan_jobs (id, workgroup_id, device_id, kind, origin)
-         VALUES ($1, $2, $3, $4, 'run_now')
-         ON CONFLICT (device_id, kind) WHERE state IN ('queued', 'running') DO NOTHING",
+/// What asking to run a scan now came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunNow {
+    /// At the back of the queue.
+    Queued,
+    /// That device's scan of that kind is already waiting or running.
+    AlreadyScheduled,
+    /// Its owner has not enabled it: it does not run, now or weekly.
+    Disabled,
+}
+
+/// Enqueues a run-now scan at the back of the queue, if the scan is enabled and not already
+/// waiting or running (the partial unique index decides, so two clicks at once cannot both
+/// succeed).
+pub async fn run_now(db: &PgPool, workgroup_id: Uuid, device_id: Uuid, kind: ScanKind) -> sqlx::Result<RunNow> {
+    let (queued, enabled): (bool, bool) = sqlx::query_as(
+        "WITH enabled AS (
+             SELECT EXISTS (SELECT 1 FROM security_scan_settings WHERE device_id = $3 AND kind = $4 AND enabled) AS yes
+         ), queued AS (
+             INSERT INTO security_scan_jobs (id, workgroup_id, device_id, kind, origin)
+             SELECT $1, $2, $3, $4, 'run_now' FROM enabled WHERE enabled.yes
+             ON CONFLICT (device_id, kind) WHERE state IN ('queued', 'running') DO NOTHING
+             RETURNING id
+         )
+         SELECT EXISTS (SELECT 1 FROM queued), (SELECT yes FROM enabled)",
     )
     .bind(Uuid::now_v7())
     .bind(workgroup_id)
     .bind(device_id)
     .bind(kind)
-    .execute(db)
+    .fetch_one(db)
     .await?;
-    Ok(inserted.rows_affected() == 1)
+    Ok(match (queued, enabled) {
+        (true, _) => RunNow::Queued,
+        (false, true) => RunNow::AlreadyScheduled,
+        (false, false) => RunNow::Disabled,
+    })
+}
+
+/// Withdraws the scans of `kind` on `devices` that wait or run, because their owner
+/// disabled them: a waiting job never runs, and a running attempt is fenced off (its
+/// worker's next heartbeat or report finds the job no longer running) and logged as
+/// withdrawn.
+pub async fn withdraw(
+    tx: &mut sqlx::PgConnection,
+    workgroup_id: Uuid,
+    devices: &[Uuid],
+    kind: ScanKind,
+) -> sqlx::Result<u64> {
+    const WHY: &str = "the scan was disabled";
+    let withdrawn: Vec<(Uuid, i32, bool)> = sqlx::query_as(
+        "WITH pending AS (
+             SELECT id, attempt, state = 'running' AS was_running FROM security_scan_jobs
+             WHERE workgroup_id = $1 AND device_id = ANY($2) AND kind = $3 AND state IN ('queued', 'running')
+             FOR UPDATE
+         ), withdrawn AS (
+             UPDATE security_scan_jobs j SET state = 'withdrawn', finished_at = now(), lease_owner = NULL,
+                    lease_expires_at = NULL, last_error = $4
+             FROM pending WHERE j.id = pending.id
+         )
+         SELECT id, attempt, was_running FROM pending",
+    )
+    .bind(workgroup_id)
+    .bind(devices)
+    .bind(kind)
+    .bind(WHY)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (id, attempt, _) in withdrawn.iter().filter(|(_, _, was_running)| *was_running) {
+        log_attempt(tx, *id, *attempt, "withdrawn", WHY).await?;
+    }
+    Ok(withdrawn.len() as u64)
 }
 
 #[derive(sqlx::FromRow)]
@@ -156,8 +217,11 @@ pub async fn claim_many(
 ) -> sqlx::Result<Vec<Claimed>> {
     let mut rows: Vec<ClaimedRow> = sqlx::query_as(
         "WITH next AS (
-             SELECT id FROM security_scan_jobs
+             SELECT id FROM security_scan_jobs q
              WHERE state = 'queued' AND kind = $1 AND not_before <= now() AND ($2::uuid IS NULL OR device_id = $2)
+               -- Never a scan its owner disabled (withdrawn when disabled; this holds through a race).
+               AND EXISTS (SELECT 1 FROM security_scan_settings s
+                           WHERE s.device_id = q.device_id AND s.kind = q.kind AND s.enabled)
              ORDER BY queue_position
              FOR UPDATE SKIP LOCKED
              LIMIT $5

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use myscanner::security::queue::{self, ScanKind, ScanResult};
+use myscanner::security::queue::{self, RunNow, ScanKind, ScanResult};
 use myscanner::security::schedule;
 use myscanner_tests::{Tenant, TestApp, eventually, expect_json, expect_problem};
 use reqwest::StatusCode;
@@ -22,6 +22,16 @@ async fn quiet_app() -> TestApp {
         c.security.workers = 0;
     })
     .await
+}
+
+/// Runs `kind` on `device` now, through the queue, with the scan enabled first.
+async fn run_enabled(app: &TestApp, t: &Tenant, device: Uuid, kind: ScanKind) {
+    let name = match kind {
+        ScanKind::Internal => "internal",
+        ScanKind::External => "external",
+    };
+    set(app, t, device, name, true).await;
+    assert_eq!(queue::run_now(&app.db, t.workgroup_id, device, kind).await.unwrap(), RunNow::Queued);
 }
 
 async fn jobs(app: &TestApp) -> Vec<(Uuid, String, Option<DateTime<Utc>>, String)> {
@@ -90,7 +100,10 @@ async fn run_now_joins_the_back_of_the_queue_and_is_refused_while_pending() {
     set(&app, &t, b, "external", true).await;
     schedule::enqueue_due(&app.db, at("2026-11-21T00:00:00Z")).await.unwrap();
 
+    // A scan runs only once its owner has enabled it, now as weekly.
     let run = format!("/api/v1/workgroups/{}/security/devices/{}/external/run", t.workgroup_id, t.device_id);
+    expect_problem(app.post(&run, &t.admin_token, json!({})).await, StatusCode::CONFLICT, "scan-disabled").await;
+    set(&app, &t, t.device_id, "external", true).await;
     assert_eq!(app.post(&run, &t.admin_token, json!({})).await.status(), StatusCode::ACCEPTED);
     expect_problem(app.post(&run, &t.admin_token, json!({})).await, StatusCode::CONFLICT, "scan-already-scheduled")
         .await;
@@ -110,7 +123,8 @@ async fn run_now_joins_the_back_of_the_queue_and_is_refused_while_pending() {
     assert_eq!(of(t.device_id)["external"]["queue_position"], 2);
     assert_eq!(of(t.device_id)["internal"]["state"], "not_enabled");
 
-    // Bulk: the pending ones are reported, the others enqueued.
+    // Bulk: the pending and the disabled ones are reported, the others enqueued.
+    set(&app, &t, b, "internal", true).await;
     let bulk = expect_json(
         app.post(
             &format!("/api/v1/workgroups/{}/security/run", t.workgroup_id),
@@ -121,8 +135,61 @@ async fn run_now_joins_the_back_of_the_queue_and_is_refused_while_pending() {
         StatusCode::OK,
     )
     .await;
-    assert_eq!(bulk["applied"], 2, "{bulk}");
+    assert_eq!(bulk["applied"], 1, "{bulk}");
     assert_eq!(bulk["already_scheduled"].as_array().unwrap().len(), 2);
+    assert_eq!(bulk["disabled"], json!([{"device_id": t.device_id, "kind": "internal"}]));
+}
+
+#[tokio::test]
+async fn disabling_a_scan_withdraws_what_waits_and_stops_what_runs() {
+    let app = quiet_app().await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    let (b, _) = app.provision(&operator, t.workgroup_id, t.site_id, "lvs").await;
+    let lease = Duration::from_secs(60);
+    // One waiting (a retry after a failed attempt), one running.
+    run_enabled(&app, &t, t.device_id, ScanKind::External).await;
+    let first = queue::claim(&app.db, ScanKind::External, None, "w", lease).await.unwrap().unwrap();
+    assert!(queue::fail(&app.db, &first, "unreachable", Duration::ZERO).await.unwrap());
+    run_enabled(&app, &t, b, ScanKind::External).await;
+    let running = queue::claim(&app.db, ScanKind::External, Some(b), "w", lease).await.unwrap().unwrap();
+
+    // The owner says no, to both.
+    set(&app, &t, t.device_id, "external", false).await;
+    set(&app, &t, b, "external", false).await;
+    assert!(queue::claim(&app.db, ScanKind::External, None, "w", lease).await.unwrap().is_none(), "nothing to run");
+    let result = ScanResult::External {
+        target: "127.0.0.1".parse().unwrap(),
+        ports: vec![],
+        ids_suspected: false,
+        ids_reasons: vec![],
+    };
+    assert!(!queue::heartbeat(&app.db, &running, 0.5, lease).await.unwrap(), "the running attempt is fenced off");
+    assert!(!queue::succeed(&app.db, &running, &result).await.unwrap());
+    let states: Vec<String> = sqlx::query_scalar("SELECT state FROM security_scan_jobs ORDER BY queue_position")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(states, ["withdrawn", "withdrawn"]);
+    let outcomes: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT device_id, outcome FROM security_scans ORDER BY finished_at")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(outcomes, [(t.device_id, "failed".into()), (b, "withdrawn".into())], "history kept, nothing deleted");
+    // The tab says not enabled, and nothing scheduled.
+    let list = expect_json(
+        app.get(&format!("/api/v1/workgroups/{}/security/devices", t.workgroup_id), &t.admin_token).await,
+        StatusCode::OK,
+    )
+    .await;
+    for device in list["items"].as_array().unwrap() {
+        assert_eq!(device["external"]["enabled"], false, "{device}");
+        assert_ne!(device["external"]["state"], "scheduled", "{device}");
+    }
+    // Enabled again, it runs again.
+    run_enabled(&app, &t, b, ScanKind::External).await;
+    assert!(queue::claim(&app.db, ScanKind::External, Some(b), "w", lease).await.unwrap().is_some());
 }
 
 #[tokio::test]
@@ -151,6 +218,14 @@ async fn bulk_settings_by_selection_and_filter() {
     )
     .await;
     assert_eq!(all["applied"], 2);
+    // A misspelt field is refused, not ignored (the schema says no other fields).
+    let typo = json!({"site_id": t.site_id, "kinds": ["external"], "enabled": false, "device_id": b});
+    expect_problem(
+        app.post(&settings, &t.admin_token, typo).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation-failed",
+    )
+    .await;
     let list = expect_json(
         app.get(&format!("/api/v1/workgroups/{}/security/devices?device_id={b}", t.workgroup_id), &t.admin_token).await,
         StatusCode::OK,
@@ -160,12 +235,13 @@ async fn bulk_settings_by_selection_and_filter() {
         (list["items"][0]["internal"]["enabled"].clone(), list["items"][0]["external"]["enabled"].clone()),
         (json!(true), json!(false))
     );
-    expect_problem(
+    // A selection of nothing selects nothing: it is not "everything".
+    let nothing = expect_json(
         app.post(&settings, &t.admin_token, json!({"kinds": ["external"], "enabled": true})).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation-failed",
+        StatusCode::OK,
     )
     .await;
+    assert_eq!(nothing["applied"], 0);
     let (_, viewer) = app.member(&t.admin_token, t.workgroup_id, &["view_data"]).await;
     expect_problem(
         app.get(&format!("/api/v1/workgroups/{}/security/devices", t.workgroup_id), &viewer).await,
@@ -180,7 +256,7 @@ async fn a_dead_workers_job_is_rescued_and_its_late_result_fenced_off() {
     let app = quiet_app().await;
     let operator = app.operator().await;
     let t = app.tenant(&operator, "Acme").await;
-    assert!(queue::run_now(&app.db, t.workgroup_id, t.device_id, ScanKind::External).await.unwrap());
+    run_enabled(&app, &t, t.device_id, ScanKind::External).await;
     let first =
         queue::claim(&app.db, ScanKind::External, None, "worker-a", Duration::from_millis(300)).await.unwrap().unwrap();
     assert!(
@@ -210,7 +286,7 @@ async fn a_dead_workers_job_is_rescued_and_its_late_result_fenced_off() {
         .unwrap();
     assert_eq!(outcomes, [(1, "lost".to_owned()), (2, "succeeded".to_owned())]);
     // Handing back (shutdown) does not use up an attempt.
-    assert!(queue::run_now(&app.db, t.workgroup_id, t.device_id, ScanKind::External).await.unwrap());
+    assert_eq!(queue::run_now(&app.db, t.workgroup_id, t.device_id, ScanKind::External).await.unwrap(), RunNow::Queued);
     let job =
         queue::claim(&app.db, ScanKind::External, None, "worker-c", Duration::from_secs(60)).await.unwrap().unwrap();
     assert!(queue::hand_back(&app.db, &job).await.unwrap());
@@ -240,6 +316,7 @@ async fn scan_until(app: &TestApp, state: &str) -> (Tenant, Value) {
     let operator = app.operator().await;
     let t = app.tenant(&operator, "Acme").await;
     assert_eq!(app.get("/api/v1/agent/me", &t.device_credential).await.status(), StatusCode::OK);
+    set(app, &t, t.device_id, "external", true).await;
     let run = format!("/api/v1/workgroups/{}/security/devices/{}/external/run", t.workgroup_id, t.device_id);
     assert_eq!(app.post(&run, &t.admin_token, json!({})).await.status(), StatusCode::ACCEPTED);
     eventually(Duration::from_secs(20), &format!("the scan to be {state}"), || async {
@@ -455,7 +532,7 @@ async fn a_device_that_does_not_claim_in_time_fails_the_attempt() {
     let app = quiet_app().await;
     let operator = app.operator().await;
     let t = app.tenant(&operator, "Acme").await;
-    assert!(queue::run_now(&app.db, t.workgroup_id, t.device_id, ScanKind::Internal).await.unwrap());
+    run_enabled(&app, &t, t.device_id, ScanKind::Internal).await;
     assert_eq!(queue::fail_unclaimed(&app.db, Duration::from_secs(3600), Duration::ZERO).await.unwrap(), 0, "not yet");
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(queue::fail_unclaimed(&app.db, Duration::ZERO, Duration::ZERO).await.unwrap(), 1);
@@ -505,7 +582,7 @@ async fn one_claim_fills_every_free_slot_in_queue_order() {
         queued.push(app.provision(&operator, t.workgroup_id, t.site_id, "lvs").await.0);
     }
     for device in &queued {
-        assert!(queue::run_now(&app.db, t.workgroup_id, *device, ScanKind::External).await.unwrap());
+        run_enabled(&app, &t, *device, ScanKind::External).await;
     }
     let lease = Duration::from_secs(60);
     let claimed = queue::claim_many(&app.db, ScanKind::External, None, "pool", lease, 5).await.unwrap();
