@@ -54,6 +54,11 @@ pub struct ServerConfig {
     pub rate_limit_per_minute: u32,
     /// Requests a user or token may make at once before the steady rate applies.
     pub rate_limit_burst: u32,
+    /// Measurement exports streaming at once from this replica; more are answered 429.
+    pub max_exports: usize,
+    /// How long a streamed response (an export) waits for its client to take the next
+    /// chunk before it gives up and frees what it holds.
+    pub stalled_stream_secs: u64,
     /// Serve HTTPS (and WSS) on `listen` with this certificate. Without it the service
     /// speaks plain HTTP: for loopback, or behind a TLS-terminating proxy.
     pub tls: Option<TlsConfig>,
@@ -226,6 +231,8 @@ impl Default for Config {
                 trusted_proxies: vec![],
                 rate_limit_per_minute: 600,
                 rate_limit_burst: 120,
+                max_exports: 4,
+                stalled_stream_secs: 30,
                 tls: None,
             },
             database: DatabaseConfig { url: Secret::new(DEV_DATABASE_URL), max_connections: 20 },

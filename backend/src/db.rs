@@ -12,8 +12,13 @@ use crate::config::DatabaseConfig;
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
+    connect_pool(config, config.max_connections).await
+}
+
+/// A pool of at most `connections` on `database.url`.
+pub async fn connect_pool(config: &DatabaseConfig, connections: u32) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
-        .max_connections(config.max_connections)
+        .max_connections(connections)
         // A request waiting this long for a connection fails rather than piling up.
         .acquire_timeout(Duration::from_secs(5))
         .connect_with(connect_options(config.url.expose())?)

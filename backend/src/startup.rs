@@ -23,6 +23,10 @@ use crate::http::tls::Certificate;
 use crate::http::{layers, router};
 use crate::measurements::ingest::{Consumer, IngestStatus};
 
+/// The ingest consumer's own database connections: it looks up the next batch's devices
+/// while the previous batch commits.
+const INGEST_CONNECTIONS: u32 = 2;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -36,6 +40,8 @@ pub struct AppState {
     pub sync: crate::sync::Hub,
     /// Trust for the service's own TLS links (replica relays): the platform's roots.
     pub client_tls: Arc<rustls::ClientConfig>,
+    /// Exports streaming at once (each holds a database connection while it streams).
+    pub exports: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -47,6 +53,7 @@ impl AppState {
         let replica_url =
             config.remote.advertise_url.clone().unwrap_or_else(|| format!("http://{}", config.server.listen));
         let remote = crate::remote::Registry::new(db.clone(), &config.remote, replica_url);
+        let exports = Arc::new(tokio::sync::Semaphore::new(config.server.max_exports));
         Ok(AppState {
             db,
             config: Arc::new(config),
@@ -57,6 +64,7 @@ impl AppState {
             remote,
             sync: Default::default(),
             client_tls: myscanner_protocol::tls::platform_client_config(),
+            exports,
         })
     }
 }
@@ -112,13 +120,17 @@ impl Application {
             shutdown.await;
             trigger.cancel();
         });
-        // The ingest consumer stops with the same token and drains its batch.
-        let ingest = self.state.config.ingest.enabled.then(|| {
-            let config = &self.state.config;
-            let consumer =
-                Consumer::new(self.state.db.clone(), &config.broker, config.ingest.clone(), self.state.ingest.clone());
-            tokio::spawn(consumer.run(cancel.clone()))
-        });
+        // The ingest consumer stops with the same token and drains its batch. It has database
+        // connections of its own: no burst of API requests can make it wait for one.
+        let ingest = match self.state.config.ingest.enabled {
+            false => None,
+            true => {
+                let config = &self.state.config;
+                let db = db::connect_pool(&config.database, INGEST_CONNECTIONS).await?;
+                let consumer = Consumer::new(db, &config.broker, config.ingest.clone(), self.state.ingest.clone());
+                Some(tokio::spawn(consumer.run(cancel.clone())))
+            }
+        };
         // Security Services: the Saturday scheduler and the external-scan workers.
         let config = &self.state.config;
         let scheduler = config.security.scheduler.then(|| {

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::api::{COLUMNS, Measurement, MeasurementRow, push_page};
 use super::filter::{MeasurementFilter, Order};
 use crate::auth::{Caller, Permission};
-use crate::http::{Path, Query, Result};
+use crate::http::{Error, Path, Query, Result};
 use crate::startup::AppState;
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
@@ -64,13 +64,33 @@ pub async fn export(
     let conditions = filter.conditions(workgroup_id)?;
     let format = params.format.unwrap_or_default();
     let order = params.order.unwrap_or(Order::Asc);
-    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
+    // A bounded number of exports at once: each holds a database connection for as long as
+    // it streams.
+    let permit = state.exports.clone().try_acquire_owned().map_err(|_| Error::TooManyRequests { retry_after: 10 })?;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<std::io::Result<Chunk>>(CHUNKS_IN_FLIGHT);
+    let (started, first) = tokio::sync::oneshot::channel::<Result<(), sqlx::Error>>();
     let db = state.db.clone();
+    let stalled_after = std::time::Duration::from_secs(state.config.server.stalled_stream_secs);
     tokio::spawn(async move {
+        let _permit = permit;
         let mut sql = QueryBuilder::new(format!("SELECT {COLUMNS} FROM measurements"));
         conditions.push_where(&mut sql);
         push_page(&mut sql, order, None, i64::MAX);
-        let mut rows = sql.build_query_as::<MeasurementRow>().fetch(&db);
+        let mut rows = sql.build_query_as::<MeasurementRow>().fetch(&db).peekable();
+        // The query has answered (a first row, the end, or an error) before the status line
+        // goes out: an export that cannot start is an error response, not a broken body.
+        match std::pin::Pin::new(&mut rows).peek().await {
+            Some(Err(_)) => {
+                let Some(Err(error)) = rows.next().await else { unreachable!("peeked") };
+                let _ = started.send(Err(error));
+                return;
+            }
+            _ => {
+                if started.send(Ok(())).is_err() {
+                    return;
+                }
+            }
+        }
         let mut buffer = Vec::with_capacity(CHUNK + 4096);
         if let Format::Csv = format {
             buffer.extend_from_slice(CSV_HEADER.as_bytes());
@@ -88,19 +108,29 @@ pub async fn export(
             }
             if buffer.len() >= CHUNK {
                 let chunk = Bytes::from(std::mem::replace(&mut buffer, Vec::with_capacity(CHUNK + 4096)));
-                if sender.send(Ok(chunk)).await.is_err() {
-                    return; // the client went away; dropping the cursor ends the query
+                if !deliver(&sender, chunk, stalled_after).await {
+                    return; // gone or stalled: dropping the cursor ends the query, frees the connection
                 }
             }
         }
-        if !buffer.is_empty() {
-            let _ = sender.send(Ok(Bytes::from(buffer))).await;
+        let delivered = buffer.is_empty() || deliver(&sender, Bytes::from(buffer), stalled_after).await;
+        if delivered {
+            let _ = sender.send(Ok(Chunk::End)).await; // a client gone by now needs no end mark
         }
     });
-    // Fused: the compression layer may poll once more after the end.
+    first.await.map_err(|_| Error::Internal(anyhow::anyhow!("the export task ended before it started")))??;
+    // The body ends well only after the last row: a producer that gave up (a stalled
+    // client, a failed query) ends it with an error, so that it is never a short file that
+    // looks whole. Fused: the compression layer may poll once more after the end.
     let body = Body::from_stream(
-        futures_util::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|chunk| (chunk, receiver))
+        futures_util::stream::unfold(Some(receiver), |receiver| async move {
+            let mut receiver = receiver?;
+            match receiver.recv().await {
+                Some(Ok(Chunk::Rows(bytes))) => Some((Ok(bytes), Some(receiver))),
+                Some(Ok(Chunk::End)) => None,
+                Some(Err(error)) => Some((Err(error), None)),
+                None => Some((Err(std::io::Error::other("export given up")), None)),
+            }
         })
         .fuse(),
     );
@@ -117,6 +147,28 @@ pub async fn export(
         body,
     )
         .into_response())
+}
+
+/// What the export task hands the body: rows, then the mark that they are all there.
+enum Chunk {
+    Rows(Bytes),
+    End,
+}
+
+/// Hands a chunk to the body; `false` when the client went away or stopped reading for
+/// `stalled_after` (a reader that stops reading must not keep a database connection for ever).
+async fn deliver(
+    sender: &tokio::sync::mpsc::Sender<std::io::Result<Chunk>>,
+    chunk: Bytes,
+    stalled_after: std::time::Duration,
+) -> bool {
+    match tokio::time::timeout(stalled_after, sender.send(Ok(Chunk::Rows(chunk)))).await {
+        Ok(sent) => sent.is_ok(),
+        Err(_) => {
+            tracing::warn!("export given up: the client stopped reading");
+            false
+        }
+    }
 }
 
 fn write_row(out: &mut Vec<u8>, format: Format, m: Measurement) {
@@ -155,10 +207,12 @@ fn write_row(out: &mut Vec<u8>, format: Format, m: Measurement) {
     }
 }
 
-/// RFC 4180 quoting where needed; a leading `=`, `+`, `-` or `@` is prefixed with `'` so
-/// that spreadsheets do not run it as a formula.
+/// RFC 4180 quoting where needed; a leading `=`, `+`, `-`, `@`, tab or carriage return is
+/// prefixed with `'` so that spreadsheets do not run it as a formula (OWASP's CSV injection
+/// rule).
 pub fn csv_field(value: &str) -> String {
-    let value = if value.starts_with(['=', '+', '-', '@']) { format!("'{value}") } else { value.to_owned() };
+    let value =
+        if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value.to_owned() };
     if value.contains([',', '"', '\n', '\r']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value }
 }
 
@@ -170,5 +224,7 @@ mod tests {
         assert_eq!(super::csv_field("a,b"), "\"a,b\"");
         assert_eq!(super::csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(super::csv_field("=SUM(A1)"), "'=SUM(A1)");
+        assert_eq!(super::csv_field("\t=1+1"), "'\t=1+1");
+        assert_eq!(super::csv_field("\r=1+1"), "\"'\r=1+1\"");
     }
 }
