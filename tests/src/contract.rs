@@ -62,6 +62,26 @@ fn validator(pointer: &str) -> &'static jsonschema::Validator {
     })
 }
 
+/// Panics unless `body`, which the service accepted for `method` on `path`, is allowed by the
+/// request body schema the document gives: what the server takes, the document must too.
+pub fn check_request(method: &str, path: &str, body: &Value) {
+    let Some(template) = template(path) else { return };
+    let method = method.to_ascii_lowercase();
+    // An operation without a documented body does not read one (tests send `{}` to some).
+    if document()["paths"][template][&method]["requestBody"].is_null() {
+        return;
+    }
+    let escaped = template.replace('~', "~0").replace('/', "~1");
+    let pointer = format!("#/paths/{escaped}/{method}/requestBody/content/application~1json/schema");
+    let errors: Vec<String> =
+        validator(&pointer).iter_errors(body).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(
+        errors.is_empty(),
+        "{method} {path}: the service took a body its document refuses:\n  {}\nbody: {body}",
+        errors.join("\n  ")
+    );
+}
+
 /// A JSON pointer as a URI fragment (`{` and `}` of path templates percent-encoded).
 fn uri_fragment(pointer: &str) -> String {
     pointer

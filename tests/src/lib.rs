@@ -357,11 +357,25 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, bearer: &str, body: Value) -> Response {
-        self.request(Method::POST, path, Some(bearer)).json(&body).send().await.unwrap()
+        self.send_json(Method::POST, path, bearer, body).await
+    }
+
+    pub async fn put(&self, path: &str, bearer: &str, body: Value) -> Response {
+        self.send_json(Method::PUT, path, bearer, body).await
     }
 
     pub async fn patch(&self, path: &str, bearer: &str, body: Value) -> Response {
-        self.request(Method::PATCH, path, Some(bearer)).json(&body).send().await.unwrap()
+        self.send_json(Method::PATCH, path, bearer, body).await
+    }
+
+    /// Sends `body`; when the service takes it, the document must allow it too
+    /// ([`contract::check_request`]).
+    async fn send_json(&self, method: Method, path: &str, bearer: &str, body: Value) -> Response {
+        let response = self.request(method.clone(), path, Some(bearer)).json(&body).send().await.unwrap();
+        if response.status().is_success() && !body.is_null() {
+            contract::check_request(method.as_str(), path.split('?').next().unwrap_or(path), &body);
+        }
+        response
     }
 
     pub async fn delete(&self, path: &str, bearer: &str) -> Response {

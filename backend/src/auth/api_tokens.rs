@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::access::Permission;
 use super::principal::{Caller, CurrentUser};
 use super::secret::{self, API_TOKEN_PREFIX};
+use crate::http::fields::Name;
 use crate::http::{Error, Json, Page, PageParams, Path, Query, Result, Validator};
 use crate::startup::AppState;
 
@@ -29,8 +30,7 @@ pub struct ApiToken {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiToken {
-    #[schema(example = "ERP import")]
-    pub name: String,
+    pub name: Name,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

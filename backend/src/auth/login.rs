@@ -136,6 +136,7 @@ pub async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json
 pub struct ChangePassword {
     pub current_password: String,
     /// 12 to 256 characters.
+    #[schema(min_length = 12, max_length = 256)]
     pub new_password: String,
 }
 

@@ -15,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{Caller, CurrentUser, Permission};
+use crate::http::fields::Name;
 use crate::http::{Error, Json, Page, PageParams, Path, Query, Result, ResultExt, Validator};
 use crate::startup::AppState;
 
@@ -87,6 +88,7 @@ pub async fn fetch(db: &PgPool, workgroup_id: Uuid, device_id: Uuid) -> Result<D
 pub struct DeviceFilter {
     /// Only the devices of this site.
     pub site_id: Option<Uuid>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
@@ -143,8 +145,7 @@ pub struct NewDevice {
     /// The scanner's serial number, unique across the platform.
     #[schema(example = "LVS-2024-0042")]
     pub serial: String,
-    #[schema(example = "Weighbridge 2")]
-    pub name: String,
+    pub name: Name,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -206,7 +207,7 @@ pub async fn provision(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceChanges {
-    pub name: Option<String>,
+    pub name: Option<Name>,
     /// Moves the device to another site of the same workgroup.
     pub site_id: Option<Uuid>,
 }

@@ -5,7 +5,7 @@
 //! the request span, and never sent to the client.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::PathRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -22,7 +22,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
     "type": "urn:myscanner:problem:validation-failed",
     "title": "The request body has invalid fields",
     "status": 422,
-    "errors": [{"field": "name", "message": "must be between 1 and 200 characters"}]
+    "errors": [{"field": "name", "message": "must be 1–200 characters, not only spaces, without control characters"}]
 }))]
 pub struct Problem {
     /// Stable identifier of the kind of problem: `urn:myscanner:problem:<code>`.
@@ -171,6 +171,7 @@ impl Error {
             Error::Database(e) if is_data_exception(e) => {
                 ("The request could not be read", Some("a value cannot be stored as given".to_owned()), vec![])
             }
+            Error::NotFound | Error::Database(sqlx::Error::RowNotFound) => ("Not found", None, vec![]),
             // Internals stay in the log.
             Error::Database(_) | Error::Internal(_) => ("Internal server error", None, vec![]),
             _ => (status.canonical_reason().unwrap_or("Error"), None, vec![]),
@@ -213,38 +214,6 @@ pub fn problem_response(status: StatusCode, problem: &Problem) -> Response {
     let mut response = (status, Json(problem)).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     response
-}
-
-impl From<JsonRejection> for Error {
-    fn from(rejection: JsonRejection) -> Self {
-        use std::error::Error as _;
-        match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => return Error::PayloadTooLarge,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => return Error::UnsupportedMediaType,
-            _ => {}
-        }
-        // A body that parsed as JSON but does not fit the type: name the field that failed.
-        if let JsonRejection::JsonDataError(ref data) = rejection {
-            let mut source = data.source();
-            while let Some(err) = source {
-                if let Some(err) = err.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>() {
-                    let field = match err.path().to_string() {
-                        path if path == "." => "body".to_owned(),
-                        path => path,
-                    };
-                    return Error::Validation(vec![FieldError::new(field, err.inner().to_string())]);
-                }
-                source = err.source();
-            }
-        }
-        Error::InvalidRequest { detail: rejection.body_text(), errors: vec![] }
-    }
-}
-
-impl From<QueryRejection> for Error {
-    fn from(rejection: QueryRejection) -> Self {
-        Error::InvalidRequest { detail: rejection.body_text(), errors: vec![] }
-    }
 }
 
 impl From<PathRejection> for Error {

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod fields;
 pub mod health;
 pub mod layers;
 pub mod listener;

@@ -114,6 +114,7 @@ pub struct ListParams {
     /// `desc` (newest first, the default) or `asc`.
     pub order: Option<Order>,
     /// Items per page, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

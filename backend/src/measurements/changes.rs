@@ -22,6 +22,7 @@ pub struct ChangesParams {
     /// The `next_cursor` of the previous poll; absent to start from the first measurement.
     pub cursor: Option<String>,
     /// Items per poll, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 

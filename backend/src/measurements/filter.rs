@@ -29,19 +29,29 @@ pub struct MeasurementFilter {
     pub device_id: Option<Uuid>,
     /// Scanned at or after this time (RFC 3339).
     pub from: Option<DateTime<Utc>>,
-    /// Scanned before this time (RFC 3339).
+    /// Scanned before this time (RFC 3339); at or before `from`, nothing matches.
     pub to: Option<DateTime<Utc>>,
     /// The truck's identity on site, e.g. `T07`.
+    #[param(min_length = 1, max_length = 64, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")]
     pub truck_id: Option<String>,
     pub reference_scan_id: Option<Uuid>,
     /// Load details that must all be present, as `list:code` pairs separated by commas,
     /// e.g. `material:GRAVEL20,destination:CRUSHER`.
-    #[param(example = "material:GRAVEL20")]
+    #[param(
+        example = "material:GRAVEL20",
+        pattern = r"^[^,:\u0000-\u001F\u007F-\u009F]*[^,:\s\u0000-\u001F\u007F-\u009F][^,:\u0000-\u001F\u007F-\u009F]*:[^,\u0000-\u001F\u007F-\u009F]*[^,\s\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*(,[^,:\u0000-\u001F\u007F-\u009F]*[^,:\s\u0000-\u001F\u007F-\u009F][^,:\u0000-\u001F\u007F-\u009F]*:[^,\u0000-\u001F\u007F-\u009F]*[^,\s\u0000-\u001F\u007F-\u009F][^,\u0000-\u001F\u007F-\u009F]*)*$"
+    )]
     pub load_detail: Option<String>,
+    /// At least this volume (with `max_volume_m3` below it, nothing matches).
+    #[param(minimum = 0)]
     pub min_volume_m3: Option<f64>,
+    #[param(minimum = 0)]
     pub max_volume_m3: Option<f64>,
     /// Quality flags that must all be raised, separated by commas.
-    #[param(example = "low_point_density")]
+    #[param(
+        example = "low_point_density",
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^,\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub quality_flags: Option<String>,
 }
 
@@ -61,21 +71,21 @@ fn invalid(field: &str, message: &str) -> FieldError {
 impl MeasurementFilter {
     /// Checks the filter; every problem is reported at once (400 with field detail).
     pub fn conditions(self, workgroup_id: Uuid) -> Result<Conditions, Error> {
+        // An empty range (`to` at or before `from`, a minimum above the maximum) is no error:
+        // nothing matches it.
         let mut errors = vec![];
-        if let (Some(from), Some(to)) = (self.from, self.to)
-            && from >= to
-        {
-            errors.push(invalid("to", "must be after `from`"));
-        }
         for (field, value) in [("min_volume_m3", self.min_volume_m3), ("max_volume_m3", self.max_volume_m3)] {
             if value.is_some_and(|v| !v.is_finite() || v < 0.0) {
                 errors.push(invalid(field, "must be a number of cubic metres, 0 or more"));
             }
         }
-        if let (Some(min), Some(max)) = (self.min_volume_m3, self.max_volume_m3)
-            && min > max
+        // Text is matched as given, and control characters are never stored: refused.
+        for (field, value) in
+            [("truck_id", &self.truck_id), ("load_detail", &self.load_detail), ("quality_flags", &self.quality_flags)]
         {
-            errors.push(invalid("max_volume_m3", "must not be below `min_volume_m3`"));
+            if value.as_deref().is_some_and(|v| v.chars().any(char::is_control)) {
+                errors.push(invalid(field, "must not contain control characters"));
+            }
         }
         let load_details = match &self.load_detail {
             None => None,
@@ -102,7 +112,7 @@ impl MeasurementFilter {
             }
             flags
         });
-        if self.truck_id.as_ref().is_some_and(|t| t.is_empty() || t.len() > 64) {
+        if self.truck_id.as_ref().is_some_and(|t| t.is_empty() || t.chars().count() > 64) {
             errors.push(invalid("truck_id", "must be 1–64 characters"));
         }
         if !errors.is_empty() {

@@ -27,8 +27,30 @@ pub enum GroupBy {
 #[into_params(parameter_in = Query)]
 pub struct SummaryParams {
     pub group_by: GroupBy,
-    /// With `group_by=load_detail`: which list, e.g. `material`.
+    /// With `group_by=load_detail`: which list, e.g. `material` (the groups are its codes).
+    /// Without it, every list's codes, as `list:code`; a measurement then counts in the group
+    /// of each of its load details.
+    #[param(min_length = 1, max_length = 200)]
     pub list: Option<String>,
+}
+
+/// The measurement filter of a summary, whose `from` and `to` are required.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct SummaryFilter(pub MeasurementFilter);
+
+impl IntoParams for SummaryFilter {
+    fn into_params(
+        parameter_in: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        let mut params = MeasurementFilter::into_params(parameter_in);
+        for param in params.iter_mut().filter(|p| p.name == "from" || p.name == "to") {
+            param.required = utoipa::openapi::Required::True;
+            let range = format!(" Required; `to` at most {MAX_DAYS} days after `from`.");
+            param.description = Some(param.description.take().unwrap_or_default() + &range);
+        }
+        params
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
@@ -52,16 +74,17 @@ pub struct Summary {
 /// The longest range one summary covers.
 const MAX_DAYS: i64 = 400;
 
-/// Counts and volume totals over a time range (`from` and `to` are required).
+/// Counts and volume totals over a time range (`from` and `to` are required, at most
+/// 400 days apart).
 #[utoipa::path(get, path = "/api/v1/workgroups/{workgroup_id}/measurements/summary", tag = "measurements",
-    params(("workgroup_id" = Uuid, Path), MeasurementFilter, SummaryParams),
+    params(("workgroup_id" = Uuid, Path), SummaryFilter, SummaryParams),
     security(("user_jwt" = []), ("api_token" = [])),
     responses((status = 200, body = Summary)))]
 pub async fn summary(
     State(state): State<AppState>,
     caller: Caller,
     Path(workgroup_id): Path<Uuid>,
-    Query(filter): Query<MeasurementFilter>,
+    Query(SummaryFilter(filter)): Query<SummaryFilter>,
     Query(params): Query<SummaryParams>,
 ) -> Result<Json<Summary>> {
     caller.access(&state.db, workgroup_id).await?.require(Permission::ViewData)?;
@@ -73,23 +96,16 @@ pub async fn summary(
         (Some(_), Some(_)) => {}
         _ => errors.push(FieldError::new("from", "`from` and `to` are required")),
     }
-    let list = match (params.group_by, params.list.as_deref()) {
-        (GroupBy::LoadDetail, Some(list)) if !list.is_empty() => Some(list.to_owned()),
-        (GroupBy::LoadDetail, _) => {
-            errors.push(FieldError::new("list", "required with group_by=load_detail"));
-            None
-        }
-        _ => None,
-    };
     if !errors.is_empty() {
         return Err(Error::InvalidRequest { detail: "invalid summary request".into(), errors });
     }
     let conditions = filter.conditions(workgroup_id)?;
-    let key = match params.group_by {
-        GroupBy::Day => "to_char(m.scanned_at AT TIME ZONE s.time_zone, 'YYYY-MM-DD')",
-        GroupBy::Device => "m.device_id::text",
-        GroupBy::Site => "m.site_id::text",
-        GroupBy::LoadDetail => "d.value->>'code'",
+    let key = match (params.group_by, &params.list) {
+        (GroupBy::Day, _) => "to_char(m.scanned_at AT TIME ZONE s.time_zone, 'YYYY-MM-DD')",
+        (GroupBy::Device, _) => "m.device_id::text",
+        (GroupBy::Site, _) => "m.site_id::text",
+        (GroupBy::LoadDetail, Some(_)) => "d.value->>'code'",
+        (GroupBy::LoadDetail, None) => "(d.value->>'list') || ':' || (d.value->>'code')",
     };
     let mut sql = QueryBuilder::new(format!(
         "SELECT {key} AS key, count(*) AS measurements, coalesce(sum(m.volume_m3), 0) AS volume_m3,
@@ -98,12 +114,19 @@ pub async fn summary(
     ));
     conditions.push_where(&mut sql);
     sql.push(") m JOIN sites s ON s.id = m.site_id");
-    if let Some(list) = &list {
-        // One row per measurement: its value in that list, or none.
-        sql.push(
-            " LEFT JOIN LATERAL (SELECT e AS value FROM jsonb_array_elements(m.load_details) e WHERE e->>'list' = ",
-        );
-        sql.push_bind(list).push(" LIMIT 1) d ON true");
+    match (params.group_by, &params.list) {
+        (GroupBy::LoadDetail, Some(list)) => {
+            // One row per measurement: its value in that list, or none.
+            sql.push(
+                " LEFT JOIN LATERAL (SELECT e AS value FROM jsonb_array_elements(m.load_details) e WHERE e->>'list' = ",
+            );
+            sql.push_bind(list).push(" LIMIT 1) d ON true");
+        }
+        // One row per load detail of each measurement (or one without, for none).
+        (GroupBy::LoadDetail, None) => {
+            sql.push(" LEFT JOIN LATERAL jsonb_array_elements(m.load_details) d(value) ON true");
+        }
+        _ => {}
     }
     sql.push(" GROUP BY 1 ORDER BY 1");
     let groups: Vec<SummaryGroup> = sql.build_query_as().fetch_all(&state.db).await?;

@@ -85,6 +85,7 @@ pub struct SessionFilter {
     pub device_id: Option<Uuid>,
     /// `true`: only active sessions; `false`: only ended ones.
     pub active: Option<bool>,
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }

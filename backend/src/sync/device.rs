@@ -59,10 +59,13 @@ async fn record_sync(state: &AppState, device_id: Uuid, collection: Collection, 
 #[into_params(parameter_in = Query)]
 pub struct PullParams {
     /// The revision the scanner has; changes after it are returned.
+    #[param(minimum = 0)]
     pub since: Option<i64>,
     /// Seconds to wait for a change when there is none (0–25, default 25).
+    #[param(minimum = 0, maximum = 25)]
     pub wait: Option<u64>,
     /// At most this many changes (1–1000, default 500).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -140,6 +143,7 @@ pub struct SnapshotParams {
     /// The previous page's `next_after`.
     pub after: Option<Uuid>,
     /// Records a page (1–5000, default 1000).
+    #[param(minimum = 1, maximum = 5000)]
     pub limit: Option<i64>,
 }
 

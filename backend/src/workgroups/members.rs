@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::auth::login::Permissions;
 use crate::auth::{Caller, CurrentUser, Permission, password};
+use crate::http::fields::Name;
 use crate::http::{Error, Json, Page, PageParams, Path, Query, Result, ResultExt, Validator};
 use crate::startup::AppState;
 
@@ -35,7 +36,9 @@ pub struct Member {
 pub struct NewMember {
     #[schema(example = "operator@example.com")]
     pub email: String,
-    pub name: Option<String>,
+    pub name: Option<Name>,
+    /// 12 to 256 characters.
+    #[schema(min_length = 12, max_length = 256)]
     pub password: Option<String>,
     pub permissions: Permissions,
 }

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{Caller, CurrentUser, Permission};
+use crate::http::fields::Name;
 use crate::http::{Error, Json, Page, PageParams, Path, Query, Result, Validator};
 use crate::startup::AppState;
 
@@ -25,8 +26,7 @@ pub struct Workgroup {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkgroupFields {
-    #[schema(example = "Northern Quarries Ltd")]
-    pub name: String,
+    pub name: Name,
 }
 
 /// Create a workgroup (platform operators).

@@ -793,7 +793,7 @@ async fn security(devices: i64, workers: usize) {
         .execute(&db)
         .await
         .unwrap();
-    assert!(queue::run_now(&db, workgroup, device, queue::ScanKind::External).await.unwrap());
+    assert_eq!(queue::run_now(&db, workgroup, device, queue::ScanKind::External).await.unwrap(), queue::RunNow::Queued);
     let lease = Duration::from_secs(3);
     let _dead = queue::claim(&db, queue::ScanKind::External, None, "doomed", lease).await.unwrap().unwrap();
     let died = Instant::now();

@@ -194,3 +194,45 @@ async fn the_demo_writes_device_files_the_agent_runs_with_every_feature_on() {
         assert_eq!(me.status(), StatusCode::OK);
     }
 }
+
+#[tokio::test]
+async fn a_body_is_an_object_and_time_zones_are_postgresql_s() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let a = app.tenant(&operator, "Acme").await;
+    // An array where an object is documented is refused, and changes nothing.
+    let site = format!("/api/v1/workgroups/{}/sites/{}", a.workgroup_id, a.site_id);
+    let array = app
+        .request(reqwest::Method::PATCH, &site, Some(&a.admin_token))
+        .json(&json!(["renamed", null]))
+        .send()
+        .await
+        .unwrap();
+    expect_problem(array, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+    let sites = expect_json(
+        app.get(&format!("/api/v1/workgroups/{}/sites", a.workgroup_id), &a.admin_token).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_ne!(sites["items"][0]["name"], "renamed");
+
+    // Every zone the document lists is one the database can group days in.
+    let known: std::collections::HashSet<String> = sqlx::query_scalar("SELECT name FROM pg_timezone_names")
+        .fetch_all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let listed: Vec<&str> = myscanner::workgroups::sites::TIME_ZONES.lines().filter(|l| !l.is_empty()).collect();
+    assert!(listed.len() > 400);
+    let unknown: Vec<&&str> = listed.iter().filter(|zone| !known.contains(**zone)).collect();
+    assert!(unknown.is_empty(), "not in pg_timezone_names: {unknown:?}");
+    let bad = app
+        .post(
+            &format!("/api/v1/workgroups/{}/sites", a.workgroup_id),
+            &a.admin_token,
+            json!({"name": "X", "time_zone": "posix/Europe/London"}),
+        )
+        .await;
+    expect_problem(bad, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+}

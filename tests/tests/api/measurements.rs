@@ -152,12 +152,10 @@ async fn bad_filters_and_cursors_are_400s() {
     let page = expect_json(app.get(&format!("{base}?order=asc&limit=1"), &t.admin_token).await, StatusCode::OK).await;
     let asc_cursor = page["next_cursor"].as_str().unwrap().to_owned();
     for bad in [
-        "from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z".to_owned(),
         "from=yesterday".to_owned(),
         "device_id=not-a-uuid".to_owned(),
         "load_detail=material".to_owned(),
         "min_volume_m3=-1".to_owned(),
-        "min_volume_m3=5&max_volume_m3=2".to_owned(),
         "order=sideways".to_owned(),
         "quality_flags=,".to_owned(),
         "truck_id=T%00".to_owned(),
@@ -168,11 +166,21 @@ async fn bad_filters_and_cursors_are_400s() {
         let response = app.get(&format!("{base}?{bad}"), &t.admin_token).await;
         expect_problem(response, StatusCode::BAD_REQUEST, "invalid-request").await;
     }
+    // The export checks its filter before its status line: a 400, not a broken 200.
+    for bad in ["truck_id=T%00", "limit=0&from=yesterday"] {
+        let response = app.get(&format!("{base}/export?{bad}"), &t.admin_token).await;
+        expect_problem(response, StatusCode::BAD_REQUEST, "invalid-request").await;
+    }
+    // An empty range is a question with an empty answer, not a malformed one (the document
+    // cannot say "from before to", so a client generated from it may well ask).
+    for empty in ["from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z", "min_volume_m3=5&max_volume_m3=2"] {
+        let page = expect_json(app.get(&format!("{base}?{empty}"), &t.admin_token).await, StatusCode::OK).await;
+        assert_eq!(page["items"], serde_json::json!([]), "{empty}");
+    }
     let summary = format!("{base}/summary");
     for bad in [
         "group_by=day",
         "group_by=weekday&from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z",
-        "group_by=load_detail&from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z",
         "group_by=day&from=2020-01-01T00:00:00Z&to=2026-11-02T00:00:00Z",
     ] {
         expect_problem(
@@ -435,6 +443,17 @@ async fn summaries_group_in_the_site_time_zone() {
     let total: i64 =
         by_material["groups"].as_array().unwrap().iter().map(|g| g["measurements"].as_i64().unwrap()).sum();
     assert_eq!(total, 120);
+    // Without a list, every list's codes, a measurement counted once per load detail.
+    let by_detail =
+        expect_json(app.get(&format!("{base}?group_by=load_detail&{range}"), &t.admin_token).await, StatusCode::OK)
+            .await;
+    let groups = by_detail["groups"].as_array().unwrap();
+    let material: Vec<&str> =
+        groups.iter().filter_map(|g| g["key"].as_str().and_then(|k| k.strip_prefix("material:"))).collect();
+    assert_eq!(material, ["GRAVEL20", "ROCK", "SAND"]);
+    let details: usize = all.iter().map(|m| m.load_details.len().max(1)).sum();
+    let counted: i64 = groups.iter().map(|g| g["measurements"].as_i64().unwrap()).sum();
+    assert_eq!(counted as usize, details);
     let by_site =
         expect_json(app.get(&format!("{base}?group_by=site&{range}"), &t.admin_token).await, StatusCode::OK).await;
     assert_eq!(by_site["groups"].as_array().unwrap().len(), 2);
@@ -481,4 +500,77 @@ async fn callers_are_rate_limited() {
     let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry_after));
     expect_problem(limited, StatusCode::TOO_MANY_REQUESTS, "too-many-requests").await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_gives_its_export_up() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(|config| {
+        config.server.max_exports = 1;
+        config.server.stalled_stream_secs = 1;
+    })
+    .await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    let mut factory = MeasurementFactory::new(t.device_id, t.site_id, false);
+    let all: Vec<MeasurementV1> = (0..20_000).map(|i| factory.next(base_time() + TimeDelta::seconds(i))).collect();
+    app.insert_measurements(&all).await;
+    let path = format!("/api/v1/workgroups/{}/measurements/export", t.workgroup_id);
+
+    // A client that reads the status line and then nothing more, through a small window.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let address = app.base_url.trim_start_matches("http://").parse().unwrap();
+    let mut stalled = socket.connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\r\n", t.api_token);
+    stalled.write_all(request.as_bytes()).await.unwrap();
+    let mut head = vec![0; 512];
+    let read = stalled.read(&mut head).await.unwrap();
+    assert!(head[..read].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head[..read]));
+
+    // The one export slot is held: another export is shed, saying when to try again.
+    let busy = app.get(&path, &t.api_token).await;
+    assert!(busy.headers().contains_key("retry-after"));
+    expect_problem(busy, StatusCode::TOO_MANY_REQUESTS, "too-many-requests").await;
+
+    // Once the stalled export is given up, its slot (and database connection) is free.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let text = loop {
+        let response = app.get(&path, &t.api_token).await;
+        if response.status() == StatusCode::OK {
+            break response.text().await.unwrap();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the stalled export still holds its slot");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(text.lines().count(), 20_000);
+
+    // The abandoned body is broken off, never ended as if complete.
+    let mut rest = vec![];
+    stalled.read_to_end(&mut rest).await.unwrap_or_default();
+    assert!(!rest.ends_with(b"\r\n0\r\n\r\n"), "a given-up export must not look whole");
+}
+
+#[tokio::test]
+async fn volumes_come_back_to_the_last_digit() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    let mut factory = MeasurementFactory::new(t.device_id, t.site_id, false);
+    // Doubles whose shortest round-trip text needs all 17 digits.
+    let volumes = [506.67974700771765, 0.1 + 0.2, 123.45678901234567, 5e-324];
+    let sent: Vec<MeasurementV1> = volumes
+        .iter()
+        .enumerate()
+        .map(|(i, &volume)| MeasurementV1 {
+            volume_m3: volume,
+            ..factory.next(base_time() + TimeDelta::seconds(i as i64))
+        })
+        .collect();
+    app.insert_measurements(&sent).await;
+    let response =
+        app.get(&format!("/api/v1/workgroups/{}/measurements?order=asc", t.workgroup_id), &t.api_token).await;
+    let page = expect_json(response, StatusCode::OK).await;
+    let read: Vec<f64> = page["items"].as_array().unwrap().iter().map(|m| m["volume_m3"].as_f64().unwrap()).collect();
+    assert_eq!(read.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), volumes.map(f64::to_bits));
 }

@@ -112,6 +112,8 @@ fn required_query(operation: &Value) -> String {
             let name = parameter["name"].as_str().unwrap();
             let value = match name {
                 "group_by" => "device",
+                "from" => "2026-11-01T00:00:00Z",
+                "to" => "2026-11-02T00:00:00Z",
                 other => panic!("teach the tenancy walker a value for query parameter `{other}`"),
             };
             pairs.push(format!("{name}={value}"));
