@@ -8,9 +8,14 @@ use serde_json::Value;
 const COMPOSE: &str = include_str!("../../../docker-compose.yml");
 const DOCKERFILE: &str = include_str!("../../../deploy/Dockerfile");
 
-/// `${VAR:-default}` as compose would expand it with VAR unset.
+/// A stand-in for what an operator sets where compose demands a value (`${VAR:?why}`).
+const OPERATOR_SECRET: &str = "0123456789abcdef0123456789abcdef-set-by-the-operator";
+
+/// `${VAR:-default}` as compose would expand it with VAR unset; `${VAR:?why}` as the
+/// operator must set it.
 fn expand(value: &str) -> String {
     match value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
+        Some(inner) if inner.contains(":?") => OPERATOR_SECRET.to_owned(),
         Some(inner) => inner.split_once(":-").map_or("", |(_, default)| default).to_owned(),
         None => value.to_owned(),
     }
@@ -64,8 +69,20 @@ fn compose_and_dockerfile_agree_with_the_service() {
         pg["POSTGRES_DB"].as_str().unwrap()
     );
     assert_eq!(url, expected);
-    assert!(services["postgres"]["ports"].as_array().unwrap().iter().any(|p| p == "5432:5432"));
-    assert!(services["rabbitmq"]["ports"].as_array().unwrap().iter().any(|p| p == "5672:5672"));
+    // The broker URL names the rabbitmq service with the account it creates.
+    let mq = &services["rabbitmq"]["environment"];
+    let (user, pass) = (mq["RABBITMQ_DEFAULT_USER"].as_str().unwrap(), mq["RABBITMQ_DEFAULT_PASS"].as_str().unwrap());
+    assert_eq!(config.broker.url.expose(), format!("amqp://{user}:{pass}@rabbitmq:5672/%2f"));
+    assert_eq!((config.broker.management_username.as_str(), config.broker.management_password.expose()), (user, pass));
+
+    // Nothing is published beyond this machine, and the JWT secret is never one from here.
+    for (name, service) in services {
+        for port in service["ports"].as_array().into_iter().flatten() {
+            assert!(port.as_str().unwrap().starts_with("127.0.0.1:"), "{name} publishes {port} on every interface");
+        }
+    }
+    assert!(services["postgres"].get("ports").is_none(), "the database stays on the compose network");
+    assert_eq!(config.auth.jwt_secret.expose(), OPERATOR_SECRET, "the JWT secret must be the operator's own");
 
     // The image builds the service and runs `serve`.
     assert!(DOCKERFILE.contains("cargo build --release --locked -p myscanner"));
