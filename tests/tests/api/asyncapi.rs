@@ -102,3 +102,42 @@ fn broker_names_match_the_code() {
     assert!(ASYNCAPI.contains(myscanner::broker::INGEST_QUEUE));
     assert!(ASYNCAPI.contains("x-rejection-reason"));
 }
+
+/// For every text field, lengths at and beyond each documented bound: the document and the
+/// service agree on each (a publisher generated from the document is never surprised).
+#[test]
+fn the_document_and_the_service_agree_on_every_text_length() {
+    let mut root = spec();
+    root["$schema"] = json!("https://json-schema.org/draft/2020-12/schema");
+    root["$ref"] = json!("#/components/schemas/MeasurementV1");
+    let schema = jsonschema::validator_for(&root).unwrap();
+    let m = full();
+    let user = format!("device-{}", m.device_id);
+    let key = myscanner_protocol::routing_key(m.device_id);
+    let service_accepts = |v: &Value| {
+        let body = serde_json::to_vec(v).unwrap();
+        validate::parse(&Incoming { body: &body, routing_key: &key, user_id: Some(&user) }, "device-", 1 << 20).is_ok()
+    };
+    let fields: [(&str, &[&str]); 6] = [
+        ("truck_id", &["truck", "truck_id"]),
+        ("truck name", &["truck", "name"]),
+        ("list", &["load_details", "0", "list"]),
+        ("code", &["load_details", "0", "code"]),
+        ("label", &["load_details", "0", "label"]),
+        ("quality flag", &["quality_flags", "0"]),
+    ];
+    for (name, path) in fields {
+        for length in [0, 1, 63, 64, 65, 199, 200, 201] {
+            let mut v = serde_json::to_value(&m).unwrap();
+            let mut node = &mut v;
+            for part in path {
+                node = match part.parse::<usize>() {
+                    Ok(i) => &mut node[i],
+                    Err(_) => &mut node[*part],
+                };
+            }
+            *node = json!("é".repeat(length));
+            assert_eq!(schema.is_valid(&v), service_accepts(&v), "{name} of {length} characters");
+        }
+    }
+}
