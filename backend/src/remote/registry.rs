@@ -188,6 +188,11 @@ impl SessionControl {
         self.end.cancel();
     }
 
+    /// Whether it was ended from outside for a reason.
+    fn has_reason(&self) -> bool {
+        self.reason.lock().expect("reason lock").is_some()
+    }
+
     /// Completes when the session is ended from outside, with why.
     pub async fn ended(&self) -> CloseReason {
         self.end.cancelled().await;
@@ -288,10 +293,16 @@ impl Registry {
         (tunnel, openings)
     }
 
-    /// Forgets a tunnel that is gone; sessions that rode it are recorded as `tunnel_lost`.
+    /// Forgets a tunnel that is gone; sessions that rode it are recorded as `tunnel_lost`,
+    /// unless they were ended for a reason of their own first (remote control switched
+    /// off closes the tunnel after ending its sessions), which they record themselves.
     pub async fn detach(&self, tunnel: &Tunnel) {
         // The riders first: once `closed` fires, their sessions start leaving the list.
-        let riders: Vec<Uuid> = tunnel.riders.lock().expect("riders lock").iter().copied().collect();
+        let riders: Vec<Uuid> = {
+            let sessions = self.0.sessions.lock().expect("sessions lock");
+            let riders = tunnel.riders.lock().expect("riders lock");
+            riders.iter().copied().filter(|id| sessions.get(id).is_none_or(|c| !c.has_reason())).collect()
+        };
         tunnel.closed.cancel();
         {
             let mut tunnels = self.0.tunnels.lock().expect("tunnels lock");

@@ -199,6 +199,11 @@ pub async fn pipe(
         }
     };
     let reason = tokio::select! {
+        // An end from outside comes first: switching remote control off ends the session
+        // (with its reason) and then closes the tunnel, and the tunnel's end must not be
+        // taken for the cause.
+        biased;
+        reason = ended => reason,
         // The user's side went away, or the scanner's could not take the bytes.
         user_ended = &mut upstream => {
             if user_ended.unwrap_or(false) { CloseReason::ClientClosed } else { device_end(tunnel_closed).await }
@@ -207,7 +212,6 @@ pub async fn pipe(
             if device_ended { device_end(tunnel_closed).await } else { CloseReason::ClientClosed }
         }
         () = idle_out => CloseReason::IdleTimeout,
-        reason = ended => reason,
     };
     // Not one more byte of the user's reaches the scanner once the session has ended.
     upstream.abort();

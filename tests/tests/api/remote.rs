@@ -335,3 +335,32 @@ async fn a_session_reaching_another_replica_is_routed_to_the_tunnel() {
     replica.stop().await;
     agent.stop().await;
 }
+
+// Several threads, as in the service: the session and the tunnel may then be woken in any order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn switching_remote_control_off_is_always_recorded_as_such() {
+    let Scene { app, t, mut agent, url, _outbox } = scene_with(|_| {}).await;
+    // The tunnel closes right after the sessions end: that must never be taken for the cause.
+    for round in 0..4 {
+        let mut running = vec![];
+        for _ in 0..6 {
+            let mut session = remote::open(&url, &t.admin_token, &app.tls).await.unwrap();
+            assert_eq!(echo(&mut session, b"x").await, b"x");
+            running.push(session);
+        }
+        agent.set_remote_control(false).await.unwrap();
+        for session in &mut running {
+            assert_eq!(close_reason(session).await, "remote_control_disabled", "round {round}");
+        }
+        eventually(Duration::from_secs(10), "every end recorded", || async {
+            sessions(&app, &t).await.iter().all(|s| !s["ended_at"].is_null())
+        })
+        .await;
+        let reasons: Vec<Value> =
+            sessions(&app, &t).await.into_iter().take(6).map(|s| s["close_reason"].clone()).collect();
+        assert!(reasons.iter().all(|r| r == "remote_control_disabled"), "round {round}: {reasons:?}");
+        agent.set_remote_control(true).await.unwrap();
+        wait_online(&app, &t).await;
+    }
+    agent.stop().await;
+}
