@@ -18,9 +18,43 @@ fn random_password() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Creates the account if the e-mail has none (setting the password), and makes it a
-/// platform operator. An existing account keeps its password unless one is given.
-pub async fn create_operator(db: &PgPool, email: &str, name: &str, password: Option<String>) -> anyhow::Result<()> {
+/// What to do when the e-mail of a new operator already has an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Refuse: the account may be a customer's, with a password a workgroup manager chose
+    /// when they created it; promoting it as it stands would hand them the platform.
+    Refuse,
+    /// Promote it, and reset its password first (to the one given, or a generated one),
+    /// ending every session it had.
+    PromoteAndResetPassword,
+}
+
+/// Makes `email` a platform operator, creating the account (with `password`, or a
+/// generated one that is printed) if it has none. Running it again for an operator sets the
+/// given password, if any. An existing account that is not an operator is refused unless
+/// `existing` says to promote it, which resets its password.
+pub async fn create_operator(
+    db: &PgPool,
+    email: &str,
+    name: &str,
+    password: Option<String>,
+    existing: Existing,
+) -> anyhow::Result<()> {
+    let account: Option<(Uuid, bool)> = sqlx::query_as(
+        "SELECT u.id, EXISTS (SELECT 1 FROM platform_operators o WHERE o.user_id = u.id)
+         FROM users u WHERE lower(email) = lower($1)",
+    )
+    .bind(email)
+    .fetch_optional(db)
+    .await?;
+    let password = match account {
+        Some((_, false)) if existing == Existing::Refuse => anyhow::bail!(
+            "{email} already has an account, which is not an operator's; to promote it (its password is \
+             reset), run again with --promote-existing"
+        ),
+        Some((_, false)) => Some(password.unwrap_or_else(|| generated(email))),
+        _ => password,
+    };
     let user_id = ensure_user(db, email, name, password).await?;
     sqlx::query("INSERT INTO platform_operators (user_id) VALUES ($1) ON CONFLICT DO NOTHING")
         .bind(user_id)
@@ -30,33 +64,43 @@ pub async fn create_operator(db: &PgPool, email: &str, name: &str, password: Opt
     Ok(())
 }
 
-/// Returns the account's id, creating it or updating its password as needed, and prints a
-/// generated password (the only time it is shown).
+/// A new random password for `email`, printed: the only time it is shown.
+fn generated(email: &str) -> String {
+    let password = random_password();
+    println!("generated password for {email}: {password}");
+    password
+}
+
+/// Returns the account's id, creating it or setting its password as needed (a new
+/// password ends the account's earlier sessions).
 async fn ensure_user(db: &PgPool, email: &str, name: &str, password: Option<String>) -> anyhow::Result<Uuid> {
     anyhow::ensure!(crate::workgroups::members::valid_email(email), "not an e-mail address: {email}");
     let existing: Option<Uuid> = sqlx::query_scalar("SELECT id FROM users WHERE lower(email) = lower($1)")
         .bind(email)
         .fetch_optional(db)
         .await?;
-    let (password, generated) = match (password, existing) {
-        (Some(password), _) => (Some(password), false),
-        (None, None) => (Some(random_password()), true),
-        (None, Some(_)) => (None, false),
+    let password = match (password, existing) {
+        (None, None) => Some(generated(email)),
+        (password, _) => password,
     };
     if let Some(password) = &password {
         anyhow::ensure!(password.chars().count() >= password::MIN_LENGTH, "passwords need at least 12 characters");
     }
-    let hash = match password.clone() {
+    let hash = match password {
         Some(p) => Some(password::hash(p).await?),
         None => None,
     };
     let id = match existing {
         Some(id) => {
-            sqlx::query("UPDATE users SET password_hash = coalesce($2, password_hash) WHERE id = $1")
-                .bind(id)
-                .bind(hash)
-                .execute(db)
-                .await?;
+            sqlx::query(
+                "UPDATE users SET password_hash = coalesce($2, password_hash),
+                     session_epoch = session_epoch + CASE WHEN $2 IS NULL THEN 0 ELSE 1 END
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(hash)
+            .execute(db)
+            .await?;
             id
         }
         None => {
@@ -71,9 +115,6 @@ async fn ensure_user(db: &PgPool, email: &str, name: &str, password: Option<Stri
             id
         }
     };
-    if generated {
-        println!("generated password for {email}: {}", password.unwrap_or_default());
-    }
     Ok(id)
 }
 

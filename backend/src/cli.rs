@@ -62,6 +62,10 @@ pub enum AdminCommand {
         email: String,
         #[arg(long, default_value = "Platform operator")]
         name: String,
+        /// If the e-mail already has an account that is not an operator's, promote it and
+        /// reset its password (else that is refused: a customer's manager may have chosen it).
+        #[arg(long)]
+        promote_existing: bool,
     },
     /// Create (or refresh) a demo workgroup with a site, scanners and a workgroup admin.
     /// Device credentials are rotated and written to DIR, one TOML file per scanner.
@@ -112,9 +116,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let pool = db::connect(&config.database).await?;
             db::migrate(&pool).await?;
             match command {
-                AdminCommand::CreateOperator { email, name } => {
+                AdminCommand::CreateOperator { email, name, promote_existing } => {
                     let password = std::env::var("MYSCANNER_OPERATOR_PASSWORD").ok();
-                    admin::create_operator(&pool, &email, &name, password).await
+                    let existing = if promote_existing {
+                        admin::Existing::PromoteAndResetPassword
+                    } else {
+                        admin::Existing::Refuse
+                    };
+                    admin::create_operator(&pool, &email, &name, password, existing).await
                 }
                 AdminCommand::Demo { devices_dir, api_url, ca_file, password } => {
                     let broker = crate::broker::management::Management::new(&config.broker)?;

@@ -100,6 +100,10 @@ pub struct AuthConfig {
     pub jwt_audience: String,
     pub jwt_ttl_secs: u64,
     pub login_throttle: LoginThrottleConfig,
+    /// Password hashes computed or verified at once (argon2: ~19 MiB and a core each).
+    pub password_checks_at_once: usize,
+    /// How long a sign-in waits for a turn before it is answered 429.
+    pub password_check_wait_ms: u64,
 }
 
 /// Failed sign-ins allowed per account and per client address within a window; past them
@@ -246,6 +250,8 @@ impl Default for Config {
                     max_failures_per_address: 50,
                     window_secs: 15 * 60,
                 },
+                password_checks_at_once: 4,
+                password_check_wait_ms: 2000,
             },
             broker: BrokerConfig {
                 url: Secret::new(DEV_BROKER_URL),

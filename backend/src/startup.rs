@@ -42,6 +42,8 @@ pub struct AppState {
     pub client_tls: Arc<rustls::ClientConfig>,
     /// Exports streaming at once (each holds a database connection while it streams).
     pub exports: Arc<tokio::sync::Semaphore>,
+    /// Turns at argon2 for sign-ins and password changes.
+    pub passwords: Arc<crate::auth::password::Turns>,
 }
 
 impl AppState {
@@ -54,6 +56,10 @@ impl AppState {
             config.remote.advertise_url.clone().unwrap_or_else(|| format!("http://{}", config.server.listen));
         let remote = crate::remote::Registry::new(db.clone(), &config.remote, replica_url);
         let exports = Arc::new(tokio::sync::Semaphore::new(config.server.max_exports));
+        let passwords = Arc::new(crate::auth::password::Turns::new(
+            config.auth.password_checks_at_once,
+            std::time::Duration::from_millis(config.auth.password_check_wait_ms),
+        ));
         Ok(AppState {
             db,
             config: Arc::new(config),
@@ -65,6 +71,7 @@ impl AppState {
             sync: Default::default(),
             client_tls: myscanner_protocol::tls::platform_client_config(),
             exports,
+            passwords,
         })
     }
 }

@@ -446,7 +446,15 @@ impl TestApp {
     /// A platform operator, signed in.
     pub async fn operator(&self) -> String {
         let email = format!("operator-{}@example.com", Uuid::new_v4().simple());
-        myscanner::admin::create_operator(&self.db, &email, "Operator", Some(PASSWORD.into())).await.unwrap();
+        myscanner::admin::create_operator(
+            &self.db,
+            &email,
+            "Operator",
+            Some(PASSWORD.into()),
+            myscanner::admin::Existing::Refuse,
+        )
+        .await
+        .unwrap();
         self.login(&email, PASSWORD).await
     }
 

@@ -44,6 +44,8 @@ impl Permission {
 pub struct Access {
     pub workgroup_id: Uuid,
     permissions: Vec<Permission>,
+    /// Whether the standing is a membership (else a platform operator's, or a token's).
+    pub member: bool,
 }
 
 impl Access {
@@ -54,7 +56,8 @@ impl Access {
 
 impl CurrentUser {
     /// The user's permissions in `workgroup_id`. Platform operators manage every workgroup
-    /// (they provision devices and first admins) but read data only where they are members.
+    /// (they provision sites, devices and first admins) but read data and control scanners
+    /// only where another operator made them members (docs/OPERATORS.md).
     pub async fn access(&self, db: &PgPool, workgroup_id: Uuid) -> Result<Access, Error> {
         let row: Option<(Option<Vec<String>>,)> = sqlx::query_as(
             "SELECT m.permissions FROM workgroups w
@@ -65,16 +68,16 @@ impl CurrentUser {
         .bind(self.id)
         .fetch_optional(db)
         .await?;
-        let granted = match row {
-            Some((Some(granted),)) => granted,
-            Some((None,)) if self.is_operator => vec![],
+        let (granted, member) = match row {
+            Some((Some(granted),)) => (granted, true),
+            Some((None,)) if self.is_operator => (vec![], false),
             _ => return Err(Error::NotFound),
         };
         let mut permissions: Vec<Permission> = granted.iter().filter_map(|p| Permission::parse(p)).collect();
         if self.is_operator && !permissions.contains(&Permission::ManageWorkgroup) {
             permissions.push(Permission::ManageWorkgroup);
         }
-        Ok(Access { workgroup_id, permissions })
+        Ok(Access { workgroup_id, permissions, member })
     }
 }
 
@@ -84,7 +87,7 @@ impl Caller {
         match self {
             Caller::User(user) => user.access(db, workgroup_id).await,
             Caller::ApiToken(token) if token.workgroup_id == workgroup_id => {
-                Ok(Access { workgroup_id, permissions: vec![Permission::ViewData] })
+                Ok(Access { workgroup_id, permissions: vec![Permission::ViewData], member: false })
             }
             Caller::ApiToken(_) => Err(Error::NotFound),
         }

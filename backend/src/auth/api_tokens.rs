@@ -86,7 +86,10 @@ pub async fn create(
     Path(workgroup_id): Path<Uuid>,
     Json(new): Json<NewApiToken>,
 ) -> Result<(StatusCode, Json<CreatedApiToken>)> {
-    user.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
+    // A token reads the workgroup's data: nobody mints one for more than they may read.
+    let access = user.access(&state.db, workgroup_id).await?;
+    access.require(Permission::ManageWorkgroup)?;
+    access.require(Permission::ViewData)?;
     Validator::default().name("name", &new.name).finish()?;
     let issued = secret::issue(API_TOKEN_PREFIX);
     let token = sqlx::query_as::<_, ApiToken>(concat!(

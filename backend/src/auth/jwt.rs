@@ -11,6 +11,10 @@ use crate::config::AuthConfig;
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: Uuid,
+    /// The user's session epoch when issued: a password change moves it on, ending every
+    /// session issued before.
+    #[serde(default)]
+    pub epoch: i32,
     pub iss: String,
     pub aud: String,
     pub iat: i64,
@@ -63,11 +67,12 @@ impl JwtKeys {
         }
     }
 
-    /// A token for `user_id` and its lifetime in seconds.
-    pub fn issue(&self, user_id: Uuid) -> anyhow::Result<(String, u64)> {
+    /// A token for `user_id` in session epoch `epoch`, and its lifetime in seconds.
+    pub fn issue(&self, user_id: Uuid, epoch: i32) -> anyhow::Result<(String, u64)> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: user_id,
+            epoch,
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             iat: now,

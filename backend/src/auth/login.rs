@@ -40,28 +40,36 @@ pub struct LoginResponse {
         (status = 200, body = LoginResponse),
         (status = 401, description = "Wrong e-mail or password", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 422, body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many failed sign-ins; see Retry-After", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed sign-ins, or too many sign-ins at once; see Retry-After", body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn login(
     State(state): State<AppState>,
     ClientAddr(address): ClientAddr,
     Json(request): Json<LoginRequest>,
 ) -> Result<Json<LoginResponse>> {
-    let keys = throttle::Keys::new(&request.email, address);
-    throttle::check(&state.db, &keys).await?;
-    let user: Option<(Uuid, String)> =
-        sqlx::query_as("SELECT id, password_hash FROM users WHERE lower(email) = lower($1)")
+    let keys = throttle::Keys::sign_in(&state.db, &request.email, address).await?;
+    let attempt = throttle::attempt(&state.db, &keys, &state.config.auth.login_throttle).await?;
+    let user: Option<(Uuid, String, i32)> =
+        sqlx::query_as("SELECT id, password_hash, session_epoch FROM users WHERE lower(email) = lower($1)")
             .bind(request.email.trim())
             .fetch_optional(&state.db)
             .await?;
-    let (id, hash) = user.map_or((None, None), |(id, hash)| (Some(id), Some(hash)));
-    let valid = password::verify(request.password, hash).await?;
-    let Some(id) = id.filter(|_| valid) else {
-        throttle::record_failure(&state.db, &keys, &state.config.auth.login_throttle).await?;
+    let (account, hash) = match user {
+        Some((id, hash, epoch)) => (Some((id, epoch)), Some(hash)),
+        None => (None, None),
+    };
+    let valid = match state.passwords.verify(request.password, hash).await {
+        Ok(valid) => valid,
+        Err(shed) => {
+            attempt.not_made(&state.db).await?;
+            return Err(shed);
+        }
+    };
+    let Some((id, epoch)) = account.filter(|_| valid) else {
         return Err(Error::Unauthorized("wrong e-mail or password"));
     };
-    throttle::clear_account(&state.db, &keys).await?;
-    let (access_token, expires_in) = state.jwt.issue(id)?;
+    attempt.succeeded(&state.db).await?;
+    let (access_token, expires_in) = state.jwt.issue(id, epoch)?;
     tracing::info!(user.id = %id, "signed in");
     Ok(Json(LoginResponse { access_token, token_type: "Bearer", expires_in }))
 }
@@ -140,31 +148,50 @@ pub struct ChangePassword {
     pub new_password: String,
 }
 
-/// Change the signed-in user's password.
+/// Change the signed-in user's password. Every earlier session of the account ends (its
+/// tokens stop working, its remote-control sessions close); the answer is a new session.
+/// Wrong `current_password` guesses count against the account like failed sign-ins.
 #[utoipa::path(put, path = "/api/v1/me/password", tag = "auth",
     security(("user_jwt" = [])),
     request_body = ChangePassword,
     responses(
-        (status = 204, description = "Changed"),
+        (status = 200, description = "Changed: a new session; every earlier one has ended", body = LoginResponse),
         (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Too short, or the current password is wrong", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many wrong guesses, or too many password checks at once; see Retry-After", body = crate::http::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn change_password(
     State(state): State<AppState>,
     user: CurrentUser,
+    ClientAddr(address): ClientAddr,
     Json(request): Json<ChangePassword>,
-) -> Result<axum::http::StatusCode> {
+) -> Result<Json<LoginResponse>> {
     password::check_strength("new_password", &request.new_password)?;
+    let keys = throttle::Keys::user(&state.db, user.id, address).await?;
+    let attempt = throttle::attempt(&state.db, &keys, &state.config.auth.login_throttle).await?;
     let stored: String =
         sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1").bind(user.id).fetch_one(&state.db).await?;
-    if !password::verify(request.current_password, Some(stored)).await? {
+    let valid = match state.passwords.verify(request.current_password, Some(stored)).await {
+        Ok(valid) => valid,
+        Err(shed) => {
+            attempt.not_made(&state.db).await?;
+            return Err(shed);
+        }
+    };
+    if !valid {
         return Err(Error::invalid_field("current_password", "is not the current password"));
     }
-    let hash = password::hash(request.new_password).await?;
-    sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
-        .bind(user.id)
-        .bind(hash)
-        .execute(&state.db)
-        .await?;
-    Ok(axum::http::StatusCode::NO_CONTENT)
+    attempt.succeeded(&state.db).await?;
+    let hash = state.passwords.hash(request.new_password).await?;
+    let epoch: i32 = sqlx::query_scalar(
+        "UPDATE users SET password_hash = $2, session_epoch = session_epoch + 1 WHERE id = $1 RETURNING session_epoch",
+    )
+    .bind(user.id)
+    .bind(hash)
+    .fetch_one(&state.db)
+    .await?;
+    state.remote.authority_lost(user.id, None).await?;
+    tracing::info!(user.id = %user.id, "password changed; earlier sessions ended");
+    let (access_token, expires_in) = state.jwt.issue(user.id, epoch)?;
+    Ok(Json(LoginResponse { access_token, token_type: "Bearer", expires_in }))
 }

@@ -47,6 +47,42 @@ pub async fn verify(password: String, hash: Option<String>) -> anyhow::Result<bo
     .context("password verification task")?
 }
 
+/// Turns at argon2: each computation takes ~19 MiB and a core for tens of milliseconds, so
+/// a burst of sign-ins (which anyone may send) could otherwise take gigabytes. A request
+/// that cannot get a turn within the wait is shed with 429 and `Retry-After`.
+pub struct Turns {
+    permits: tokio::sync::Semaphore,
+    wait: std::time::Duration,
+}
+
+impl Turns {
+    pub fn new(at_once: usize, wait: std::time::Duration) -> Self {
+        Turns { permits: tokio::sync::Semaphore::new(at_once.max(1)), wait }
+    }
+
+    async fn take(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Error> {
+        match tokio::time::timeout(self.wait, self.permits.acquire()).await {
+            Ok(permit) => Ok(permit.expect("the semaphore is never closed")),
+            Err(_) => {
+                tracing::warn!("password check shed: every turn is taken");
+                Err(Error::TooManyRequests { retry_after: 1 })
+            }
+        }
+    }
+
+    /// [`verify`], in turn.
+    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, Error> {
+        let _turn = self.take().await?;
+        Ok(verify(password, hash).await?)
+    }
+
+    /// [`hash`], in turn.
+    pub async fn hash(&self, password: String) -> Result<String, Error> {
+        let _turn = self.take().await?;
+        Ok(hash(password).await?)
+    }
+}
+
 /// The argon2id hash (default parameters) of a random password nobody knows.
 const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$9aX3n0o0gYy9dW5a7sSmSg6c4Do0H7N7ZxD1b1rQ3fE";

@@ -79,13 +79,17 @@ impl FromRequestParts<AppState> for CurrentUser {
             return Err(Error::ReadOnlyToken);
         }
         let claims = state.jwt.verify(token).ok_or(Error::Unauthorized("invalid or expired token"))?;
-        let is_operator: Option<bool> = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM platform_operators WHERE user_id = u.id) FROM users u WHERE u.id = $1",
+        let account: Option<(bool, i32)> = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM platform_operators WHERE user_id = u.id), u.session_epoch
+             FROM users u WHERE u.id = $1",
         )
         .bind(claims.sub)
         .fetch_optional(&state.db)
         .await?;
-        let is_operator = is_operator.ok_or(Error::Unauthorized("the account no longer exists"))?;
+        let (is_operator, epoch) = account.ok_or(Error::Unauthorized("the account no longer exists"))?;
+        if claims.epoch != epoch {
+            return Err(Error::Unauthorized("signed out: the password was changed; sign in again"));
+        }
         tracing::Span::current().record("user.id", tracing::field::display(claims.sub));
         state.rate_limit.check(&format!("user:{}", claims.sub))?;
         Ok(CurrentUser { id: claims.sub, is_operator })

@@ -1,10 +1,19 @@
-//! Throttling of failed sign-ins, per account and per client address, in the database so
-//! that every replica counts alike. A key that reaches its limit within the window is locked
-//! until the window ends; a successful sign-in clears its account's count.
+//! Throttling of password guesses — sign-ins and `current_password` on a password change —
+//! per account and per client address, in the database so that every replica counts alike.
+//!
+//! An attempt is counted *before* its password is verified, in one statement for both keys:
+//! concurrent guesses cannot all slip past a check made before any failure was recorded. A
+//! key past its limit within the window is refused until the window ends; a right password
+//! gives its attempt back (the account's count is cleared).
+//!
+//! The account key is the e-mail folded by the database's own `lower()` — the very fold the
+//! account lookup uses — so every spelling that finds an account (`MIA@x`, `mİa@x`) counts
+//! against the same budget, and one that finds none behaves alike (nothing tells them apart).
 
 use std::net::IpAddr;
 
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::config::LoginThrottleConfig;
 use crate::http::Error;
@@ -15,60 +24,78 @@ pub struct Keys {
 }
 
 impl Keys {
-    pub fn new(email: &str, address: IpAddr) -> Self {
-        Keys { account: format!("account:{}", email.trim().to_lowercase()), address: format!("address:{address}") }
+    /// The keys of a sign-in with `email` (as typed) from `address`.
+    pub async fn sign_in(db: &PgPool, email: &str, address: IpAddr) -> Result<Keys, Error> {
+        let folded: String = sqlx::query_scalar("SELECT lower($1)").bind(email.trim()).fetch_one(db).await?;
+        Ok(Keys { account: format!("account:{folded}"), address: format!("address:{address}") })
+    }
+
+    /// The keys of a signed-in user's guess at their own password.
+    pub async fn user(db: &PgPool, user_id: Uuid, address: IpAddr) -> Result<Keys, Error> {
+        let folded: String =
+            sqlx::query_scalar("SELECT lower(email) FROM users WHERE id = $1").bind(user_id).fetch_one(db).await?;
+        Ok(Keys { account: format!("account:{folded}"), address: format!("address:{address}") })
     }
 }
 
-/// 429 with the seconds until the later lock ends, when either key is locked.
-pub async fn check(db: &PgPool, keys: &Keys) -> Result<(), Error> {
-    let wait: Option<f64> = sqlx::query_scalar(
-        "SELECT ceil(extract(epoch FROM max(locked_until) - now()))::float8 FROM login_throttle
-         WHERE key IN ($1, $2) AND locked_until > now()",
+/// An attempt counted against both keys, not yet known to be right.
+#[must_use = "a right password gives the attempt back with `succeeded`"]
+pub struct Attempt<'a> {
+    keys: &'a Keys,
+}
+
+/// Counts an attempt against both keys; 429 with the seconds until the later window ends
+/// when either is past its limit.
+pub async fn attempt<'a>(db: &PgPool, keys: &'a Keys, config: &LoginThrottleConfig) -> Result<Attempt<'a>, Error> {
+    // A window that has passed starts again at this attempt.
+    let counts: Vec<(i32, f64)> = sqlx::query_as(
+        "INSERT INTO login_throttle AS t (key, failures, window_started_at)
+         VALUES ($1, 1, now()), ($2, 1, now())
+         ON CONFLICT (key) DO UPDATE SET
+           failures = CASE WHEN t.window_started_at < now() - make_interval(secs => $3)
+                           THEN 1 ELSE t.failures + 1 END,
+           window_started_at = CASE WHEN t.window_started_at < now() - make_interval(secs => $3)
+                                    THEN now() ELSE t.window_started_at END
+         RETURNING failures - CASE key WHEN $1 THEN $4 ELSE $5 END,
+                   extract(epoch FROM t.window_started_at + make_interval(secs => $3) - now())::float8",
     )
     .bind(&keys.account)
     .bind(&keys.address)
-    .fetch_one(db)
+    .bind(config.window_secs as f64)
+    .bind(config.max_failures_per_account)
+    .bind(config.max_failures_per_address)
+    .fetch_all(db)
     .await?;
+    let wait = counts.iter().filter(|(over, _)| *over > 0).map(|(_, left)| left.ceil()).reduce(f64::max);
     match wait {
         Some(secs) => Err(Error::TooManyRequests { retry_after: secs.max(1.0) as u64 }),
-        None => Ok(()),
+        None => Ok(Attempt { keys }),
     }
 }
 
-pub async fn record_failure(db: &PgPool, keys: &Keys, config: &LoginThrottleConfig) -> Result<(), Error> {
-    let window = config.window_secs as f64;
-    for (key, limit) in
-        [(&keys.account, config.max_failures_per_account), (&keys.address, config.max_failures_per_address)]
-    {
-        // A window that has passed starts again at one failure.
-        sqlx::query(
-            "INSERT INTO login_throttle AS t (key, failures, window_started_at)
-             VALUES ($1, 1, now())
-             ON CONFLICT (key) DO UPDATE SET
-               failures = CASE WHEN t.window_started_at < now() - make_interval(secs => $2)
-                               THEN 1 ELSE t.failures + 1 END,
-               window_started_at = CASE WHEN t.window_started_at < now() - make_interval(secs => $2)
-                                        THEN now() ELSE t.window_started_at END",
-        )
-        .bind(key)
-        .bind(window)
-        .execute(db)
-        .await?;
-        sqlx::query(
-            "UPDATE login_throttle SET locked_until = window_started_at + make_interval(secs => $2)
-             WHERE key = $1 AND failures >= $3",
-        )
-        .bind(key)
-        .bind(window)
-        .bind(limit)
-        .execute(db)
-        .await?;
+impl Attempt<'_> {
+    /// The password could not be checked (the service shed the request): the attempt is
+    /// given back to both keys.
+    pub async fn not_made(self, db: &PgPool) -> Result<(), Error> {
+        sqlx::query("UPDATE login_throttle SET failures = greatest(failures - 1, 0) WHERE key IN ($1, $2)")
+            .bind(&self.keys.account)
+            .bind(&self.keys.address)
+            .execute(db)
+            .await?;
+        Ok(())
     }
-    Ok(())
-}
 
-pub async fn clear_account(db: &PgPool, keys: &Keys) -> Result<(), Error> {
-    sqlx::query("DELETE FROM login_throttle WHERE key = $1").bind(&keys.account).execute(db).await?;
-    Ok(())
+    /// The password was right: the account starts afresh, and the address gets its attempt
+    /// back (a right password is not a guess).
+    pub async fn succeeded(self, db: &PgPool) -> Result<(), Error> {
+        sqlx::query(
+            "WITH cleared AS (DELETE FROM login_throttle WHERE key = $1)
+             UPDATE login_throttle SET failures = greatest(failures - 1, 0) WHERE key = $2",
+        )
+        .bind(&self.keys.account)
+        .bind(&self.keys.address)
+        .execute(db)
+        .await?;
+        Ok(())
+    }
 }

@@ -69,7 +69,8 @@ pub struct SettingsReport {
     pub allow_remote_control: bool,
     pub reference_scan_sync: bool,
     pub load_list_sync: bool,
-    #[schema(example = "1.4.2")]
+    /// Printable ASCII without spaces.
+    #[schema(example = "1.4.2", min_length = 1, max_length = 64, pattern = "^[!-~]{1,64}$")]
     pub agent_version: String,
 }
 
@@ -84,7 +85,7 @@ pub async fn report_settings(
     device: AuthenticatedDevice,
     Json(report): Json<SettingsReport>,
 ) -> Result<Json<Device>> {
-    let version = report.agent_version.trim();
+    let version = report.agent_version.as_str();
     Validator::default()
         .check(
             (1..=64).contains(&version.len()) && version.chars().all(|c| c.is_ascii_graphic()),

@@ -58,6 +58,10 @@ pub enum Error {
     /// Authenticated, but the permission named here is missing.
     #[error("missing permission: {0}")]
     Forbidden(&'static str),
+    /// A platform operator tried to give themselves a membership: another operator does
+    /// that, at the customer's request.
+    #[error("operators do not grant themselves membership")]
+    SelfGrant,
     /// A customer-integration API token was used on a route that changes something.
     #[error("API tokens are read-only")]
     ReadOnlyToken,
@@ -107,7 +111,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) | Error::ReadOnlyToken => StatusCode::FORBIDDEN,
+            Error::Forbidden(_) | Error::ReadOnlyToken | Error::SelfGrant => StatusCode::FORBIDDEN,
             Error::NotFound => StatusCode::NOT_FOUND,
             Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
@@ -128,7 +132,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Unauthorized(_) => "unauthorized",
-            Error::Forbidden(_) => "forbidden",
+            Error::Forbidden(_) | Error::SelfGrant => "forbidden",
             Error::ReadOnlyToken => "read-only-token",
             Error::NotFound | Error::Database(sqlx::Error::RowNotFound) => "not-found",
             Error::Database(e) if is_data_exception(e) => "invalid-request",
@@ -152,6 +156,13 @@ impl Error {
             Error::Forbidden(perm) => {
                 ("Permission denied", Some(format!("this action needs the `{perm}` permission")), vec![])
             }
+            Error::SelfGrant => (
+                "Permission denied",
+                Some(
+                    "a platform operator does not grant themselves a membership; another operator adds them".to_owned(),
+                ),
+                vec![],
+            ),
             Error::ReadOnlyToken => {
                 ("API tokens are read-only", Some("sign in as a user to change data".to_owned()), vec![])
             }

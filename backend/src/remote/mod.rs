@@ -40,6 +40,9 @@ pub enum CloseReason {
     EndedByAdmin,
     /// Remote control was switched off on the scanner.
     RemoteControlDisabled,
+    /// Its user lost the authority that opened it: removed from the workgroup, no longer
+    /// allowed to control devices, or their password was changed.
+    AccessRevoked,
     /// The replica serving it shut down.
     ServiceShutdown,
     /// The replica serving it stopped heartbeating (crashed).
@@ -55,6 +58,7 @@ impl CloseReason {
             CloseReason::IdleTimeout => "idle_timeout",
             CloseReason::EndedByAdmin => "ended_by_admin",
             CloseReason::RemoteControlDisabled => "remote_control_disabled",
+            CloseReason::AccessRevoked => "access_revoked",
             CloseReason::ServiceShutdown => "service_shutdown",
             CloseReason::ReplicaLost => "replica_lost",
         }

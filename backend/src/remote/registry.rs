@@ -204,6 +204,8 @@ impl SessionControl {
 /// What replicas tell each other.
 enum Event {
     EndSession(Uuid),
+    /// The session's user lost the authority that opened it.
+    Revoked(Uuid),
     /// Remote control switched off on the scanner: its sessions end, its tunnel closes.
     Disabled(Uuid),
     /// The scanner's credential was revoked: its tunnel closes.
@@ -214,6 +216,7 @@ impl Event {
     fn encode(&self) -> String {
         match self {
             Event::EndSession(id) => format!("end:{id}"),
+            Event::Revoked(id) => format!("revoked:{id}"),
             Event::Disabled(id) => format!("disabled:{id}"),
             Event::CutOff(id) => format!("cutoff:{id}"),
         }
@@ -224,6 +227,7 @@ impl Event {
         let id = id.parse().ok()?;
         match kind {
             "end" => Some(Event::EndSession(id)),
+            "revoked" => Some(Event::Revoked(id)),
             "disabled" => Some(Event::Disabled(id)),
             "cutoff" => Some(Event::CutOff(id)),
             _ => None,
@@ -372,6 +376,24 @@ impl Registry {
         self.broadcast(Event::EndSession(session_id)).await
     }
 
+    /// `user_id` lost the authority to control devices in `workgroup_id` (in every
+    /// workgroup with `None`): their sessions there end, wherever they are served. The
+    /// heartbeat finds any this misses (a session opened meanwhile, a lost notification).
+    pub async fn authority_lost(&self, user_id: Uuid, workgroup_id: Option<Uuid>) -> Result<(), sqlx::Error> {
+        let sessions: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM remote_sessions
+             WHERE user_id = $1 AND ($2::uuid IS NULL OR workgroup_id = $2) AND ended_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(workgroup_id)
+        .fetch_all(&self.0.db)
+        .await?;
+        for session_id in sessions {
+            self.broadcast(Event::Revoked(session_id)).await?;
+        }
+        Ok(())
+    }
+
     /// Remote control was switched off on the scanner: refuse from now on, end what runs.
     pub async fn remote_control_disabled(&self, device_id: Uuid) -> Result<(), sqlx::Error> {
         self.broadcast(Event::Disabled(device_id)).await
@@ -397,17 +419,19 @@ impl Registry {
                 }
             }
         };
+        let end_session = |id: Uuid, reason: CloseReason| {
+            if let Some(control) = self.0.sessions.lock().expect("sessions lock").get(&id) {
+                control.end(reason);
+            }
+        };
         let close_tunnel = |device_id: Uuid| {
             if let Some(tunnel) = self.0.tunnels.lock().expect("tunnels lock").get(&device_id) {
                 tunnel.closed.cancel();
             }
         };
         match *event {
-            Event::EndSession(id) => {
-                if let Some(control) = self.0.sessions.lock().expect("sessions lock").get(&id) {
-                    control.end(CloseReason::EndedByAdmin);
-                }
-            }
+            Event::EndSession(id) => end_session(id, CloseReason::EndedByAdmin),
+            Event::Revoked(id) => end_session(id, CloseReason::AccessRevoked),
             Event::Disabled(device_id) => {
                 end_sessions(device_id, CloseReason::RemoteControlDisabled);
                 close_tunnel(device_id);
@@ -501,6 +525,18 @@ impl Registry {
         .await?;
         for id in end_requested.into_iter().flatten() {
             self.apply(&Event::EndSession(id));
+        }
+        // Sessions whose user no longer may control devices in their workgroup.
+        let revoked: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT s.id FROM remote_sessions s WHERE s.id = ANY($1) AND s.ended_at IS NULL AND NOT EXISTS (
+                 SELECT 1 FROM memberships m WHERE m.user_id = s.user_id AND m.workgroup_id = s.workgroup_id
+                     AND 'control_devices' = ANY(m.permissions))",
+        )
+        .bind(&ids)
+        .fetch_all(db)
+        .await?;
+        for id in revoked {
+            self.apply(&Event::Revoked(id));
         }
         // What replicas that died left behind.
         sqlx::query("DELETE FROM device_tunnels WHERE heartbeat_at < now() - $1 * interval '1 second'")

@@ -112,7 +112,8 @@ pub async fn add(
     Path(workgroup_id): Path<Uuid>,
     Json(new): Json<NewMember>,
 ) -> Result<(StatusCode, Json<Member>)> {
-    user.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
+    let access = user.access(&state.db, workgroup_id).await?;
+    access.require(Permission::ManageWorkgroup)?;
     Validator::default().check(valid_email(&new.email), "email", "must be an e-mail address").finish()?;
     let email = new.email.trim();
     let existing: Option<Uuid> = sqlx::query_scalar("SELECT id FROM users WHERE lower(email) = lower($1)")
@@ -121,7 +122,11 @@ pub async fn add(
         .await?;
     let mut tx = state.db.begin().await?;
     let user_id = match existing {
-        Some(id) if user.is_operator => id,
+        Some(id) if id == user.id && !access.member => return Err(Error::SelfGrant),
+        Some(id) if user.is_operator => {
+            tracing::info!(operator.id = %user.id, user.id = %id, %workgroup_id, "operator added an existing account");
+            id
+        }
         Some(_) => {
             return Err(Error::conflict(
                 "account-exists",
@@ -138,7 +143,7 @@ pub async fn add(
                 .bind(id)
                 .bind(email)
                 .bind(name.trim())
-                .bind(password::hash(password).await?)
+                .bind(state.passwords.hash(password).await?)
                 .execute(&mut *tx)
                 .await
                 .on_constraint("users_email_key", || Error::conflict("email-taken", "the e-mail was just taken"))?;
@@ -183,7 +188,11 @@ pub async fn update(
     Path((workgroup_id, user_id)): Path<(Uuid, Uuid)>,
     Json(changes): Json<MemberChanges>,
 ) -> Result<Json<Member>> {
-    user.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
+    let access = user.access(&state.db, workgroup_id).await?;
+    access.require(Permission::ManageWorkgroup)?;
+    if user_id == user.id && !access.member {
+        return Err(Error::SelfGrant);
+    }
     let permissions = changes.permissions.normalized();
     let mut tx = state.db.begin().await?;
     let managers_before = managers(&mut tx, workgroup_id).await?;
@@ -198,6 +207,9 @@ pub async fn update(
     }
     keeps_a_manager(&mut tx, workgroup_id, managers_before).await?;
     tx.commit().await?;
+    if !permissions.0.contains(&Permission::ControlDevices) {
+        state.remote.authority_lost(user_id, Some(workgroup_id)).await?;
+    }
     Ok(Json(fetch(&state.db, workgroup_id, user_id).await?))
 }
 
@@ -225,6 +237,7 @@ pub async fn remove(
     }
     keeps_a_manager(&mut tx, workgroup_id, managers_before).await?;
     tx.commit().await?;
+    state.remote.authority_lost(user_id, Some(workgroup_id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -113,9 +113,15 @@ async fn fleet(devices: usize) -> Fleet {
     let db = myscanner_tests::connect(config.database.url.expose()).await;
     let http = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", service.base_url);
-    myscanner::admin::create_operator(&db, "bench@example.com", "Bench", Some("bench-password-123".into()))
-        .await
-        .unwrap();
+    myscanner::admin::create_operator(
+        &db,
+        "bench@example.com",
+        "Bench",
+        Some("bench-password-123".into()),
+        myscanner::admin::Existing::Refuse,
+    )
+    .await
+    .unwrap();
     let login: Value = http
         .post(url("/api/v1/auth/login"))
         .json(&json!({"email": "bench@example.com", "password": "bench-password-123"}))

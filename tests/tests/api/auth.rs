@@ -115,15 +115,21 @@ async fn forged_expired_and_foreign_tokens_are_refused() {
     assert_eq!(me_status(&app, &good).await, StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test]
-async fn failed_logins_lock_the_account() {
+/// A service allowing that many failures per account and per address, and a tenant.
+async fn throttled(per_account: i32, per_address: i32) -> (TestApp, myscanner_tests::Tenant) {
     let app = TestApp::spawn_with(|c| {
-        c.auth.login_throttle.max_failures_per_account = 3;
-        c.auth.login_throttle.max_failures_per_address = 100;
+        c.auth.login_throttle.max_failures_per_account = per_account;
+        c.auth.login_throttle.max_failures_per_address = per_address;
     })
     .await;
     let operator = app.operator().await;
     let tenant = app.tenant(&operator, "Acme").await;
+    (app, tenant)
+}
+
+#[tokio::test]
+async fn failed_logins_lock_the_account() {
+    let (app, tenant) = throttled(3, 100).await;
     let (_, other_token) = app.member(&tenant.admin_token, tenant.workgroup_id, &[]).await;
     let email = expect_json(app.get("/api/v1/me", &tenant.admin_token).await, StatusCode::OK).await["email"]
         .as_str()
@@ -153,13 +159,7 @@ async fn failed_logins_lock_the_account() {
 
 #[tokio::test]
 async fn failed_logins_lock_the_client_address() {
-    let app = TestApp::spawn_with(|c| {
-        c.auth.login_throttle.max_failures_per_account = 100;
-        c.auth.login_throttle.max_failures_per_address = 4;
-    })
-    .await;
-    let operator = app.operator().await;
-    let tenant = app.tenant(&operator, "Acme").await;
+    let (app, tenant) = throttled(100, 4).await;
     let email = expect_json(app.get("/api/v1/me", &tenant.admin_token).await, StatusCode::OK).await["email"]
         .as_str()
         .unwrap()
@@ -195,7 +195,14 @@ async fn users_change_their_password() {
     let problem = expect_problem(short, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
     assert_eq!(problem["errors"][0]["field"], "new_password");
 
-    assert_eq!(change(PASSWORD, "a brand new password").await.unwrap().status(), StatusCode::NO_CONTENT);
+    // The change answers with a new session; every earlier one has ended.
+    let other_session = app.login(&email, PASSWORD).await;
+    let changed = expect_json(change(PASSWORD, "a brand new password").await.unwrap(), StatusCode::OK).await;
+    let fresh = changed["access_token"].as_str().unwrap();
+    for old in [&tenant.admin_token, &other_session] {
+        expect_problem(app.get("/api/v1/me", old).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    }
+    expect_json(app.get("/api/v1/me", fresh).await, StatusCode::OK).await;
     assert_eq!(app.login_response(&email, PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
     app.login(&email, "a brand new password").await;
     let stored: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
@@ -204,4 +211,77 @@ async fn users_change_their_password() {
         .await
         .unwrap();
     assert!(stored.starts_with("$argon2id$"), "passwords are stored as argon2id hashes");
+}
+
+/// A member whose e-mail has an `i` in it, for spelling it other ways.
+async fn mia(app: &TestApp, tenant: &myscanner_tests::Tenant) -> String {
+    let email = format!("mia-{}@example.com", uuid::Uuid::new_v4().simple());
+    let body = json!({"email": email, "name": "Mia", "password": PASSWORD, "permissions": ["view_data"]});
+    let path = format!("/api/v1/workgroups/{}/members", tenant.workgroup_id);
+    expect_json(app.post(&path, &tenant.admin_token, body).await, StatusCode::CREATED).await;
+    email
+}
+
+#[tokio::test]
+async fn every_spelling_of_an_account_and_every_concurrent_guess_share_one_budget() {
+    let (app, tenant) = throttled(3, 1000).await;
+
+    // Locked under one spelling, locked under every spelling the lookup folds alike.
+    let email = mia(&app, &tenant).await;
+    for _ in 0..3 {
+        assert_eq!(app.login_response(&email, "wrong password!!").await.status(), StatusCode::UNAUTHORIZED);
+    }
+    for spelling in [email.to_uppercase(), email.replacen('i', "İ", 1), format!("  {email} ")] {
+        let response = app.login_response(&spelling, PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{spelling} has a budget of its own");
+    }
+
+    // Guesses sent at once are counted before any is verified: only the budget gets through.
+    let email = mia(&app, &tenant).await;
+    let guesses = (0..12).map(|_| app.login_response(&email, "wrong password!!"));
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(guesses).await.iter().map(|r| r.status()).collect();
+    let verified = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    assert_eq!(verified, 3, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == StatusCode::UNAUTHORIZED || *s == StatusCode::TOO_MANY_REQUESTS));
+}
+
+#[tokio::test]
+async fn guesses_at_the_current_password_are_throttled_like_sign_ins() {
+    let (app, tenant) = throttled(3, 1000).await;
+    let change = |current: &str| {
+        app.request(reqwest::Method::PUT, "/api/v1/me/password", Some(&tenant.admin_token))
+            .json(&json!({"current_password": current, "new_password": "a brand new password"}))
+            .send()
+    };
+    for _ in 0..3 {
+        expect_problem(change("a wrong guess").await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation-failed")
+            .await;
+    }
+    let locked = change(PASSWORD).await.unwrap();
+    assert!(locked.headers().contains_key("retry-after"));
+    expect_problem(locked, StatusCode::TOO_MANY_REQUESTS, "too-many-requests").await;
+}
+
+#[tokio::test]
+async fn password_checks_beyond_the_service_s_turns_are_shed() {
+    let app = TestApp::spawn_with(|c| {
+        c.auth.password_checks_at_once = 1;
+        c.auth.password_check_wait_ms = 0;
+        c.auth.login_throttle.max_failures_per_address = 1000;
+    })
+    .await;
+    let operator = app.operator().await;
+    let tenant = app.tenant(&operator, "Acme").await;
+    let email = mia(&app, &tenant).await;
+    // Sixteen sign-ins at once for one turn at argon2: those that find it taken are shed.
+    let nobodies: Vec<String> = (0..16).map(|i| format!("nobody-{i}@example.com")).collect();
+    let burst = nobodies.iter().map(|nobody| app.login_response(nobody, "wrong password!!"));
+    let responses = futures_util::future::join_all(burst).await;
+    let shed: Vec<&reqwest::Response> =
+        responses.iter().filter(|r| r.status() == StatusCode::TOO_MANY_REQUESTS).collect();
+    assert!(!shed.is_empty(), "sixteen argon2 checks ran at once on one turn");
+    assert!(shed.iter().all(|r| r.headers().contains_key("retry-after")));
+    assert!(responses.iter().all(|r| [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(&r.status())));
+    // A shed attempt was not a guess: the account still signs in.
+    app.login(&email, PASSWORD).await;
 }

@@ -72,7 +72,9 @@ fn actions() -> Vec<Action> {
             method: Method::POST,
             path: |t| format!("/api/v1/workgroups/{}/api-tokens", t.workgroup_id),
             body: |_| json!({"name": "probe"}),
-            allowed: &[ManageWorkgroup, Operator],
+            // A token reads data: it needs `view_data` beside `manage_workgroup`, which no
+            // single-permission member, and no operator, holds (docs/OPERATORS.md).
+            allowed: &[],
         },
         Action {
             name: "rename device",
@@ -202,4 +204,60 @@ async fn only_operators_add_existing_accounts_to_a_workgroup() {
     // An operator, who has checked who the account belongs to, can.
     let added = app.post(&members, &operator, json!({"email": email, "permissions": ["view_data"]})).await;
     assert_eq!(added.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn an_operator_never_grants_themselves_a_membership() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    let me = myscanner_tests::expect_json(app.get("/api/v1/me", &operator).await, StatusCode::OK).await;
+    let members = format!("/api/v1/workgroups/{}/members", t.workgroup_id);
+    let own = json!({"email": me["email"], "permissions": ["view_data", "control_devices"]});
+    let refused = app.post(&members, &operator, own.clone()).await;
+    myscanner_tests::expect_problem(refused, StatusCode::FORBIDDEN, "forbidden").await;
+    let data = format!("/api/v1/workgroups/{}/measurements", t.workgroup_id);
+    myscanner_tests::expect_problem(app.get(&data, &operator).await, StatusCode::FORBIDDEN, "forbidden").await;
+    // Another operator adds them; then they read data like any member.
+    let colleague = app.operator().await;
+    let added = app.post(&members, &colleague, json!({"email": me["email"], "permissions": ["view_data"]})).await;
+    assert_eq!(added.status(), StatusCode::CREATED);
+    myscanner_tests::expect_json(app.get(&data, &operator).await, StatusCode::OK).await;
+}
+
+#[tokio::test]
+async fn create_operator_refuses_an_existing_account_unless_told_and_then_resets_its_password() {
+    use myscanner::admin::{Existing, create_operator};
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    // An account a workgroup manager created, with a password the manager chose.
+    let (_, session) = app.member(&t.admin_token, t.workgroup_id, &["view_data"]).await;
+    let me = myscanner_tests::expect_json(app.get("/api/v1/me", &session).await, StatusCode::OK).await;
+    let email = me["email"].as_str().unwrap();
+
+    let refused = create_operator(&app.db, email, "Ops", None, Existing::Refuse).await.unwrap_err();
+    assert!(refused.to_string().contains("--promote-existing"), "{refused}");
+    let me = myscanner_tests::expect_json(app.get("/api/v1/me", &session).await, StatusCode::OK).await;
+    assert_eq!(me["is_operator"], false);
+
+    create_operator(
+        &app.db,
+        email,
+        "Ops",
+        Some("the operator's own password".into()),
+        Existing::PromoteAndResetPassword,
+    )
+    .await
+    .unwrap();
+    // The manager's password and sessions are gone; the operator's password works.
+    myscanner_tests::expect_problem(app.get("/api/v1/me", &session).await, StatusCode::UNAUTHORIZED, "unauthorized")
+        .await;
+    assert_eq!(app.login_response(email, myscanner_tests::PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+    let promoted = app.login(email, "the operator's own password").await;
+    let me = myscanner_tests::expect_json(app.get("/api/v1/me", &promoted).await, StatusCode::OK).await;
+    assert_eq!(me["is_operator"], true);
+    // Again, for an operator: nothing to refuse, the password stays.
+    create_operator(&app.db, email, "Ops", None, Existing::Refuse).await.unwrap();
+    app.login(email, "the operator's own password").await;
 }

@@ -11,7 +11,7 @@ use myscanner_tests::remote::{self, close_reason, echo, echo_server, session_url
 use myscanner_tests::{TcpProxy, Tenant, TestApp, eventually, expect_json, expect_problem};
 use rand::RngCore;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 const REMOTE_ON: Settings = Settings {
@@ -362,5 +362,52 @@ async fn switching_remote_control_off_is_always_recorded_as_such() {
         agent.set_remote_control(true).await.unwrap();
         wait_online(&app, &t).await;
     }
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_when_their_user_loses_the_authority_that_opened_them() {
+    let Scene { app, t, agent, url, _outbox } = scene_with(|_| {}).await;
+    let members = format!("/api/v1/workgroups/{}/members", t.workgroup_id);
+    let revoked = async |session: &mut _| {
+        assert_eq!(close_reason(session).await, "access_revoked");
+    };
+
+    // `control_devices` dropped.
+    let (member, token) = app.member(&t.admin_token, t.workgroup_id, &["control_devices"]).await;
+    let mut session = remote::open(&url, &token, &app.tls).await.unwrap();
+    assert_eq!(echo(&mut session, b"x").await, b"x");
+    let drop = json!({"permissions": ["view_data"]});
+    expect_json(app.patch(&format!("{members}/{member}"), &t.admin_token, drop).await, StatusCode::OK).await;
+    revoked(&mut session).await;
+
+    // Removed from the workgroup.
+    let (member, token) = app.member(&t.admin_token, t.workgroup_id, &["control_devices"]).await;
+    let mut session = remote::open(&url, &token, &app.tls).await.unwrap();
+    assert_eq!(echo(&mut session, b"x").await, b"x");
+    let removed = app.delete(&format!("{members}/{member}"), &t.admin_token).await;
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    revoked(&mut session).await;
+
+    // Their password changed (by them, or by whoever holds their account now).
+    let mut session = remote::open(&url, &t.admin_token, &app.tls).await.unwrap();
+    assert_eq!(echo(&mut session, b"x").await, b"x");
+    let change = json!({"current_password": myscanner_tests::PASSWORD, "new_password": "a brand new password"});
+    let changed = app
+        .request(reqwest::Method::PUT, "/api/v1/me/password", Some(&t.admin_token))
+        .json(&change)
+        .send()
+        .await
+        .unwrap();
+    let fresh = expect_json(changed, StatusCode::OK).await["access_token"].as_str().unwrap().to_owned();
+    revoked(&mut session).await;
+
+    // The audit says so, for each.
+    eventually(Duration::from_secs(10), "every end recorded", || async {
+        let path = format!("/api/v1/workgroups/{}/remote-sessions", t.workgroup_id);
+        let all = expect_json(app.get(&path, &fresh).await, StatusCode::OK).await["items"].as_array().unwrap().clone();
+        all.len() == 3 && all.iter().all(|s| s["close_reason"] == "access_revoked")
+    })
+    .await;
     agent.stop().await;
 }
