@@ -29,21 +29,35 @@ impl FromRequestParts<AppState> for ClientAddr {
 
 /// Walks `X-Forwarded-For` from the right (the hop our proxy added) while the hop is a
 /// trusted proxy; the first untrusted address is the client. Entries left of it could have
-/// been written by anyone and are ignored.
+/// been written by anyone and are ignored. A hop that is no address (`unknown`, garbage)
+/// ends the walk at the last hop known: what lies to its left is anybody's word. Addresses
+/// are canonical (`::ffff:192.0.2.1` is 192.0.2.1).
 pub fn resolve<'a>(peer: IpAddr, forwarded: impl Iterator<Item = &'a str>, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let peer = peer.to_canonical();
     if !is_trusted(&peer) {
         return peer;
     }
-    let hops: Vec<IpAddr> = forwarded.flat_map(|v| v.split(',')).filter_map(|hop| hop.trim().parse().ok()).collect();
+    let hops: Vec<&str> = forwarded.flat_map(|v| v.split(',')).map(str::trim).collect();
     let mut client = peer;
     for hop in hops.into_iter().rev() {
+        let Some(hop) = hop_address(hop) else { break };
         client = hop;
         if !is_trusted(&hop) {
             break;
         }
     }
     client
+}
+
+/// The address of one `X-Forwarded-For` hop, as proxies write them: `ip`, `ip:port`,
+/// `[v6]` or `[v6]:port`.
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    let address =
+        hop.parse::<IpAddr>().ok().or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip())).or_else(|| {
+            hop.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')).and_then(|inner| inner.parse().ok())
+        })?;
+    Some(address.to_canonical())
 }
 
 #[cfg(test)]
@@ -66,5 +80,18 @@ mod tests {
         );
         // Trusted proxy without a header: the proxy itself.
         assert_eq!(resolve(ip("127.0.0.1"), std::iter::empty(), &trusted), ip("127.0.0.1"));
+        // Hops written with ports or brackets are addresses still.
+        for written in ["203.0.113.7:4711", "[2001:db8::7]", "[2001:db8::7]:4711"] {
+            let expected = if written.contains("2001") { ip("2001:db8::7") } else { ip("203.0.113.7") };
+            let header = format!("198.51.100.1, {written}, 127.0.0.2");
+            assert_eq!(resolve(ip("127.0.0.1"), [header.as_str()].into_iter(), &trusted), expected);
+        }
+        // A hop that is no address ends the walk: the attacker's entry left of it is not taken.
+        for unreadable in ["unknown", "_hidden", "not an address"] {
+            let header = format!("198.51.100.1, {unreadable}, 127.0.0.2");
+            assert_eq!(resolve(ip("127.0.0.1"), [header.as_str()].into_iter(), &trusted), ip("127.0.0.2"));
+        }
+        // IPv4-mapped addresses are the IPv4 addresses they are.
+        assert_eq!(resolve(ip("::ffff:127.0.0.1"), ["::ffff:203.0.113.7"].into_iter(), &trusted), ip("203.0.113.7"));
     }
 }

@@ -43,8 +43,10 @@ enum Probe {
     Filtered,
 }
 
-/// Whether the scanner may contact `target` at all.
+/// Whether the scanner may contact `target` at all. An IPv4-mapped IPv6 address
+/// (`::ffff:192.0.2.1`) is judged as the IPv4 address it reaches.
 pub fn allowed(target: IpAddr, allow: &[IpNet]) -> bool {
+    let target = target.to_canonical();
     allow.iter().any(|net| net.contains(&target))
 }
 
@@ -122,14 +124,23 @@ async fn probe(address: SocketAddr, timeout: Duration) -> Probe {
                             String::from_utf8_lossy(&buffer[..n]).chars().filter(|c| !c.is_control()).collect();
                         (Some(text.trim().to_owned()).filter(|t| !t.is_empty()), false)
                     }
-                    // Closed or reset straight after the handshake: what some IDSs do to
-                    // every port they pretend is open.
-                    Ok(Ok(_)) | Ok(Err(_)) => (None, read_started.elapsed() < Duration::from_millis(100)),
+                    // Reset straight after the handshake: what some IDSs do to every port
+                    // they pretend is open. A clean close (FIN) is an ordinary service
+                    // turning away a client that said nothing, and does not count.
+                    Ok(Err(error)) if error.kind() == ErrorKind::ConnectionReset => {
+                        (None, read_started.elapsed() < Duration::from_millis(100))
+                    }
+                    Ok(Ok(_)) | Ok(Err(_)) => (None, false),
                     Err(_) => (None, false),
                 };
             Probe::Open { rtt, banner, reset_at_once }
         }
         Ok(Err(error)) if error.kind() == ErrorKind::ConnectionRefused => Probe::Closed { rtt: started.elapsed() },
+        // The handshake completed and the peer reset before the connect was reported: open,
+        // and reset at once.
+        Ok(Err(error)) if error.kind() == ErrorKind::ConnectionReset => {
+            Probe::Open { rtt: started.elapsed(), banner: None, reset_at_once: true }
+        }
         _ => Probe::Filtered,
     }
 }
@@ -141,6 +152,8 @@ pub async fn scan(
     allow: &[IpNet],
     mut progress: impl FnMut(f32),
 ) -> Result<ScanOutcome, String> {
+    // The address judged is the address scanned.
+    let target = target.to_canonical();
     if !allowed(target, allow) {
         return Err(format!("target {target} is outside the scanner's allow-list"));
     }
@@ -279,5 +292,64 @@ mod tests {
         let allow: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
         assert!(allowed("127.0.0.1".parse().unwrap(), &allow));
         assert!(!allowed("203.0.113.5".parse().unwrap(), &allow));
+        // Mapped addresses are judged as what they reach, either way.
+        assert!(allowed("::ffff:127.0.0.1".parse().unwrap(), &allow));
+        assert!(!allowed("::ffff:203.0.113.5".parse().unwrap(), &["::ffff:0:0/96".parse().unwrap()]));
+    }
+
+    fn settings(ports: Vec<u16>) -> ScanSettings {
+        ScanSettings {
+            ports,
+            max_in_flight: 64,
+            rate_per_sec: 5000,
+            initial_timeout: Duration::from_millis(500),
+            min_timeout: Duration::from_millis(20),
+            max_timeout: Duration::from_millis(2000),
+        }
+    }
+
+    /// Listeners on loopback that take each connection and then close it cleanly, or
+    /// reset it (SO_LINGER 0).
+    async fn listeners(count: usize, reset: bool) -> (Vec<u16>, tokio::task::JoinSet<()>) {
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut ports = vec![];
+        for _ in 0..count {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            ports.push(listener.local_addr().unwrap().port());
+            tasks.spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    if reset {
+                        stream.set_zero_linger().unwrap();
+                    }
+                    drop(stream);
+                }
+            });
+        }
+        (ports, tasks)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_real_resets_count_towards_an_ids() {
+        let allow: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
+        let target = "127.0.0.1".parse().unwrap();
+        // Services that close at once (FIN), as benign ones do: never an IDS, every time.
+        let (ports, _closing) = listeners(26, false).await;
+        for _ in 0..3 {
+            let outcome = scan(target, &settings(ports.clone()), &allow, |_| {}).await.unwrap();
+            assert_eq!(outcome.open.len(), 26);
+            assert!(!outcome.ids_suspected, "{:?}", outcome.ids_reasons);
+        }
+        // Ports that reset right after the handshake: flagged.
+        let (ports, _resetting) = listeners(26, true).await;
+        let outcome = scan(target, &settings(ports), &allow, |_| {}).await.unwrap();
+        let flagged = outcome.ids_reasons.iter().any(|r| r.contains("reset the connection"));
+        assert!(
+            flagged,
+            "{:?}: {} open, {} closed, {} filtered",
+            outcome.ids_reasons,
+            outcome.open.len(),
+            outcome.closed,
+            outcome.filtered
+        );
     }
 }
