@@ -7,6 +7,7 @@ pub mod measurement;
 pub mod profile;
 pub mod read_ahead;
 pub mod sync;
+pub mod text;
 pub mod tls;
 pub mod tunnel;
 

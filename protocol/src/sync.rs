@@ -45,9 +45,19 @@ impl Collection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReferenceScan {
-    #[schema(example = "TRK-0412")]
+    #[schema(
+        example = "TRK-0412",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub truck_id: String,
-    #[schema(example = "CAT 777 #12")]
+    #[schema(
+        example = "CAT 777 #12",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub truck_name: String,
     /// Volume of the empty body's carry-back at reference time, m³.
     pub tare_volume_m3: f64,
@@ -60,7 +70,12 @@ pub struct ReferenceScan {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoadList {
-    #[schema(example = "Materials")]
+    #[schema(
+        example = "Materials",
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
     pub items: Vec<LoadListItem>,
 }
@@ -68,9 +83,19 @@ pub struct LoadList {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoadListItem {
-    #[schema(example = "GRAV20")]
+    #[schema(
+        example = "GRAV20",
+        min_length = 1,
+        max_length = 64,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub code: String,
-    #[schema(example = "Gravel 20 mm")]
+    #[schema(
+        example = "Gravel 20 mm",
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub label: String,
     pub active: bool,
     pub order: i32,
@@ -101,13 +126,16 @@ impl Record {
     /// [`Record::validate`], handing back what checking a reference scan decoded: its
     /// profile's binary heights (what the cloud stores).
     pub fn checked(&self) -> Result<Option<Vec<u8>>, (String, String)> {
-        let text_ok = |s: &str, max: usize| (1..=max).contains(&s.trim().chars().count());
+        let text_ok = crate::text::printable_not_blank;
         let invalid = |field: &str, why: &str| Err((field.to_owned(), why.to_owned()));
         match self {
             Record::ReferenceScan(scan) => {
                 let heights = scan.profile.decode().map_err(|why| ("record.profile".to_owned(), why))?;
                 if !text_ok(&scan.truck_id, 64) || !text_ok(&scan.truck_name, 200) {
-                    return invalid("record.truck_id", "truck_id 1–64 and truck_name 1–200 characters");
+                    return invalid(
+                        "record.truck_id",
+                        "truck_id 1–64 and truck_name 1–200 characters, not only spaces, no control characters",
+                    );
                 }
                 if !(scan.tare_volume_m3.is_finite() && (0.0..=1000.0).contains(&scan.tare_volume_m3)) {
                     return invalid("record.tare_volume_m3", "0–1000 m³");
@@ -116,7 +144,7 @@ impl Record {
             }
             Record::LoadList(list) => {
                 if !text_ok(&list.name, 100) {
-                    return invalid("record.name", "1–100 characters");
+                    return invalid("record.name", "1–100 characters, not only spaces, no control characters");
                 }
                 if list.items.len() > MAX_LIST_ITEMS {
                     return invalid("record.items", "at most 10000 items");
@@ -124,7 +152,10 @@ impl Record {
                 let mut codes = std::collections::HashSet::new();
                 for (i, item) in list.items.iter().enumerate() {
                     if !text_ok(&item.code, 64) || !text_ok(&item.label, 200) {
-                        return Err((format!("record.items[{i}]"), "code 1–64 and label 1–200 characters".into()));
+                        return Err((
+                            format!("record.items[{i}]"),
+                            "code 1–64 and label 1–200 characters, not only spaces, no control characters".into(),
+                        ));
                     }
                     if !codes.insert(item.code.trim()) {
                         return Err((format!("record.items[{i}].code"), "codes are unique within a list".into()));
@@ -207,4 +238,19 @@ pub struct Snapshot {
     pub revision: i64,
     /// The next page's `after`; absent on the last page.
     pub next_after: Option<Uuid>,
+}
+
+#[cfg(test)]
+mod schema_tests {
+    use utoipa::PartialSchema;
+
+    /// The patterns written in the schema attributes are the ones the checks use.
+    #[test]
+    fn documented_patterns_are_the_checked_ones() {
+        for schema in [super::ReferenceScan::schema(), super::LoadList::schema(), super::LoadListItem::schema()] {
+            let text = serde_json::to_string(&schema).unwrap();
+            let quoted = serde_json::to_string(crate::text::PRINTABLE_NOT_BLANK).unwrap();
+            assert!(text.contains(&format!("\"pattern\":{quoted}")), "{text}");
+        }
+    }
 }

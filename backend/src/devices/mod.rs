@@ -143,7 +143,7 @@ pub struct NewDevice {
     pub site_id: Uuid,
     pub kind: DeviceKind,
     /// The scanner's serial number, unique across the platform.
-    #[schema(example = "LVS-2024-0042")]
+    #[schema(example = "LVS-2024-0042", min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub serial: String,
     pub name: Name,
 }

@@ -146,10 +146,10 @@ fn check_ranges(m: &MeasurementV1) -> Result<(), String> {
         return Err(format!("out of range: scanned_at = {}", m.scanned_at.to_rfc3339()));
     }
     let text = |field: &str, value: &str, max: usize| {
-        if (1..=max).contains(&value.chars().count()) {
+        if myscanner_protocol::text::printable(value, max) {
             Ok(())
         } else {
-            Err(format!("out of range: {field} must be 1–{max} characters"))
+            Err(format!("out of range: {field} must be 1–{max} characters, no control characters"))
         }
     };
     text("truck.truck_id", &m.truck.truck_id, 64)?;

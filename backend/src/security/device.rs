@@ -144,7 +144,8 @@ impl utoipa::PartialSchema for InternalScanReport {
                             "description": "The attempt the claim gave."},
                 "hosts": {"type": ["array", "null"], "maxItems": MAX_HOSTS,
                           "items": {"$ref": "#/components/schemas/HostFinding"}},
-                "error": {"type": ["string", "null"], "minLength": 1, "maxLength": 1000, "pattern": "\\S",
+                "error": {"type": ["string", "null"], "minLength": 1, "maxLength": 1000,
+                          "pattern": myscanner_protocol::text::PRINTABLE_NOT_BLANK,
                           "description": "Why the scan could not be done."}
             },
             "oneOf": [
@@ -195,8 +196,8 @@ pub async fn report(
             }
         }
         (None, Some(error)) => {
-            let length = error.chars().count();
-            errors.check(!error.trim().is_empty() && length <= 1000, "error", "1–1000 characters, not only spaces");
+            let readable = myscanner_protocol::text::printable_not_blank(error, 1000);
+            errors.check(readable, "error", "1–1000 characters, not only spaces, no control characters");
         }
         _ => {
             errors.check(false, "hosts", "give either `hosts` or `error`");

@@ -34,7 +34,11 @@ pub struct Member {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMember {
-    #[schema(example = "operator@example.com")]
+    #[schema(
+        example = "operator@example.com",
+        max_length = 320,
+        pattern = r"^[^\s@\u0000-\u001F\u007F-\u009F]+@[^\s@\u0000-\u001F\u007F-\u009F]+\.[^\s@\u0000-\u001F\u007F-\u009F]+$"
+    )]
     pub email: String,
     pub name: Option<Name>,
     /// 12 to 256 characters.
@@ -64,14 +68,15 @@ async fn fetch(db: &PgPool, workgroup_id: Uuid, user_id: Uuid) -> Result<Member>
         .await?)
 }
 
+/// What the service takes for an e-mail address (the document's pattern for it): one `@`,
+/// a dot in the domain, no spaces or control characters, at most 320 characters.
+pub const EMAIL_PATTERN: &str =
+    r"^[^\s@\u0000-\u001F\u007F-\u009F]+@[^\s@\u0000-\u001F\u007F-\u009F]+\.[^\s@\u0000-\u001F\u007F-\u009F]+$";
+
 pub fn valid_email(email: &str) -> bool {
-    let email = email.trim();
-    match email.split_once('@') {
-        Some((local, domain)) => {
-            !local.is_empty() && domain.contains('.') && email.len() <= 320 && !email.contains(char::is_whitespace)
-        }
-        None => false,
-    }
+    static COMPILED: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let regex = COMPILED.get_or_init(|| regex::Regex::new(EMAIL_PATTERN).expect("the e-mail pattern compiles"));
+    email.chars().count() <= 320 && regex.is_match(email)
 }
 
 /// List the workgroup's members.
@@ -115,7 +120,7 @@ pub async fn add(
     let access = user.access(&state.db, workgroup_id).await?;
     access.require(Permission::ManageWorkgroup)?;
     Validator::default().check(valid_email(&new.email), "email", "must be an e-mail address").finish()?;
-    let email = new.email.trim();
+    let email = new.email.as_str();
     let existing: Option<Uuid> = sqlx::query_scalar("SELECT id FROM users WHERE lower(email) = lower($1)")
         .bind(email)
         .fetch_optional(&state.db)

@@ -103,6 +103,20 @@ fn broker_names_match_the_code() {
     assert!(ASYNCAPI.contains("x-rejection-reason"));
 }
 
+/// The message as JSON with the field at `path` set to `value`.
+fn with(m: &MeasurementV1, path: &[&str], value: Value) -> Value {
+    let mut v = serde_json::to_value(m).unwrap();
+    let mut node = &mut v;
+    for part in path {
+        node = match part.parse::<usize>() {
+            Ok(i) => &mut node[i],
+            Err(_) => &mut node[*part],
+        };
+    }
+    *node = value;
+    v
+}
+
 /// For every text field, lengths at and beyond each documented bound: the document and the
 /// service agree on each (a publisher generated from the document is never surprised).
 #[test]
@@ -128,16 +142,13 @@ fn the_document_and_the_service_agree_on_every_text_length() {
     ];
     for (name, path) in fields {
         for length in [0, 1, 63, 64, 65, 199, 200, 201] {
-            let mut v = serde_json::to_value(&m).unwrap();
-            let mut node = &mut v;
-            for part in path {
-                node = match part.parse::<usize>() {
-                    Ok(i) => &mut node[i],
-                    Err(_) => &mut node[*part],
-                };
-            }
-            *node = json!("é".repeat(length));
+            let v = with(&m, path, json!("é".repeat(length)));
             assert_eq!(schema.is_valid(&v), service_accepts(&v), "{name} of {length} characters");
+        }
+        // Control characters: refused by both, wherever they stand.
+        for control in ["\t", "\n", "\u{0}", "\u{7f}", "\u{85}"] {
+            let v = with(&m, path, json!(format!("a{control}b")));
+            assert!(!schema.is_valid(&v) && !service_accepts(&v), "{name} with {control:?}");
         }
     }
 }

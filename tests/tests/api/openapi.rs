@@ -131,3 +131,22 @@ fn no_two_types_share_a_schema_name() {
         .collect();
     assert!(repeated.is_empty(), "schema names used twice: {repeated:#?}");
 }
+
+/// Patterns written out in schema attributes are the ones the service checks with.
+#[test]
+fn documented_patterns_are_the_checked_ones() {
+    let document: Value = serde_json::from_str(include_str!("../../../openapi/openapi.json")).unwrap();
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(schemas["NewMember"]["properties"]["email"]["pattern"], myscanner::workgroups::members::EMAIL_PATTERN);
+    let serial = regex::Regex::new(schemas["NewDevice"]["properties"]["serial"]["pattern"].as_str().unwrap()).unwrap();
+    for candidate in ["LVS-2024-0042", "a.b_c", "", "bad serial!", "é", &"x".repeat(65)] {
+        assert_eq!(serial.is_match(candidate), myscanner::devices::valid_serial(candidate), "{candidate:?}");
+    }
+    let email = regex::Regex::new(myscanner::workgroups::members::EMAIL_PATTERN).unwrap();
+    for (candidate, valid) in
+        [("mia@example.com", true), (" mia@example.com", false), ("a@b@c.d", false), ("a@b", false)]
+    {
+        assert_eq!(email.is_match(candidate), valid, "{candidate:?}");
+        assert_eq!(myscanner::workgroups::members::valid_email(candidate), valid, "{candidate:?}");
+    }
+}
