@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub rate_limit_per_minute: u32,
     /// Requests a user or token may make at once before the steady rate applies.
     pub rate_limit_burst: u32,
+    /// The same for each scanner (device credential).
+    pub device_rate_limit_per_minute: u32,
+    pub device_rate_limit_burst: u32,
     /// Measurement exports streaming at once from this replica; more are answered 429.
     pub max_exports: usize,
     /// How long a streamed response (an export) waits for its client to take the next
@@ -235,6 +238,8 @@ impl Default for Config {
                 trusted_proxies: vec![],
                 rate_limit_per_minute: 600,
                 rate_limit_burst: 120,
+                device_rate_limit_per_minute: 600,
+                device_rate_limit_burst: 120,
                 max_exports: 4,
                 stalled_stream_secs: 30,
                 tls: None,

@@ -36,6 +36,10 @@ pub struct AppState {
     pub broker: Management,
     pub ingest: IngestStatus,
     pub rate_limit: Arc<RateLimiter>,
+    /// Per scanner, apart from people's.
+    pub device_rate_limit: Arc<RateLimiter>,
+    /// Scanners' long polls in progress.
+    pub long_polls: Arc<crate::auth::rate_limit::LongPolls>,
     pub remote: crate::remote::Registry,
     pub sync: crate::sync::Hub,
     /// Trust for the service's own TLS links (replica relays): the platform's roots.
@@ -55,6 +59,10 @@ impl AppState {
         let replica_url =
             config.remote.advertise_url.clone().unwrap_or_else(|| format!("http://{}", config.server.listen));
         let remote = crate::remote::Registry::new(db.clone(), &config.remote, replica_url);
+        let device_rate_limit = Arc::new(RateLimiter::new(
+            config.server.device_rate_limit_per_minute,
+            config.server.device_rate_limit_burst,
+        ));
         let exports = Arc::new(tokio::sync::Semaphore::new(config.server.max_exports));
         let passwords = Arc::new(crate::auth::password::Turns::new(
             config.auth.password_checks_at_once,
@@ -67,6 +75,8 @@ impl AppState {
             broker,
             ingest: IngestStatus::default(),
             rate_limit,
+            device_rate_limit,
+            long_polls: Default::default(),
             remote,
             sync: Default::default(),
             client_tls: myscanner_protocol::tls::platform_client_config(),

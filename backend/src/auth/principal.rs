@@ -150,6 +150,7 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
         if !secret::matches(presented, &stored) {
             return Err(INVALID);
         }
+        state.device_rate_limit.check(&format!("device:{device_id}"))?;
         let address = ClientAddr::from_request_parts(parts, state).await?.0;
         // Every authenticated call is a sign of life and shows the device's public address
         // (what external security scans target). Written at most every 30 s unless it moved.

@@ -1,12 +1,15 @@
-//! Request rate limits per user and per API token: a generic cell rate algorithm (GCRA),
-//! which allows a burst and then a steady rate, answered with 429 and `Retry-After`.
+//! Request rate limits per user, per API token and per scanner: a generic cell rate
+//! algorithm (GCRA), which allows a burst and then a steady rate, answered with 429 and
+//! `Retry-After`; and a cap on a scanner's long polls at once.
 //!
 //! Kept in memory per replica: behind N replicas a caller gets up to N times the limit.
 //! That bounds abuse well enough without a shared store on every request.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use uuid::Uuid;
 
 use crate::http::Error;
 
@@ -44,9 +47,60 @@ impl RateLimiter {
     }
 }
 
+/// Long polls one scanner may hold at once: its two sync collections and its scan claims
+/// need three, and a restarted agent may overlap its old ones for a while.
+pub const LONG_POLLS_PER_DEVICE: usize = 8;
+
+/// Requests of one scanner waiting at once (long polls), at most [`LONG_POLLS_PER_DEVICE`]:
+/// each holds a connection and a task for up to 25 s.
+#[derive(Default)]
+pub struct LongPolls(Arc<Mutex<HashMap<Uuid, usize>>>);
+
+/// One long poll in progress; it leaves its count when dropped.
+pub struct LongPoll {
+    held: Arc<Mutex<HashMap<Uuid, usize>>>,
+    device_id: Uuid,
+}
+
+impl LongPolls {
+    pub fn enter(&self, device_id: Uuid) -> Result<LongPoll, Error> {
+        let mut held = self.0.lock().expect("long polls lock");
+        let count = held.entry(device_id).or_default();
+        if *count >= LONG_POLLS_PER_DEVICE {
+            return Err(Error::TooManyRequests { retry_after: 1 });
+        }
+        *count += 1;
+        Ok(LongPoll { held: self.0.clone(), device_id })
+    }
+}
+
+impl Drop for LongPoll {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().expect("long polls lock");
+        if let Some(count) = held.get_mut(&self.device_id) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.device_id);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_device_holds_a_bounded_number_of_long_polls() {
+        let polls = LongPolls::default();
+        let device = Uuid::now_v7();
+        let held: Vec<LongPoll> = (0..LONG_POLLS_PER_DEVICE).map(|_| polls.enter(device).unwrap()).collect();
+        assert!(matches!(polls.enter(device), Err(Error::TooManyRequests { .. })));
+        polls.enter(Uuid::now_v7()).expect("devices are independent");
+        drop(held);
+        polls.enter(device).expect("released when the polls end");
+        assert!(polls.0.lock().unwrap().is_empty(), "nothing left behind");
+    }
 
     #[test]
     fn allows_a_burst_then_refuses_with_retry_after() {

@@ -45,6 +45,7 @@ pub async fn claim(
     device: AuthenticatedDevice,
     Query(params): Query<ClaimParams>,
 ) -> Result<Response> {
+    let _waiting = state.long_polls.enter(device.device_id)?;
     let wait = Duration::from_secs(params.wait.unwrap_or(25).min(25));
     let lease = Duration::from_secs(state.config.security.lease_secs);
     let deadline = tokio::time::Instant::now() + wait;

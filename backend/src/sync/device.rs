@@ -84,6 +84,7 @@ pub async fn pull(
     Query(params): Query<PullParams>,
 ) -> Result<Json<Changes>> {
     let collection = enabled(&state, &device, &collection).await?;
+    let _waiting = state.long_polls.enter(device.device_id)?;
     let since = params.since.unwrap_or(0).max(0);
     let limit = params.limit.unwrap_or(500).clamp(1, 1000);
     let deadline =

@@ -1,6 +1,8 @@
 //! Provisioning, device credentials, and what a scanner reports.
 
-use myscanner_tests::{TestApp, expect_json, expect_problem, uuid};
+use std::time::Duration;
+
+use myscanner_tests::{TestApp, eventually, expect_json, expect_problem, uuid};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -235,4 +237,49 @@ async fn a_body_is_an_object_and_time_zones_are_postgresql_s() {
         )
         .await;
     expect_problem(bad, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
+}
+
+#[tokio::test]
+async fn scanners_hold_few_long_polls_at_once() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let a = app.tenant(&operator, "Acme").await;
+    let b = app.tenant(&operator, "Bolt").await;
+
+    // Long polls: a few at once per scanner; more are refused at once, not queued.
+    let claim = |credential: &str, wait: u32| {
+        app.request(Method::POST, &format!("/api/v1/agent/security-scans/claim?wait={wait}"), Some(credential)).send()
+    };
+    let held: Vec<_> = (0..myscanner::auth::rate_limit::LONG_POLLS_PER_DEVICE)
+        .map(|_| tokio::spawn(claim(&a.device_credential, 20)))
+        .collect();
+    eventually(Duration::from_secs(10), "the ninth long poll refused", || async {
+        claim(&a.device_credential, 0).await.unwrap().status() == StatusCode::TOO_MANY_REQUESTS
+    })
+    .await;
+    assert_eq!(claim(&b.device_credential, 0).await.unwrap().status(), StatusCode::NO_CONTENT, "scanners are apart");
+    for poll in held {
+        poll.abort();
+    }
+}
+
+#[tokio::test]
+async fn scanners_are_rate_limited() {
+    let app = TestApp::spawn_with(|c| {
+        c.server.device_rate_limit_burst = 20;
+        c.server.device_rate_limit_per_minute = 60;
+    })
+    .await;
+    let operator = app.operator().await;
+    let b = app.tenant(&operator, "Bolt").await;
+    // The request rate: a burst, then 429 with Retry-After; other scanners unaffected.
+    let mut statuses = vec![];
+    for _ in 0..30 {
+        statuses.push(app.get("/api/v1/agent/me", &b.device_credential).await);
+    }
+    let limited = statuses.into_iter().find(|r| r.status() == StatusCode::TOO_MANY_REQUESTS).expect("a 429");
+    assert!(limited.headers().contains_key("retry-after"));
+    expect_problem(limited, StatusCode::TOO_MANY_REQUESTS, "too-many-requests").await;
+    let other = app.tenant(&operator, "Cobalt").await;
+    expect_json(app.get("/api/v1/agent/me", &other.device_credential).await, StatusCode::OK).await;
 }
