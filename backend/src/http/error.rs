@@ -90,6 +90,10 @@ pub enum Error {
     /// The scanner is connected but could not reach the service behind it.
     #[error("{0}")]
     DeviceUnreachable(String),
+    /// The scanner's agent holds its tunnel but did not answer a new session in time: it is
+    /// frozen, overloaded, or its link has stalled. Not the scanner's service's fault.
+    #[error("the scanner is not answering")]
+    ScannerNotAnswering,
     /// A dependency (database, broker) is unreachable.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -122,6 +126,7 @@ impl Error {
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             Error::DeviceUnreachable(_) => StatusCode::BAD_GATEWAY,
+            Error::ScannerNotAnswering => StatusCode::GATEWAY_TIMEOUT,
             Error::Database(sqlx::Error::RowNotFound) => StatusCode::NOT_FOUND,
             Error::Database(e) if is_data_exception(e) => StatusCode::BAD_REQUEST,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -145,6 +150,7 @@ impl Error {
             Error::Unavailable(_) => "unavailable",
             Error::UpgradeRequired => "websocket-required",
             Error::DeviceUnreachable(_) => "device-service-unreachable",
+            Error::ScannerNotAnswering => "scanner-not-answering",
             Error::Database(_) | Error::Internal(_) => "internal",
         }
     }
@@ -179,6 +185,14 @@ impl Error {
                 ("WebSocket upgrade required", Some("open this URL as a WebSocket".to_owned()), vec![])
             }
             Error::DeviceUnreachable(why) => ("The scanner's service is unreachable", Some(why.clone()), vec![]),
+            Error::ScannerNotAnswering => (
+                "The scanner is not answering",
+                Some(
+                    "its tunnel is open but its agent did not answer in time: it may be frozen or its link stalled"
+                        .into(),
+                ),
+                vec![],
+            ),
             Error::Database(e) if is_data_exception(e) => {
                 ("The request could not be read", Some("a value cannot be stored as given".to_owned()), vec![])
             }

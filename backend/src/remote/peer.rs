@@ -106,6 +106,7 @@ fn holder_refused(status: u16, body: &[u8]) -> Error {
         "device-offline" => device_offline(),
         "remote-control-disabled" => remote_control_disabled(),
         "device-service-unreachable" => Error::DeviceUnreachable(detail),
+        "scanner-not-answering" => Error::ScannerNotAnswering,
         _ => Error::Internal(anyhow::anyhow!("the replica holding the tunnel answered {status}: {problem}")),
     }
 }

@@ -125,7 +125,9 @@ impl Tunnel {
                 ));
             }
             Ok(Err(error)) => return Err(error),
-            Err(_) => return Err(Error::DeviceUnreachable("the scanner did not answer in time".into())),
+            // The agent never said whether it reached its service: the agent itself is
+            // not answering (frozen, overloaded, a stalled link), not the service.
+            Err(_) => return Err(Error::ScannerNotAnswering),
         };
         self.riders.lock().expect("riders lock").insert(session_id);
         let rider = Rider { riders: self.riders.clone(), session_id };

@@ -49,7 +49,9 @@ const TUNNEL_LOSS_GRACE: Duration = Duration::from_millis(250);
         (status = 426, description = "Not a WebSocket request (`websocket-required`)",
             body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 502, description = "The scanner could not reach its remote-control service \
-            (`device-service-unreachable`)", body = crate::http::Problem, content_type = "application/problem+json")))]
+            (`device-service-unreachable`)", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 504, description = "The scanner's agent holds its tunnel but did not answer in time: frozen, \
+            overloaded or a stalled link (`scanner-not-answering`)", body = crate::http::Problem, content_type = "application/problem+json")))]
 pub async fn connect(
     State(state): State<AppState>,
     user: CurrentUser,

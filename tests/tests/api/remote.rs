@@ -411,3 +411,28 @@ async fn sessions_end_when_their_user_loses_the_authority_that_opened_them() {
     .await;
     agent.stop().await;
 }
+
+#[tokio::test]
+async fn a_frozen_scanner_is_told_apart_from_an_unreachable_service() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    let proxy = TcpProxy::start(app.base_url.trim_start_matches("http://").parse().unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = agent(&app, &format!("http://{}", proxy.addr), &t.device_credential, echo_server().await, &dir).await;
+    wait_online(&app, &t).await;
+    let url = session_url(&app.base_url, t.workgroup_id, t.device_id);
+
+    // The agent stops answering (as under SIGSTOP) while its tunnel stays open.
+    proxy.freeze();
+    let (status, problem) = remote::open(&url, &t.admin_token, &app.tls).await.unwrap_err();
+    assert_eq!(
+        (status, problem["type"].as_str().unwrap()),
+        (StatusCode::GATEWAY_TIMEOUT, "urn:myscanner:problem:scanner-not-answering")
+    );
+    // It wakes: sessions work again.
+    proxy.thaw();
+    let mut session = remote::open(&url, &t.admin_token, &app.tls).await.expect("session opens");
+    assert_eq!(echo(&mut session, b"awake").await, b"awake");
+    agent.stop().await;
+}
