@@ -562,8 +562,7 @@ async fn pump(
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        let Ok(n @ 1..) = from.read(&mut buffer).await else { break };
+    while let Ok(n @ 1..) = from.read(&mut buffer).await {
         if frozen.wait_for(|frozen| !frozen).await.is_err() || to.write_all(&buffer[..n]).await.is_err() {
             break;
         }
