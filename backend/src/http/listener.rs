@@ -2,7 +2,8 @@
 //! has Nagle off (remote control is interactive) and is read ahead in large pieces
 //! ([`ReadAhead`]: rustls and the tunnels' WebSockets read in small ones). TLS handshakes
 //! run beside the accept loop, each bounded in time, so a slow or silent client holds up
-//! no one else.
+//! no one else. hyper's own answers to unreadable requests leave as problem+json
+//! ([`ProblemIo`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,6 +14,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::canned::ProblemIo;
 
 /// A client that has not finished its handshake in this long is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,11 +48,12 @@ async fn accept(listener: &TcpListener) -> (Socket, SocketAddr) {
 pub struct PlainListener(pub TcpListener);
 
 impl axum::serve::Listener for PlainListener {
-    type Io = Socket;
+    type Io = ProblemIo<Socket>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        accept(&self.0).await
+        let (socket, peer) = accept(&self.0).await;
+        (ProblemIo::new(socket), peer)
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
@@ -106,12 +110,12 @@ async fn accept_loop(
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<Socket>;
+    type Io = ProblemIo<TlsStream<Socket>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         match self.handshaken.recv().await {
-            Some(connection) => connection,
+            Some((stream, peer)) => (ProblemIo::new(stream), peer),
             // The accept loop only ends when this listener is dropped.
             None => std::future::pending().await,
         }

@@ -1,6 +1,7 @@
 //! The HTTP layer shared by every domain: the error type, extractors, pagination, the one
 //! router, the OpenAPI document, middleware, health checks, the listeners and the served certificate.
 
+pub mod canned;
 pub mod error;
 pub mod extract;
 pub mod fields;

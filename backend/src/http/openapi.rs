@@ -112,6 +112,9 @@ fn add_problem_responses(doc: &mut utoipa::openapi::OpenApi) {
                 .flatten()
                 .any(|p| matches!(p, RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Query)));
             add(op, "500", "Internal error; details are in the service log", true);
+            // Answered before any handler, for a request the HTTP layer cannot read.
+            add(op, "414", "The URI is longer than 65,534 bytes (`uri-too-long`)", true);
+            add(op, "431", "The request's headers are too large (`headers-too-large`)", true);
             add(op, "401", "Missing, invalid, expired or revoked credential", secured);
             add(op, "403", "The credential lacks a permission this needs", secured);
             add(

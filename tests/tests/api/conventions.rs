@@ -151,3 +151,29 @@ async fn readiness_follows_the_database() {
     proxy.restore();
     app.wait_until_ready().await;
 }
+
+#[tokio::test]
+async fn requests_hyper_cannot_read_are_problems_too() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    // Sent by hand: no HTTP client builds a URI this long.
+    let mut socket = tokio::net::TcpStream::connect(app.base_url.trim_start_matches("http://")).await.unwrap();
+    let request = format!("GET /api/v1/workgroups?q={} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(100_000));
+    let _ = socket.write_all(request.as_bytes()).await; // the service may answer before it has read it all
+    let mut answer = vec![];
+    let _ = socket.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a complete answer");
+    assert!(head.starts_with("HTTP/1.1 414"), "{head}");
+    assert!(head.contains("content-type: application/problem+json"), "{head}");
+    let problem: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        (problem["type"].as_str(), &problem["status"]),
+        (Some("urn:myscanner:problem:uri-too-long"), &json!(414))
+    );
+
+    let huge = app.request(Method::GET, "/healthz", None).header("x-filler", "b".repeat(1 << 20)).send().await.unwrap();
+    expect_problem(huge, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers-too-large").await;
+    // The service is none the worse.
+    expect_json(app.request(Method::GET, "/healthz", None).send().await.unwrap(), StatusCode::OK).await;
+}
