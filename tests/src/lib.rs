@@ -391,6 +391,22 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A client that sends `GET path`, reads the status line (asserting 200) and then
+    /// nothing more, through a small receive window: a reader that stopped reading.
+    pub async fn stalled_get(&self, path: &str, bearer: &str) -> tokio::net::TcpStream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let address = self.base_url.trim_start_matches("http://").parse().unwrap();
+        let mut stalled = socket.connect(address).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {bearer}\r\n\r\n");
+        stalled.write_all(request.as_bytes()).await.unwrap();
+        let mut head = vec![0; 512];
+        let read = stalled.read(&mut head).await.unwrap();
+        assert!(head[..read].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head[..read]));
+        stalled
+    }
+
     /// Signs in and returns the session token.
     pub async fn login(&self, email: &str, password: &str) -> String {
         let response = self.login_response(email, password).await;

@@ -67,6 +67,12 @@ async fn unknown_routes_and_methods_are_problems_too() {
     let wrong_method = app.client.delete(app.url("/healthz")).send().await.unwrap();
     assert!(wrong_method.headers().contains_key("allow"));
     expect_problem(wrong_method, StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed").await;
+    // A missing row of the caller's own workgroup is a 404 titled as one.
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    let missing = format!("/api/v1/workgroups/{}/devices/{}", t.workgroup_id, uuid::Uuid::now_v7());
+    let problem = expect_problem(app.get(&missing, &t.admin_token).await, StatusCode::NOT_FOUND, "not-found").await;
+    assert_eq!(problem["title"], "Not found");
 }
 
 #[tokio::test]

@@ -506,3 +506,31 @@ async fn a_row_whose_device_is_gone_is_refused_not_lost() {
     assert!(store::is_permanent(&error), "{error}");
     assert_eq!(app.stored(t.device_id).await, 0);
 }
+
+#[tokio::test]
+async fn api_traffic_never_starves_ingest() {
+    // Four API connections: the remote-control and sync listeners hold one each, and two
+    // exports whose clients stopped reading hold the rest.
+    let app = TestApp::spawn_with(|c| {
+        c.database.max_connections = 4;
+        c.server.stalled_stream_secs = 120;
+    })
+    .await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    let mut seed = factory(&t, t.device_id, false);
+    app.insert_measurements(&batch(&mut seed, 20_000)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let agent = start_agent(&app, &t.device_credential, &dir).await;
+    let export = format!("/api/v1/workgroups/{}/measurements/export", t.workgroup_id);
+    let mut stalled = vec![];
+    for _ in 0..2 {
+        stalled.push(app.stalled_get(&export, &t.api_token).await);
+    }
+    // Measurements still arrive: the consumer has connections of its own.
+    agent.record(&batch(&mut factory(&t, t.device_id, false), 5)).unwrap();
+    assert!(agent.drained(WAIT).await);
+    wait_stored(&app, t.device_id, 20_005).await;
+    agent.stop().await;
+    drop(stalled);
+}

@@ -504,7 +504,7 @@ async fn callers_are_rate_limited() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_gives_its_export_up() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let app = TestApp::spawn_with(|config| {
         config.server.max_exports = 1;
         config.server.stalled_stream_secs = 1;
@@ -517,16 +517,7 @@ async fn a_client_that_stops_reading_gives_its_export_up() {
     app.insert_measurements(&all).await;
     let path = format!("/api/v1/workgroups/{}/measurements/export", t.workgroup_id);
 
-    // A client that reads the status line and then nothing more, through a small window.
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let address = app.base_url.trim_start_matches("http://").parse().unwrap();
-    let mut stalled = socket.connect(address).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\n\r\n", t.api_token);
-    stalled.write_all(request.as_bytes()).await.unwrap();
-    let mut head = vec![0; 512];
-    let read = stalled.read(&mut head).await.unwrap();
-    assert!(head[..read].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head[..read]));
+    let mut stalled = app.stalled_get(&path, &t.api_token).await;
 
     // The one export slot is held: another export is shed, saying when to try again.
     let busy = app.get(&path, &t.api_token).await;
