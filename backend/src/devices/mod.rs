@@ -90,6 +90,7 @@ pub struct DeviceFilter {
     pub site_id: Option<Uuid>,
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 

@@ -6,7 +6,14 @@
 //! It recognises hyper's own answers by their shape: one of those statuses, `content-length:
 //! 0` and no `content-type` (every handler's error has one). Vectored writes are declined
 //! so that hyper hands over the head of a response in one buffer.
+//!
+//! It also closes gently. A connection closed while the client is still sending (a body
+//! over the limit, answered 413 before it was read) would be reset, and the reset destroys
+//! the answer in flight: the client sees a broken connection instead of the 413. So after
+//! its own side is shut, the connection reads and discards what still comes, briefly
+//! (a lingering close, as nginx does).
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -20,11 +27,17 @@ pub struct ProblemIo<T> {
     /// A rewritten answer being written: its bytes, how many are out, and the length of
     /// the write it stands for.
     rewriting: Option<(Vec<u8>, usize, usize)>,
+    /// Once shut: until when, and how much more, to read and discard.
+    lingering: Option<(Pin<Box<tokio::time::Sleep>>, usize)>,
 }
+
+/// How long a closing connection goes on reading what the client still sends, and how much.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER_BYTES: usize = 8 << 20;
 
 impl<T> ProblemIo<T> {
     pub fn new(inner: T) -> Self {
-        ProblemIo { inner, rewriting: None }
+        ProblemIo { inner, rewriting: None, lingering: None }
     }
 }
 
@@ -64,7 +77,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for ProblemIo<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for ProblemIo<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for ProblemIo<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         if this.rewriting.is_none()
@@ -89,7 +102,25 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ProblemIo<T> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        if this.lingering.is_none() {
+            ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            this.lingering = Some((Box::pin(tokio::time::sleep(LINGER)), LINGER_BYTES));
+        }
+        let (deadline, left) = this.lingering.as_mut().expect("set above");
+        let mut scratch = [0u8; 16 * 1024];
+        loop {
+            if *left == 0 || deadline.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => *left = left.saturating_sub(buf.filled().len()),
+                // The client is done (or gone): nothing left to protect.
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 
     fn is_write_vectored(&self) -> bool {

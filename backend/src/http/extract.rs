@@ -2,7 +2,7 @@
 //!
 //! They read requests the way the published document describes them (JSON Schema): a body
 //! is one JSON object (a struct is never read from an array), an integer may be written
-//! `3` or `3.0`, and a query parameter given empty (`?cursor=`) is not given.
+//! `3` or `3.0`, and a query parameter given empty (`?cursor=`) is refused.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -73,7 +73,9 @@ fn integral(value: Value) -> Value {
     }
 }
 
-/// The query string read into `T`; parameters given empty are left out first.
+/// The query string read into `T`. A parameter given empty (`?site_id=`) is refused, not
+/// taken for absent: every documented parameter has a type, format or minimum length that
+/// an empty value breaks.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Query<T>(pub T);
 
@@ -81,18 +83,31 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Error> {
-        let given: Vec<&str> = parts
-            .uri
-            .query()
-            .unwrap_or_default()
+        let query = parts.uri.query().unwrap_or_default();
+        let empty = query
             .split('&')
-            .filter(|pair| pair.split_once('=').is_some_and(|(_, value)| !value.is_empty()))
-            .collect();
-        serde_urlencoded::from_str(&given.join("&")).map(Query).map_err(|error| Error::InvalidRequest {
+            .filter(|pair| !pair.is_empty())
+            .find(|pair| pair.split_once('=').is_none_or(|(_, value)| value.is_empty()))
+            .map(|pair| name_of(pair.split('=').next().unwrap_or(pair)));
+        if let Some(name) = empty {
+            return Err(Error::InvalidRequest {
+                detail: format!("invalid query parameter `{name}`"),
+                errors: vec![FieldError::new(name.clone(), "is empty; leave it out instead")],
+            });
+        }
+        serde_urlencoded::from_str(query).map(Query).map_err(|error| Error::InvalidRequest {
             detail: format!("Failed to deserialize query string: {error}"),
             errors: vec![],
         })
     }
+}
+
+/// A parameter's name, percent-decoded for the message.
+fn name_of(raw: &str) -> String {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("{raw}=x"))
+        .ok()
+        .and_then(|pairs| pairs.into_iter().next())
+        .map_or_else(|| raw.to_owned(), |(name, _)| name)
 }
 
 /// `axum::extract::Path` with problem+json rejections.

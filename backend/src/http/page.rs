@@ -17,7 +17,9 @@ pub struct PageParams {
     /// Items per page, 1–500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page; absent for the first page.
+    /// `next_cursor` of the previous page; absent for the first page. A value this
+    /// listing did not issue is refused (400).
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 
@@ -42,7 +44,22 @@ impl PageParams {
     }
 }
 
-fn invalid(field: &str, message: &str) -> Error {
+/// A query parameter's value within its documented range, or the default when absent.
+pub fn bounded<T: PartialOrd + std::fmt::Display + Copy>(
+    field: &str,
+    value: Option<T>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, Error> {
+    let value = value.unwrap_or(default);
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(field, &format!("must be between {} and {}", range.start(), range.end())))
+    }
+}
+
+pub(crate) fn invalid(field: &str, message: &str) -> Error {
     Error::InvalidRequest {
         detail: format!("invalid query parameter `{field}`"),
         errors: vec![FieldError::new(field, message)],

@@ -20,6 +20,7 @@ use crate::startup::AppState;
 #[into_params(parameter_in = Query)]
 pub struct ChangesParams {
     /// The `next_cursor` of the previous poll; absent to start from the first measurement.
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
     /// Items per poll, 1–500 (default 50).
     #[param(minimum = 1, maximum = 500)]

@@ -87,6 +87,7 @@ pub struct SessionFilter {
     pub active: Option<bool>,
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 

@@ -346,6 +346,7 @@ pub struct DeviceFilter {
     pub device_id: Option<Uuid>,
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 
@@ -483,6 +484,7 @@ pub struct HistoryFilter {
     pub mac: Option<String>,
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     pub cursor: Option<String>,
 }
 

@@ -46,7 +46,7 @@ pub async fn claim(
     Query(params): Query<ClaimParams>,
 ) -> Result<Response> {
     let _waiting = state.long_polls.enter(device.device_id)?;
-    let wait = Duration::from_secs(params.wait.unwrap_or(25).min(25));
+    let wait = Duration::from_secs(crate::http::page::bounded("wait", params.wait, 25, 0..=25)?);
     let lease = Duration::from_secs(state.config.security.lease_secs);
     let deadline = tokio::time::Instant::now() + wait;
     let worker = format!("device:{}", device.device_id);

@@ -40,7 +40,7 @@ pub async fn records(
     user.access(&state.db, workgroup_id).await?.require(Permission::ViewData)?;
     site_of(&state, workgroup_id, site_id).await?;
     let collection = Collection::parse(&collection).ok_or(Error::NotFound)?;
-    let limit = params.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = crate::http::page::bounded("limit", params.limit, 1000, 1..=5000)?;
     Ok(Json(super::snapshot(&state.db, site_id, collection, params.after, limit).await?))
 }
 

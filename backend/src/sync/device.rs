@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::Author;
 use crate::auth::AuthenticatedDevice;
+use crate::http::page::bounded;
 use crate::http::{Error, Json, Path, Query, Result};
 use crate::startup::AppState;
 
@@ -86,9 +87,9 @@ pub async fn pull(
     let collection = enabled(&state, &device, &collection).await?;
     let _waiting = state.long_polls.enter(device.device_id)?;
     let since = params.since.unwrap_or(0).max(0);
-    let limit = params.limit.unwrap_or(500).clamp(1, 1000);
-    let deadline =
-        tokio::time::Instant::now() + Duration::from_secs(params.wait.unwrap_or(MAX_WAIT_SECS).min(MAX_WAIT_SECS));
+    let limit = bounded("limit", params.limit, 500, 1..=1000)?;
+    let wait = bounded("wait", params.wait, MAX_WAIT_SECS, 0..=MAX_WAIT_SECS)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     // A scanner waiting in a long poll is in step as of now: the dashboard sees it so.
     record_sync(&state, device.device_id, collection, Some(since)).await?;
     let mut woken = state.sync.subscribe(device.site_id);
@@ -163,6 +164,6 @@ pub async fn snapshot(
     Query(params): Query<SnapshotParams>,
 ) -> Result<Json<Snapshot>> {
     let collection = enabled(&state, &device, &collection).await?;
-    let limit = params.limit.unwrap_or(1000).clamp(1, 5000);
+    let limit = bounded("limit", params.limit, 1000, 1..=5000)?;
     Ok(Json(super::snapshot(&state.db, device.site_id, collection, params.after, limit).await?))
 }

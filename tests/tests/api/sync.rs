@@ -106,6 +106,12 @@ async fn edits_reach_every_scanner_and_concurrent_edits_resolve_the_same_everywh
     assert_eq!(stored["records"].as_array().unwrap().len(), 1);
     assert_eq!(serde_json::from_value::<Record>(stored["records"][0]["record"].clone()).ok(), settled);
     assert!(!stored["records"][0]["changed_by_device"].is_null(), "the dashboard sees which scanner changed it");
+    // Page sizes and waits beyond their documented ranges are refused, not clamped.
+    for bad in [format!("{path}?limit=0"), format!("{path}?limit=5001")] {
+        expect_problem(app.get(&bad, &t.admin_token).await, StatusCode::BAD_REQUEST, "invalid-request").await;
+    }
+    let too_long = app.get("/api/v1/agent/sync/load-lists?wait=26", &t.device_credential).await;
+    expect_problem(too_long, StatusCode::BAD_REQUEST, "invalid-request").await;
 
     // Reference scans travel with their profiles intact.
     let truck = Uuid::now_v7();
