@@ -144,10 +144,20 @@ pub async fn demo(
     password: Option<String>,
 ) -> anyhow::Result<()> {
     let mut tx = db.begin().await?;
-    let workgroup_id: Uuid = match sqlx::query_scalar("SELECT id FROM workgroups WHERE name = $1 ORDER BY id LIMIT 1")
-        .bind(DEMO_WORKGROUP)
-        .fetch_optional(&mut *tx)
-        .await?
+    // The demo's workgroup is the one its scanners are in, whatever it has been renamed to
+    // since; then one of the demo's name; else a new one.
+    let serials: Vec<&str> = DEMO_DEVICES.iter().map(|(serial, _, _)| *serial).collect();
+    let workgroup_id: Uuid = match sqlx::query_scalar(
+        "SELECT workgroup_id FROM (
+             (SELECT workgroup_id, 0 AS rank FROM devices WHERE serial = ANY($1) ORDER BY serial LIMIT 1)
+             UNION ALL
+             (SELECT id, 1 FROM workgroups WHERE name = $2 ORDER BY id LIMIT 1)
+         ) found ORDER BY rank LIMIT 1",
+    )
+    .bind(&serials)
+    .bind(DEMO_WORKGROUP)
+    .fetch_optional(&mut *tx)
+    .await?
     {
         Some(id) => id,
         None => {

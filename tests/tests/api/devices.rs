@@ -195,6 +195,15 @@ async fn the_demo_writes_device_files_the_agent_runs_with_every_feature_on() {
         let me = app.get("/api/v1/agent/me", &config.credential).await;
         assert_eq!(me.status(), StatusCode::OK);
     }
+    // Its owner renames the demo workgroup in the dashboard; the demo runs again (as
+    // run.sh does at every start) and finds it by its scanners.
+    sqlx::query("UPDATE workgroups SET name = 'Our quarries' WHERE name = 'Demo Quarries'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    myscanner::admin::demo(&app.db, &broker, dir.path(), &link, Some("demo-password-123".into())).await.unwrap();
+    let workgroups: i64 = sqlx::query_scalar("SELECT count(*) FROM workgroups").fetch_one(&app.db).await.unwrap();
+    assert_eq!(workgroups, 1, "no second demo workgroup");
 }
 
 #[tokio::test]
