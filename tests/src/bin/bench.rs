@@ -141,11 +141,11 @@ async fn fleet(devices: usize) -> Fleet {
     };
     let workgroup = post("/api/v1/workgroups", json!({"name": "Bench"})).await;
     let wg = workgroup["id"].as_str().unwrap().to_owned();
-    post(
-        &format!("/api/v1/workgroups/{wg}/members"),
-        json!({"email": "bench@example.com", "permissions": ["manage_workgroup", "view_data", "control_devices"]}),
-    )
-    .await;
+    // The workgroup's own admin, whom the operator creates (an operator never makes
+    // themselves a member): the benchmarks read data as this person.
+    let admin = json!({"email": "bench-admin@example.com", "name": "Bench admin", "password": "bench-password-123",
+        "permissions": ["manage_workgroup", "view_data", "control_devices"]});
+    post(&format!("/api/v1/workgroups/{wg}/members"), admin).await;
     let site = post(&format!("/api/v1/workgroups/{wg}/sites"), json!({"name": "Pit", "time_zone": "UTC"})).await;
     let site_id: Uuid = site["id"].as_str().unwrap().parse().unwrap();
     let mut provisioned = vec![];
@@ -163,6 +163,16 @@ async fn fleet(devices: usize) -> Fleet {
     }
     let vhost = config.broker.url.expose().rsplit('/').next().unwrap().to_owned();
     let workgroup_id = wg.parse().unwrap();
+    let signed_in: Value = http
+        .post(url("/api/v1/auth/login"))
+        .json(&json!({"email": "bench-admin@example.com", "password": "bench-password-123"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = signed_in["access_token"].as_str().unwrap().to_owned();
     Fleet {
         service,
         db,
