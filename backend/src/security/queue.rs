@@ -206,7 +206,11 @@ pub async fn claim(
 }
 
 /// Claims up to `n` queued jobs at once, oldest first, each into its own lease: what a
-/// worker pool with `n` free slots asks for in one round trip.
+/// worker pool with `n` free slots asks for in one round trip. A disabled scan is never
+/// claimed because disabling withdraws its jobs in the same transaction ([`withdraw`]
+/// locks them, so a claim skips or precedes it; one it precedes is fenced off): the queue
+/// holds only enabled scans, and the claim needs no look at the settings (which cost half
+/// the claim rate when it had one).
 pub async fn claim_many(
     db: &PgPool,
     kind: ScanKind,
@@ -217,11 +221,8 @@ pub async fn claim_many(
 ) -> sqlx::Result<Vec<Claimed>> {
     let mut rows: Vec<ClaimedRow> = sqlx::query_as(
         "WITH next AS (
-             SELECT id FROM security_scan_jobs q
+             SELECT id FROM security_scan_jobs
              WHERE state = 'queued' AND kind = $1 AND not_before <= now() AND ($2::uuid IS NULL OR device_id = $2)
-               -- Never a scan its owner disabled (withdrawn when disabled; this holds through a race).
-               AND EXISTS (SELECT 1 FROM security_scan_settings s
-                           WHERE s.device_id = q.device_id AND s.kind = q.kind AND s.enabled)
              ORDER BY queue_position
              FOR UPDATE SKIP LOCKED
              LIMIT $5
