@@ -126,16 +126,13 @@ async fn fleet(devices: usize) -> Fleet {
     )
     .await
     .unwrap();
-    let login: Value = http
-        .post(url("/api/v1/auth/login"))
-        .json(&json!({"email": "bench@example.com", "password": "bench-password-123"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_owned();
+    let login = async |email: &str| -> String {
+        let body = json!({"email": email, "password": "bench-password-123"});
+        let session: Value =
+            http.post(url("/api/v1/auth/login")).json(&body).send().await.unwrap().json().await.unwrap();
+        session["access_token"].as_str().unwrap().to_owned()
+    };
+    let token = login("bench@example.com").await;
     let post = async |path: &str, body: Value| -> Value {
         http.post(url(path)).bearer_auth(&token).json(&body).send().await.unwrap().json().await.unwrap()
     };
@@ -163,16 +160,7 @@ async fn fleet(devices: usize) -> Fleet {
     }
     let vhost = config.broker.url.expose().rsplit('/').next().unwrap().to_owned();
     let workgroup_id = wg.parse().unwrap();
-    let signed_in: Value = http
-        .post(url("/api/v1/auth/login"))
-        .json(&json!({"email": "bench-admin@example.com", "password": "bench-password-123"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = signed_in["access_token"].as_str().unwrap().to_owned();
+    let token = login("bench-admin@example.com").await;
     Fleet {
         service,
         db,

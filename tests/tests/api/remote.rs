@@ -205,17 +205,24 @@ async fn sessions_are_refused_clearly_and_at_once() {
     agent.stop().await;
 }
 
-#[tokio::test]
-async fn a_dropped_tunnel_ends_its_sessions_and_the_agent_comes_back() {
+/// A service, a tenant, and its scanner's agent online through a proxy the test controls
+/// (it can cut or freeze the link, as a network or a stopped process would); with the
+/// tenant's session URL and the agent's outbox.
+async fn proxied_scene() -> (TestApp, Tenant, TcpProxy, Agent, String, tempfile::TempDir) {
     let app = TestApp::spawn().await;
     let operator = app.operator().await;
     let t = app.tenant(&operator, "Acme").await;
-    // The agent reaches the service through a proxy the test can cut, as a network would.
     let proxy = TcpProxy::start(app.base_url.trim_start_matches("http://").parse().unwrap()).await;
     let dir = tempfile::tempdir().unwrap();
     let agent = agent(&app, &format!("http://{}", proxy.addr), &t.device_credential, echo_server().await, &dir).await;
     wait_online(&app, &t).await;
     let url = session_url(&app.base_url, t.workgroup_id, t.device_id);
+    (app, t, proxy, agent, url, dir)
+}
+
+#[tokio::test]
+async fn a_dropped_tunnel_ends_its_sessions_and_the_agent_comes_back() {
+    let (app, t, proxy, agent, url, _dir) = proxied_scene().await;
     let mut session = remote::open(&url, &t.admin_token, &app.tls).await.expect("session opens");
     assert_eq!(echo(&mut session, b"hello").await, b"hello");
 
@@ -414,14 +421,7 @@ async fn sessions_end_when_their_user_loses_the_authority_that_opened_them() {
 
 #[tokio::test]
 async fn a_frozen_scanner_is_told_apart_from_an_unreachable_service() {
-    let app = TestApp::spawn().await;
-    let operator = app.operator().await;
-    let t = app.tenant(&operator, "Acme").await;
-    let proxy = TcpProxy::start(app.base_url.trim_start_matches("http://").parse().unwrap()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let agent = agent(&app, &format!("http://{}", proxy.addr), &t.device_credential, echo_server().await, &dir).await;
-    wait_online(&app, &t).await;
-    let url = session_url(&app.base_url, t.workgroup_id, t.device_id);
+    let (app, t, proxy, agent, url, _dir) = proxied_scene().await;
 
     // The agent stops answering (as under SIGSTOP) while its tunnel stays open.
     proxy.freeze();
