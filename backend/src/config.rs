@@ -62,6 +62,9 @@ pub struct ServerConfig {
     /// How long a streamed response (an export) waits for its client to take the next
     /// chunk before it gives up and frees what it holds.
     pub stalled_stream_secs: u64,
+    /// The built web dashboard (`web/dist`, made by `npm run build` in `web/`), served at
+    /// `/`. Without it the service runs and says at `/` how to build it.
+    pub web_dir: PathBuf,
     /// Serve HTTPS (and WSS) on `listen` with this certificate. Without it the service
     /// speaks plain HTTP: for loopback, or behind a TLS-terminating proxy.
     pub tls: Option<TlsConfig>,
@@ -242,6 +245,7 @@ impl Default for Config {
                 device_rate_limit_burst: 120,
                 max_exports: 4,
                 stalled_stream_secs: 30,
+                web_dir: PathBuf::from("web/dist"),
                 tls: None,
             },
             database: DatabaseConfig { url: Secret::new(DEV_DATABASE_URL), max_connections: 20 },

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::db;
 use crate::http::listener::{PlainListener, TlsListener};
 use crate::http::tls::Certificate;
-use crate::http::{layers, router};
+use crate::http::{layers, router, web};
 use crate::measurements::ingest::{Consumer, IngestStatus};
 
 /// The ingest consumer's own database connections: it looks up the next batch's devices
@@ -89,7 +89,8 @@ impl AppState {
 /// The complete HTTP application: every route with its middleware.
 pub fn app(state: AppState) -> Router {
     let (routes, _) = router::routes().split_for_parts();
-    let routes = routes.fallback(layers::not_found).with_state(state.clone());
+    // Paths outside the API are the web dashboard's; unknown API paths stay 404s.
+    let routes = routes.fallback(web::serve).with_state(state.clone());
     layers::apply(routes, &state.config.server)
 }
 

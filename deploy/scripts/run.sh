@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs MyScanner Cloud on this machine: PostgreSQL and RabbitMQ (installed and started if
 # needed), the database migrated, a platform operator and a demo workgroup bootstrapped,
-# then the service with three simulated scanners uploading measurements, until Ctrl-C.
+# then the service (with the web dashboard, built from web/ when stale) and three simulated
+# scanners uploading measurements, until Ctrl-C.
 # Every scanner link is encrypted as in production: the service serves HTTPS and WSS,
 # RabbitMQ takes AMQPS on 5671, and the scanners pin this machine's development CA
 # (.local/tls/ca.pem; see dev-tls.sh).
@@ -12,8 +13,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source deploy/scripts/services.sh
+source deploy/scripts/web.sh
 
 ensure_services
+ensure_web_build
 
 log "building myscanner and myscanner-agent (release)"
 cargo build --release --locked -p myscanner -p myscanner-agent
@@ -38,6 +41,7 @@ source .local/dev-credentials.env
 export MYSCANNER_SERVER__LISTEN="${MYSCANNER_SERVER__LISTEN:-127.0.0.1:8443}"
 export MYSCANNER_SERVER__TLS__CERT_FILE="${MYSCANNER_SERVER__TLS__CERT_FILE:-$PWD/$LOCAL_TLS/service.pem}"
 export MYSCANNER_SERVER__TLS__KEY_FILE="${MYSCANNER_SERVER__TLS__KEY_FILE:-$PWD/$LOCAL_TLS/service.key}"
+export MYSCANNER_SERVER__WEB_DIR="${MYSCANNER_SERVER__WEB_DIR:-$PWD/web/dist}"
 export MYSCANNER_BROKER__DEVICE_URL="${MYSCANNER_BROKER__DEVICE_URL:-amqps://127.0.0.1:$BROKER_TLS_PORT/%2f}"
 # Where to reach it: a service listening on every interface is reached on loopback, the
 # name its development certificate is for.
@@ -54,6 +58,8 @@ cat <<EOT
 
   MyScanner Cloud is starting on https://$listen
     (certificate from this machine's development CA: $ca — trust it, or pass --cacert to curl)
+    Dashboard:         https://$listen/   (sign in with an account below; a browser that does
+                       not trust $ca shows a certificate warning first)
     API document:      https://$listen/api/v1/openapi.json
     Sign in:           curl -s --cacert $ca https://$listen/api/v1/auth/login -H 'content-type: application/json' \\
                          -d '{"email":"$DEMO_EMAIL","password":"$DEMO_PASSWORD"}'

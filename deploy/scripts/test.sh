@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against real PostgreSQL and RabbitMQ, installing and starting
-# them if needed: formatting and lint checks, then every test of the workspace. Each test
-# creates its own database (myscanner_test_*), so tests run in parallel.
+# them if needed (and Chromium, Node.js's packages and the web dashboard's build): formatting,
+# lint and type checks, then every test of the workspace, the browser tests of the dashboard
+# among them (tests/tests/api/web.rs runs Playwright). Each test creates its own database
+# (myscanner_test_*), so tests run in parallel.
 
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source deploy/scripts/services.sh
+source deploy/scripts/web.sh
 
 ensure_services
+ensure_chromium
+ensure_web_build
 
 # The test role may create databases; what earlier runs left is dropped first.
 export MYSCANNER_TEST_DATABASE_URL="${MYSCANNER_TEST_DATABASE_URL:-postgres://${DB_ROLE}:${DB_PASSWORD}@${PG_HOST}:${PG_PORT}/postgres}"
@@ -17,5 +22,7 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+log "web: type check (svelte-check)"
+(cd web && npm run --silent check)
 log "cargo test"
 cargo test --workspace --locked "$@"

@@ -461,17 +461,21 @@ impl TestApp {
 
     /// A platform operator, signed in.
     pub async fn operator(&self) -> String {
-        let email = format!("operator-{}@example.com", Uuid::new_v4().simple());
+        self.operator_named(&format!("operator-{}@example.com", Uuid::new_v4().simple()), "Operator").await
+    }
+
+    /// A platform operator with this e-mail and name (password [`PASSWORD`]), signed in.
+    pub async fn operator_named(&self, email: &str, name: &str) -> String {
         myscanner::admin::create_operator(
             &self.db,
-            &email,
-            "Operator",
+            email,
+            name,
             Some(PASSWORD.into()),
             myscanner::admin::Existing::Refuse,
         )
         .await
         .unwrap();
-        self.login(&email, PASSWORD).await
+        self.login(email, PASSWORD).await
     }
 
     /// Adds a new person to a workgroup with `permissions` and returns their id and token.

@@ -115,8 +115,3 @@ where
     std::mem::swap(fresh.headers_mut(), &mut parts.headers);
     fresh
 }
-
-/// The answer for a path no route matches.
-pub async fn not_found(_: Request) -> super::Error {
-    super::Error::NotFound
-}

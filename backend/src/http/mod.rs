@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod page;
 pub mod router;
 pub mod tls;
+pub mod web;
 
 pub use error::{Error, FieldError, Problem, Result, ResultExt};
 pub use extract::{Json, Path, Query, Validator};

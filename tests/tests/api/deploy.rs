@@ -87,6 +87,10 @@ fn compose_and_dockerfile_agree_with_the_service() {
     // The image builds the service and runs `serve`.
     assert!(DOCKERFILE.contains("cargo build --release --locked -p myscanner"));
     assert!(DOCKERFILE.contains(r#"ENTRYPOINT ["myscanner"]"#) && DOCKERFILE.contains(r#"CMD ["serve"]"#));
+    // It builds the web dashboard and serves it from where it copies it.
+    assert!(DOCKERFILE.contains("npm ci") && DOCKERFILE.contains("npm run build"));
+    let web_dir = DOCKERFILE.split("MYSCANNER_SERVER__WEB_DIR=").nth(1).unwrap().split_whitespace().next().unwrap();
+    assert!(DOCKERFILE.contains(&format!("COPY --from=web /src/web/dist {web_dir}")), "the image serves {web_dir}");
 }
 
 const SERVICE_UNIT: &str = include_str!("../../../deploy/systemd/myscanner.service");

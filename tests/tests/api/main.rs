@@ -18,3 +18,4 @@ mod security;
 mod sync;
 mod tenancy;
 mod tls;
+mod web;

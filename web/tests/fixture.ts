@@ -1,0 +1,36 @@
+// What the Rust harness (tests/tests/api/web.rs) set up for these tests: the service's
+// address, the people who sign in, and the scanners with their measurements.
+import { readFileSync } from 'node:fs';
+
+export interface Person {
+  email: string;
+  password: string;
+}
+
+export interface Fixture {
+  baseUrl: string;
+  chromium: string;
+  outDir: string;
+  screenshotDir: string;
+  workgroupId: string;
+  workgroupName: string;
+  operator: Person;
+  admin: Person;
+  viewer: Person;
+  /** The LVS that keeps uploading while the tests run. */
+  liveDeviceId: string;
+  mpsDeviceId: string;
+  siteIds: string[];
+  /** Measurements scanned before this instant are all stored before the tests start. */
+  backlogBefore: string;
+  backlogPerDevice: number;
+}
+
+const path = process.env.MYSCANNER_WEB_FIXTURE;
+if (!path) {
+  throw new Error(
+    'MYSCANNER_WEB_FIXTURE is not set: the browser tests run from `cargo test` (tests/tests/api/web.rs), which starts the service they test',
+  );
+}
+
+export const fixture: Fixture = JSON.parse(readFileSync(path, 'utf8'));
