@@ -7,12 +7,18 @@
 #   deploy/scripts/bench.sh security [--devices 100000] [--workers 8]   (nmap is the baseline)
 #   deploy/scripts/bench.sh tunnel [--agents 1000] [--mib 512]
 #   deploy/scripts/bench.sh sync [--scanners 50] [--changes 20] [--reference-scans 10000]
+#   deploy/scripts/bench.sh web [--loads 20]                            (Chromium, the built app)
 
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source deploy/scripts/services.sh
+source deploy/scripts/web.sh
 
 ensure_services
+if [ "${1:-}" = web ]; then
+    ensure_chromium
+    ensure_web_build
+fi
 if [ "${1:-}" = security ] && ! command -v nmap >/dev/null; then
     apt_install nmap || log "nmap unavailable: the scan has no baseline"
 fi

@@ -6,6 +6,7 @@
 //!   deploy/scripts/bench.sh security [--devices 100000] [--workers 8]
 //!   deploy/scripts/bench.sh tunnel [--agents 1000] [--mib 512]
 //!   deploy/scripts/bench.sh sync [--scanners 50] [--changes 20] [--reference-scans 10000]
+//!   deploy/scripts/bench.sh web [--loads 20]
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -80,7 +81,16 @@ enum Bench {
         #[arg(long, default_value_t = 512)]
         mib: usize,
     },
+    /// The web dashboard: its first page's JavaScript and CSS, the time to a rendered
+    /// measurements table next to the API call it makes, a 512 × 512 profile in 3D.
+    Web {
+        #[arg(long, default_value_t = 20)]
+        loads: usize,
+    },
 }
+
+#[path = "bench/web.rs"]
+mod web;
 
 #[tokio::main]
 async fn main() {
@@ -90,6 +100,7 @@ async fn main() {
         Bench::Security { devices, workers } => security(devices, workers).await,
         Bench::Tunnel { agents, mib } => tunnel(agents, mib).await,
         Bench::Sync { scanners, changes, reference_scans } => sync(scanners, changes, reference_scans).await,
+        Bench::Web { loads } => web::run(loads).await,
     }
 }
 
@@ -578,18 +589,17 @@ fn p50_p99(samples: &mut [f64]) -> (f64, f64) {
     (percentile(samples, 50.0), percentile(samples, 99.0))
 }
 
-async fn api(total: i64) {
-    println!("bench api: {total} measurements (a tenth with 3D load profiles)");
-    let fleet = fleet(10).await;
+/// Measurements seeded in SQL for the reading benchmarks: one every 300 ms over the fleet's
+/// devices, newest now; a tenth with a 40 × 25 load profile.
+async fn seed(fleet: &Fleet, total: i64) {
     let ids: Vec<Uuid> = fleet.devices.iter().map(|d| d.0).collect();
-    let seeding = Instant::now();
     // Seeded in SQL: a measurement every 3 s per device, newest now.
     for start in (0..total).step_by(100_000) {
         let end = (start + 100_000).min(total);
         sqlx::query(
             "INSERT INTO measurements (device_id, measurement_id, workgroup_id, site_id, seq, scanned_at, received_at,
                  truck_id, truck_name, reference_scan_id, volume_m3, payload_t, carry_back_m3, load_details, quality_flags, has_profile)
-             SELECT ($1::uuid[])[1 + g % 10], gen_random_uuid(), $2, $3, nextval('measurements_seq'),
+             SELECT ($1::uuid[])[1 + g % cardinality($1::uuid[])], gen_random_uuid(), $2, $3, nextval('measurements_seq'),
                  now() - g * interval '300 ms', now() - g * interval '300 ms' + interval '2 s',
                  'T' || lpad((g % 8)::text, 2, '0'), 'CAT 777G', NULL, 10 + (g % 40), NULL, NULL,
                  jsonb_build_array(jsonb_build_object('list', 'material', 'code', (ARRAY['SAND','ROCK','GRAVEL20'])[1 + g % 3])),
@@ -615,6 +625,13 @@ async fn api(total: i64) {
     .unwrap();
     sqlx::query("VACUUM ANALYZE measurements").execute(&fleet.db).await.unwrap();
     sqlx::query("VACUUM ANALYZE load_profiles").execute(&fleet.db).await.unwrap();
+}
+
+async fn api(total: i64) {
+    println!("bench api: {total} measurements (a tenth with 3D load profiles)");
+    let fleet = fleet(10).await;
+    let seeding = Instant::now();
+    seed(&fleet, total).await;
     println!("  seeded in {:.0} s", seeding.elapsed().as_secs_f64());
 
     let http = reqwest::Client::new();
