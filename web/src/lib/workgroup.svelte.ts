@@ -1,23 +1,11 @@
 // The workgroup being looked at, with its sites and devices: most pages name sites and
 // devices and show times in a site's zone, so they are loaded once per workgroup and
 // refreshed when something changes them.
-import { api, call, type Schemas } from './api/client';
+import { all, api, call, type Schemas } from './api/client';
 import { session } from './session.svelte';
 
 type Site = Schemas['Site'];
 type Device = Schemas['Device'];
-
-/** Follows `next_cursor` to the end: a workgroup's sites and devices are a few hundred. */
-async function all<T>(page: (cursor: string | undefined) => Promise<{ items: T[]; next_cursor?: string | null }>): Promise<T[]> {
-  const items: T[] = [];
-  let cursor: string | undefined;
-  do {
-    const got = await page(cursor);
-    items.push(...got.items);
-    cursor = got.next_cursor ?? undefined;
-  } while (cursor);
-  return items;
-}
 
 class Workgroup {
   id = $state<string | null>(null);
@@ -87,4 +75,3 @@ export async function listWorkgroups(): Promise<{ id: string; name: string }[]> 
   return groups.map((g) => ({ id: g.id, name: g.name })).sort((a, b) => a.name.localeCompare(b.name));
 }
 
-export { all };

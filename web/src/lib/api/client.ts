@@ -58,6 +58,19 @@ export function describe(error: unknown): string {
   return said;
 }
 
+/** Follows `next_cursor` to the end of a listing: for the few hundred sites, devices,
+ * members or tokens a workgroup has, never for measurements. */
+export async function all<T>(page: (cursor: string | undefined) => Promise<{ items: T[]; next_cursor?: string | null }>): Promise<T[]> {
+  const items: T[] = [];
+  let cursor: string | undefined;
+  do {
+    const got = await page(cursor);
+    items.push(...got.items);
+    cursor = got.next_cursor ?? undefined;
+  } while (cursor);
+  return items;
+}
+
 type Answer<T> = { data?: T; error?: unknown; response: Response };
 
 /** The data of a call, or an ApiError with the problem it was refused with. */
