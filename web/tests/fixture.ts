@@ -24,6 +24,8 @@ export interface Fixture {
   /** Measurements scanned before this instant are all stored before the tests start. */
   backlogBefore: string;
   backlogPerDevice: number;
+  /** Ports of 127.0.0.1 that answer: the external scan must find exactly these. */
+  openPorts: number[];
 }
 
 const path = process.env.MYSCANNER_WEB_FIXTURE;

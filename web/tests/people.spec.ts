@@ -7,6 +7,7 @@ test('a viewer sees the data and no admin controls', async ({ page }) => {
   await expect(tabs.getByRole('link', { name: 'Measurements' })).toBeVisible();
   await expect(tabs.getByRole('link', { name: 'Members' })).toHaveCount(0);
   await expect(tabs.getByRole('link', { name: 'API tokens' })).toHaveCount(0);
+  await expect(tabs.getByRole('link', { name: 'Security Services' })).toHaveCount(0);
   await expect(page.getByRole('link', { name: 'Workgroups' })).toHaveCount(0);
 
   await page.goto(wg('/sites'));

@@ -78,7 +78,23 @@ async fn dashboard_in_chromium() {
     assert!(web.join("dist/index.html").exists(), "web/dist is not built: deploy/scripts/test.sh builds it");
     let chromium = chromium();
 
-    let app = TestApp::spawn_with(|c| c.server.web_dir = web.join("dist")).await;
+    // Two ports of this machine that answer, one that does not: what the external scan of
+    // the scanners' public address (127.0.0.1 here) must find.
+    let listeners = [
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    ];
+    let open: Vec<u16> = listeners.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let ports = format!("{},{},{closed}", open[0], open[1]);
+    let app = TestApp::spawn_with(|c| {
+        c.server.web_dir = web.join("dist");
+        c.security.scheduler = false;
+        c.security.workers = 1;
+        c.security.poll_interval_ms = 100;
+        c.security.external_ports = ports;
+    })
+    .await;
     let operator_email = format!("operator-{}@example.com", Uuid::new_v4().simple());
     let operator = app.operator_named(&operator_email, "Olivia Operator").await;
 
@@ -134,6 +150,7 @@ async fn dashboard_in_chromium() {
         "siteIds": [north, south],
         "backlogBefore": backlog_before.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "backlogPerDevice": BACKLOG,
+        "openPorts": open,
     });
     let fixture_path = out.join("fixture.json");
     std::fs::write(&fixture_path, serde_json::to_vec_pretty(&fixture).unwrap()).unwrap();
@@ -147,6 +164,7 @@ async fn dashboard_in_chromium() {
         .status();
     let status = tokio::task::spawn_blocking(move || run.expect("playwright runs")).await.unwrap();
     live.abort();
+    drop(listeners);
     assert!(status.success(), "the browser tests failed (screenshots in {})", screenshots.display());
 
     // The credential the operator saw once in the browser works for a real agent.
