@@ -21,6 +21,8 @@ export interface Fixture {
   liveDeviceId: string;
   mpsDeviceId: string;
   siteIds: string[];
+  /** North Pit: the live LVS's site, with list and reference-scan sync on. */
+  northSiteId: string;
   /** Measurements scanned before this instant are all stored before the tests start. */
   backlogBefore: string;
   backlogPerDevice: number;

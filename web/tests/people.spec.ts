@@ -11,7 +11,7 @@ test('a viewer sees the data and no admin controls', async ({ page }) => {
   await expect(page.getByRole('link', { name: 'Workgroups' })).toHaveCount(0);
 
   await page.goto(wg('/sites'));
-  await expect(page.getByRole('cell', { name: 'North Pit' })).toBeVisible();
+  await expect(page.getByRole('cell', { name: 'North Pit', exact: true })).toBeVisible();
   await expect(page.getByRole('button', { name: /Edit|Delete/ })).toHaveCount(0);
   await expect(page.getByRole('heading', { name: 'New site' })).toHaveCount(0);
 

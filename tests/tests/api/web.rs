@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use chrono::{DurationRound, TimeDelta, Utc};
 use myscanner_agent::Agent;
+use myscanner_agent::api::Settings;
 use myscanner_agent::simulate::MeasurementFactory;
+use myscanner_protocol::LoadProfile;
+use myscanner_protocol::sync::{Collection, Record, ReferenceScan};
 use myscanner_tests::{PASSWORD, TestApp, eventually, expect_json, uuid};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -114,7 +117,24 @@ async fn dashboard_in_chromium() {
     // Both scanners upload their backlog through the broker; the LVS keeps uploading.
     let (lvs_dir, mps_dir, new_dir) =
         (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let lvs_agent = Agent::start(app.agent_config(&lvs_credential, lvs_dir.path())).await.expect("agent starts");
+    // The LVS also syncs its site's lists and reference scans, and has a reference scan of its own.
+    let mut lvs_config = app.agent_config(&lvs_credential, lvs_dir.path());
+    lvs_config.settings = Settings {
+        measurement_transfer: true,
+        allow_remote_control: false,
+        reference_scan_sync: true,
+        load_list_sync: true,
+    };
+    let lvs_agent = Agent::start(lvs_config).await.expect("agent starts");
+    let lvs_lists = lvs_agent.sync(Collection::LoadLists).expect("list sync on");
+    let heights: Vec<u16> = (0..30 * 48).map(|i| 400 + ((i % 48) as u16 * 7 + (i / 48) as u16 * 11) % 300).collect();
+    let reference = Record::ReferenceScan(ReferenceScan {
+        truck_id: "T-REF-1".into(),
+        truck_name: "CAT 777G empty".into(),
+        tare_volume_m3: 1.4,
+        profile: LoadProfile::from_heights_mm(30, 48, 200, &heights),
+    });
+    lvs_agent.sync(Collection::ReferenceScans).expect("reference sync on").put(Uuid::new_v4(), reference).unwrap();
     let mps_agent = Agent::start(app.agent_config(&mps_credential, mps_dir.path())).await.expect("agent starts");
     let mut lvs_factory = MeasurementFactory::new(lvs, north, false);
     assert!(lvs_agent.record(&backlog(&mut lvs_factory, BACKLOG)).unwrap());
@@ -148,6 +168,7 @@ async fn dashboard_in_chromium() {
         "liveDeviceId": lvs,
         "mpsDeviceId": mps,
         "siteIds": [north, south],
+        "northSiteId": north,
         "backlogBefore": backlog_before.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "backlogPerDevice": BACKLOG,
         "openPorts": open,
@@ -166,6 +187,14 @@ async fn dashboard_in_chromium() {
     live.abort();
     drop(listeners);
     assert!(status.success(), "the browser tests failed (screenshots in {})", screenshots.display());
+
+    // The list made and edited in the browser reached the running scanner's own copy.
+    eventually(WAIT, "the dashboard's list on the scanner", || async {
+        lvs_lists.records().iter().any(|(_, record)| {
+            matches!(record, Record::LoadList(list) if list.name == "Destinations" && list.items.iter().any(|i| i.label == "Crusher 1"))
+        })
+    })
+    .await;
 
     // The credential the operator saw once in the browser works for a real agent.
     let provisioned: Value = serde_json::from_slice(&std::fs::read(out.join("provisioned.json")).unwrap()).unwrap();
