@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against real PostgreSQL and RabbitMQ, installing and starting
-# them if needed (and Chromium, Node.js's packages and the web dashboard's build): formatting,
+# them if needed (and Chromium, TigerVNC's Xvnc, Node.js's packages and the web dashboard's build): formatting,
 # lint and type checks, then every test of the workspace, the browser tests of the dashboard
 # among them (tests/tests/api/web.rs runs Playwright). Each test creates its own database
 # (myscanner_test_*), so tests run in parallel.
@@ -11,7 +11,7 @@ source deploy/scripts/services.sh
 source deploy/scripts/web.sh
 
 ensure_services
-ensure_chromium
+ensure_browser_tests
 ensure_web_build
 
 # The test role may create databases; what earlier runs left is dropped first.

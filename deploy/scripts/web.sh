@@ -34,3 +34,10 @@ ensure_web_build() {
 ensure_chromium() {
     command -v chromium >/dev/null || apt_install chromium
 }
+
+# What the browser tests drive besides Chromium: a real VNC server (TigerVNC's Xvnc) as the
+# screen a remote-control session shows.
+ensure_browser_tests() {
+    ensure_chromium
+    [ -x /usr/bin/Xvnc ] || apt_install tigervnc-standalone-server
+}

@@ -66,6 +66,63 @@ async fn device(
     (uuid(&made["device"]["id"]), made["credential"]["secret"].as_str().unwrap().to_owned())
 }
 
+/// A VNC server of this machine (TigerVNC's Xvnc, from Debian's packages) on a free display
+/// and port of loopback, without authentication; stopped when dropped.
+struct Xvnc {
+    child: std::process::Child,
+    address: std::net::SocketAddr,
+}
+
+impl Xvnc {
+    const WIDTH: u32 = 640;
+    const HEIGHT: u32 = 480;
+
+    fn start() -> Xvnc {
+        assert!(
+            Path::new("/usr/bin/Xvnc").exists(),
+            "Xvnc is missing: deploy/scripts/test.sh installs tigervnc-standalone-server"
+        );
+        let display = (60..200)
+            .find(|n| {
+                !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+            })
+            .expect("a free X display");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("/usr/bin/Xvnc")
+            .arg(format!(":{display}"))
+            .args([
+                "-rfbport",
+                &port.to_string(),
+                "-localhost",
+                "-SecurityTypes",
+                "None",
+                "-nolisten",
+                "tcp",
+                "-depth",
+                "24",
+            ])
+            .args(["-geometry", &format!("{}x{}", Self::WIDTH, Self::HEIGHT)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("Xvnc starts");
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(address).is_err() {
+            assert!(std::time::Instant::now() < deadline, "Xvnc did not listen on {address}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Xvnc { child, address }
+    }
+}
+
+impl Drop for Xvnc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// `n` measurements scanned over the past three days, oldest last.
 fn backlog(factory: &mut MeasurementFactory, n: usize) -> Vec<myscanner_protocol::MeasurementV1> {
     let now = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap();
@@ -135,7 +192,17 @@ async fn dashboard_in_chromium() {
         profile: LoadProfile::from_heights_mm(30, 48, 200, &heights),
     });
     lvs_agent.sync(Collection::ReferenceScans).expect("reference sync on").put(Uuid::new_v4(), reference).unwrap();
-    let mps_agent = Agent::start(app.agent_config(&mps_credential, mps_dir.path())).await.expect("agent starts");
+    // The MPS allows remote control of a real VNC server (Xvnc) standing in for its screen.
+    let vnc = Xvnc::start();
+    let mut mps_config = app.agent_config(&mps_credential, mps_dir.path());
+    mps_config.settings = Settings {
+        measurement_transfer: true,
+        allow_remote_control: true,
+        reference_scan_sync: false,
+        load_list_sync: false,
+    };
+    mps_config.remote_control_target = vnc.address;
+    let mps_agent = Agent::start(mps_config).await.expect("agent starts");
     let mut lvs_factory = MeasurementFactory::new(lvs, north, false);
     assert!(lvs_agent.record(&backlog(&mut lvs_factory, BACKLOG)).unwrap());
     assert!(mps_agent.record(&backlog(&mut MeasurementFactory::new(mps, south, true), BACKLOG)).unwrap());
@@ -172,6 +239,7 @@ async fn dashboard_in_chromium() {
         "backlogBefore": backlog_before.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "backlogPerDevice": BACKLOG,
         "openPorts": open,
+        "vncGeometry": [Xvnc::WIDTH, Xvnc::HEIGHT],
     });
     let fixture_path = out.join("fixture.json");
     std::fs::write(&fixture_path, serde_json::to_vec_pretty(&fixture).unwrap()).unwrap();
