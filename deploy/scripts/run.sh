@@ -71,10 +71,23 @@ cat <<EOT
   (these passwords live in .local/dev-credentials.env)
 
 EOT
+# The demo scanners' screen for remote control: a VNC server on 127.0.0.1:5900 (where the
+# agents' remote_control_target points by default), when TigerVNC's Xvnc is installed.
+screen=
+if [ -x /usr/bin/Xvnc ] && ! port_open 127.0.0.1 5900; then
+    display=$(for n in $(seq 50 99); do [ -e /tmp/.X11-unix/X$n ] || [ -e /tmp/.X$n-lock ] || { echo $n; break; }; done)
+    /usr/bin/Xvnc ":$display" -rfbport 5900 -localhost -SecurityTypes None -nolisten tcp -geometry 1024x768 -depth 24 -wr \
+        >/dev/null 2>&1 &
+    screen=$!
+    log "the demo scanners' screen: Xvnc :$display on 127.0.0.1:5900"
+elif [ ! -x /usr/bin/Xvnc ]; then
+    log "no VNC server (apt-get install tigervnc-standalone-server): remote control connects, then finds no screen"
+fi
+
 "$bin" serve &
 service=$!
 scanners=
-trap 'kill $scanners $service 2>/dev/null; wait' EXIT INT TERM
+trap 'kill $scanners $service $screen 2>/dev/null; wait' EXIT INT TERM
 for _ in $(seq 1 100); do
     curl -fsS --cacert "$ca" "https://$listen/readyz" >/dev/null 2>&1 && break
     sleep 0.2

@@ -13,6 +13,12 @@ test('remote control: the scanner’s screen in the browser, ended by an admin w
   const canvas = page.getByTestId('remote-screen').locator('canvas');
   const [width, height] = fixture.vncGeometry;
   await expect.poll(() => canvas.evaluate((c: HTMLCanvasElement) => [c.width, c.height])).toEqual([width, height]);
+  // ...showing the server's picture: its root window is white (Xvnc -wr).
+  await expect
+    .poll(() =>
+      canvas.evaluate((c: HTMLCanvasElement) => Array.from(c.getContext('2d')!.getImageData(c.width / 2, c.height / 2, 1, 1).data.slice(0, 3))),
+    )
+    .toEqual([255, 255, 255]);
   await screenshot(page, 'remote-connected');
   await accessible(page);
 

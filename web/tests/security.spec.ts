@@ -29,3 +29,26 @@ test('Security Services: enable on a selection, run now, and read the open ports
   await accessible(page);
   await dialog.getByRole('button', { name: 'Close' }).click();
 });
+
+test('a scan waiting for its scanner shows "Scan scheduled" with its place, and no play button', async ({ page }) => {
+  // Spare scanner never connects: its internal scan waits in the queue for it.
+  await signIn(page, fixture.admin);
+  await page.goto(wg('/security'));
+  await page.getByRole('switch', { name: /internal scan of Spare scanner/ }).check();
+  await page.getByRole('button', { name: 'Run the internal scan of Spare scanner now' }).click();
+  const row = page.getByRole('row', { name: /Spare scanner/ });
+  await expect(row.getByText(/Scan scheduled · #\d+ in queue/)).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Run the internal scan of Spare scanner now' })).toHaveCount(0);
+  await expect(page.getByRole('checkbox', { name: 'Pause refreshing' })).toBeVisible();
+  await screenshot(page, 'security-scheduled');
+  // Switched off again: the waiting scan is withdrawn.
+  await page.getByRole('switch', { name: /internal scan of Spare scanner/ }).uncheck();
+  await expect(row.getByText(/Scan scheduled/)).toHaveCount(0);
+});
+
+test('a member without Control Devices has no Security Services', async ({ page }) => {
+  await signIn(page, fixture.viewer);
+  await expect(page.getByRole('navigation', { name: 'Workgroup' }).getByRole('link', { name: 'Security Services' })).toHaveCount(0);
+  await page.goto(wg('/security'));
+  await expect(page.getByRole('alert')).toContainText('Not allowed');
+});

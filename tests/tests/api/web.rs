@@ -90,7 +90,9 @@ impl Xvnc {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = std::process::Command::new("/usr/bin/Xvnc")
             .arg(format!(":{display}"))
+            // -wr: a white root window, the known picture the browser must show.
             .args([
+                "-wr",
                 "-rfbport",
                 &port.to_string(),
                 "-localhost",
@@ -170,6 +172,8 @@ async fn dashboard_in_chromium() {
     let south = site(&app, &admin, workgroup_id, "South Quarry", "Europe/London").await;
     let (lvs, lvs_credential) = device(&app, &operator, workgroup_id, north, "lvs", "Loader bay").await;
     let (mps, mps_credential) = device(&app, &operator, workgroup_id, south, "mps", "Haul road").await;
+    // A scanner that never connects: its internal scans wait in the queue for it.
+    device(&app, &operator, workgroup_id, south, "lvs", "Spare scanner").await;
 
     // Both scanners upload their backlog through the broker; the LVS keeps uploading.
     let (lvs_dir, mps_dir, new_dir) =
