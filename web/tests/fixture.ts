@@ -28,6 +28,8 @@ export interface Fixture {
   backlogPerDevice: number;
   /** Ports of 127.0.0.1 that answer: the external scan must find exactly these. */
   openPorts: number[];
+  /** Also scanned, closed: a test may open it for a while. */
+  scannedClosedPort: number;
   /** The MPS's screen: a real VNC server of this size behind its agent. */
   vncGeometry: [number, number];
 }

@@ -1,3 +1,4 @@
+import { createServer } from 'node:net';
 import { accessible, expect, fixture, screenshot, signIn, test, wg } from './helpers';
 
 test('Security Services: enable on a selection, run now, and read the open ports', async ({ page }) => {
@@ -51,4 +52,39 @@ test('a member without Control Devices has no Security Services', async ({ page 
   await expect(page.getByRole('navigation', { name: 'Workgroup' }).getByRole('link', { name: 'Security Services' })).toHaveCount(0);
   await page.goto(wg('/security'));
   await expect(page.getByRole('alert')).toContainText('Not allowed');
+});
+
+test('what changed since the previous scan: a port that closed, in the tab and the history', async ({ page }) => {
+  await signIn(page, fixture.admin);
+  await page.goto(wg('/security'));
+  const run = page.getByRole('button', { name: 'Run the external scan of Haul road now' });
+  await page.getByRole('switch', { name: /external scan of Haul road/ }).check();
+
+  // First scan with one more port answering, then again after it closed.
+  const server = createServer((socket) => socket.destroy());
+  await new Promise<void>((done) => server.listen(fixture.scannedClosedPort, '127.0.0.1', done));
+  await run.click();
+  const all = fixture.openPorts.length + 1;
+  await expect(page.getByRole('button', { name: `${all} open ports on Haul road` })).toBeVisible({ timeout: 60_000 });
+  await new Promise((done) => server.close(done));
+  await page.getByRole('button', { name: 'Run the external scan of Haul road now' }).click();
+  await expect(page.getByRole('button', { name: `${all - 1} open ports on Haul road` })).toBeVisible({ timeout: 60_000 });
+  const row = page.getByRole('row', { name: /Haul road/ });
+  await expect(row.getByText('1 gone since the last scan')).toHaveAttribute('title', `gone ports ${fixture.scannedClosedPort}`);
+  await screenshot(page, 'security-changes');
+
+  const history = page.getByRole('form', { name: 'Search the scan history' });
+  await history.getByLabel('Device').selectOption({ label: 'Haul road' });
+  await history.getByLabel('Port').fill(String(fixture.scannedClosedPort));
+  await history.getByRole('button', { name: 'Search' }).click();
+  // Only the first scan found that port open.
+  const found = page.locator('table.history tbody tr');
+  await expect(found).toHaveCount(1);
+  await expect(found).toContainText(`${all} ports`);
+  await history.getByLabel('Port').fill('');
+  await history.getByRole('button', { name: 'Search' }).click();
+  await expect(found).toHaveCount(2);
+  await expect(found.first()).toContainText(`gone ports ${fixture.scannedClosedPort}`);
+  await screenshot(page, 'security-history');
+  await accessible(page);
 });

@@ -262,6 +262,26 @@ pub struct KindStatus {
     pub latest: Option<LatestResult>,
 }
 
+/// What a scan found that the previous successful scan of the same device and kind did
+/// not (`new_*`), and what it no longer found (`gone_*`); null for a device's first scan.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ScanChanges {
+    pub previous_scan_id: Uuid,
+    /// External: ports open now that were not before.
+    pub new_ports: Vec<i32>,
+    /// External: ports open before that are not now.
+    pub gone_ports: Vec<i32>,
+    /// Internal: hosts found now that were not before (address and MAC together).
+    pub new_hosts: Vec<HostRef>,
+    pub gone_hosts: Vec<HostRef>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HostRef {
+    pub ip: String,
+    pub mac: Option<String>,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LatestResult {
     pub scan_id: Uuid,
@@ -273,6 +293,8 @@ pub struct LatestResult {
     pub ids_reasons: Option<Vec<String>>,
     /// Internal: hosts found.
     pub hosts_found: Option<i32>,
+    /// Since the scan before it; null for the first.
+    pub changes: Option<ScanChanges>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -302,6 +324,7 @@ struct StatusRow {
     ids_suspected: Option<bool>,
     ids_reasons: Option<Vec<String>>,
     hosts_found: Option<i32>,
+    changes: Option<sqlx::types::Json<ScanChanges>>,
 }
 
 impl From<&StatusRow> for KindStatus {
@@ -313,6 +336,7 @@ impl From<&StatusRow> for KindStatus {
             ids_suspected: r.ids_suspected,
             ids_reasons: r.ids_reasons.clone(),
             hosts_found: r.hosts_found,
+            changes: r.changes.as_ref().map(|c| c.0.clone()),
         });
         let failed_last = r.last_state.as_deref() == Some("failed")
             && r.last_finished_at.is_some_and(|f| latest.as_ref().is_none_or(|l| f > l.finished_at));
@@ -388,7 +412,8 @@ pub async fn list(
                          WHERE q.state = 'queued' AND q.kind = 'external' AND q.queue_position < a.queue_position) END
                 END AS queue_position,
                 l.state AS last_state, l.last_error, l.finished_at AS last_finished_at,
-                r.id AS scan_id, r.finished_at AS result_at, r.open_ports, r.ids_suspected, r.ids_reasons, r.hosts_found
+                r.id AS scan_id, r.finished_at AS result_at, r.open_ports, r.ids_suspected, r.ids_reasons, r.hosts_found,
+                r.changes
          FROM devices d
          CROSS JOIN (VALUES ('internal'), ('external')) AS k(kind)
          LEFT JOIN security_scan_settings s ON s.device_id = d.id AND s.kind = k.kind
@@ -442,6 +467,10 @@ pub struct SecurityScan {
     pub ids_suspected: Option<bool>,
     pub ids_reasons: Option<Vec<String>>,
     pub hosts_found: Option<i32>,
+    /// Since the previous successful scan of the same device and kind; null for the
+    /// first, and for attempts that did not succeed.
+    #[schema(value_type = Option<ScanChanges>)]
+    pub changes: Option<sqlx::types::Json<ScanChanges>>,
 }
 
 /// A finding: an open port (external) or a host (internal).
@@ -473,13 +502,15 @@ pub struct HistoryFilter {
     /// Finished (scans) or seen (findings) at or after.
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
-    /// Findings: this port.
+    /// This port (findings), or scans that found it open (history).
     #[param(minimum = 1, maximum = 65535)]
     pub port: Option<i32>,
-    /// Findings: this host address (internal scans find IPv4 hosts).
+    /// This host address (findings), or scans that found it (history); internal scans find
+    /// IPv4 hosts.
     #[param(value_type = Option<String>, format = Ipv4)]
     pub ip: Option<std::net::IpAddr>,
-    /// Findings: this MAC address, `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff`.
+    /// This MAC address, `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff` (findings), or scans
+    /// that found it (history).
     #[param(pattern = r"^([0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{2}(-[0-9A-Fa-f]{2}){5})$")]
     pub mac: Option<String>,
     #[param(minimum = 1, maximum = 500)]
@@ -510,7 +541,22 @@ fn push_history_filter(sql: &mut QueryBuilder<sqlx::Postgres>, workgroup_id: Uui
     }
 }
 
-/// Search the `security_scans` history: finished attempts, newest first.
+/// The conditions on what was found: `port`, `ip`, `mac` of `security_scan_findings` (its
+/// columns named with `prefix`).
+fn push_finding_filter(sql: &mut QueryBuilder<sqlx::Postgres>, f: &HistoryFilter, prefix: &str) {
+    if let Some(port) = f.port {
+        sql.push(format_args!(" AND {prefix}port = ")).push_bind(port);
+    }
+    if let Some(ip) = f.ip {
+        sql.push(format_args!(" AND {prefix}ip = ")).push_bind(ipnet::IpNet::from(ip));
+    }
+    if let Some(mac) = &f.mac {
+        sql.push(format_args!(" AND {prefix}mac = ")).push_bind(mac.clone()).push("::macaddr");
+    }
+}
+
+/// Search the `security_scans` history: finished attempts, newest first; with a port, IP or
+/// MAC, the scans that found it.
 #[utoipa::path(get, path = "/api/v1/workgroups/{workgroup_id}/security-scans", tag = "security",
     params(("workgroup_id" = Uuid, Path), HistoryFilter),
     security(("user_jwt" = [])),
@@ -526,9 +572,15 @@ pub async fn history(
     let limit = page.limit()?;
     let mut sql = QueryBuilder::new(
         "SELECT id, device_id, kind, attempt, outcome, host(target) AS target, started_at, finished_at, error, open_ports,
-                ids_suspected, ids_reasons, hosts_found FROM security_scans",
+                ids_suspected, ids_reasons, hosts_found, changes FROM security_scans",
     );
     push_history_filter(&mut sql, workgroup_id, &filter, "finished_at");
+    // A port, address or MAC selects the scans that found it.
+    if filter.port.is_some() || filter.ip.is_some() || filter.mac.is_some() {
+        sql.push(" AND EXISTS (SELECT 1 FROM security_scan_findings f WHERE f.scan_id = security_scans.id");
+        push_finding_filter(&mut sql, &filter, "f.");
+        sql.push(")");
+    }
     if let Some(c) = page.after::<HistoryCursor>()? {
         sql.push(" AND (finished_at, id) < (").push_bind(c.t).push(", ").push_bind(c.id).push(")");
     }
@@ -553,15 +605,7 @@ pub async fn findings(
     let limit = page.limit()?;
     let mut sql = QueryBuilder::new(format!("SELECT {FINDING_COLUMNS} FROM security_scan_findings"));
     push_history_filter(&mut sql, workgroup_id, &filter, "seen_at");
-    if let Some(port) = filter.port {
-        sql.push(" AND port = ").push_bind(port);
-    }
-    if let Some(ip) = filter.ip {
-        sql.push(" AND ip = ").push_bind(ipnet::IpNet::from(ip));
-    }
-    if let Some(mac) = &filter.mac {
-        sql.push(" AND mac = ").push_bind(mac.clone()).push("::macaddr");
-    }
+    push_finding_filter(&mut sql, &filter, "");
     if let Some(c) = page.after::<HistoryCursor>()? {
         sql.push(" AND (seen_at, id) < (").push_bind(c.t).push(", ").push_bind(c.id).push(")");
     }
@@ -590,7 +634,7 @@ pub async fn latest(
     caller.access(&state.db, workgroup_id).await?.require(Permission::ControlDevices)?;
     let scan: SecurityScan = sqlx::query_as(
         "SELECT id, device_id, kind, attempt, outcome, host(target) AS target, started_at, finished_at, error, open_ports,
-                ids_suspected, ids_reasons, hosts_found
+                ids_suspected, ids_reasons, hosts_found, changes
          FROM security_scans WHERE workgroup_id = $1 AND device_id = $2 AND kind = $3 AND outcome = 'succeeded'
          ORDER BY finished_at DESC LIMIT 1",
     )

@@ -315,7 +315,11 @@ pub async fn succeed(db: &PgPool, job: &Claimed, result: &ScanResult) -> sqlx::R
     if done.rows_affected() == 0 {
         return Ok(false);
     }
-    let Some(mut tx) = tx else { return Ok(true) };
+    let Some(mut tx) = tx else {
+        // Nothing found: what the previous scan found is all gone.
+        record_changes(db, scan_id).await?;
+        return Ok(true);
+    };
     match result {
         ScanResult::External { ports, .. } if !ports.is_empty() => {
             sqlx::query(
@@ -350,8 +354,41 @@ pub async fn succeed(db: &PgPool, job: &Claimed, result: &ScanResult) -> sqlx::R
         }
         _ => {}
     }
+    record_changes(&mut *tx, scan_id).await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// Stores in `security_scans.changes` what `scan_id` found that the previous successful
+/// scan of its device and kind did not, and what that one found and this one did not. A
+/// host is its address and MAC together; a port its number.
+async fn record_changes<'e>(db: impl sqlx::PgExecutor<'e>, scan_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "WITH this AS (SELECT id, device_id, kind, finished_at FROM security_scans WHERE id = $1),
+         prev AS (
+             SELECT s.id FROM security_scans s, this
+             WHERE s.device_id = this.device_id AND s.kind = this.kind AND s.outcome = 'succeeded' AND s.id <> this.id
+               AND s.finished_at <= this.finished_at
+             ORDER BY s.finished_at DESC, s.id DESC LIMIT 1
+         ),
+         now_found AS (SELECT port, host(ip) AS ip, mac::text AS mac FROM security_scan_findings WHERE scan_id = $1),
+         was_found AS (SELECT f.port, host(f.ip) AS ip, f.mac::text AS mac FROM security_scan_findings f JOIN prev ON f.scan_id = prev.id)
+         UPDATE security_scans SET changes = jsonb_build_object(
+             'previous_scan_id', (SELECT id FROM prev),
+             'new_ports', (SELECT coalesce(jsonb_agg(port ORDER BY port), '[]')
+                           FROM (SELECT port FROM now_found WHERE port IS NOT NULL EXCEPT SELECT port FROM was_found) p),
+             'gone_ports', (SELECT coalesce(jsonb_agg(port ORDER BY port), '[]')
+                            FROM (SELECT port FROM was_found WHERE port IS NOT NULL EXCEPT SELECT port FROM now_found) p),
+             'new_hosts', (SELECT coalesce(jsonb_agg(jsonb_build_object('ip', ip, 'mac', mac) ORDER BY ip), '[]')
+                           FROM (SELECT ip, mac FROM now_found WHERE ip IS NOT NULL EXCEPT SELECT ip, mac FROM was_found) h),
+             'gone_hosts', (SELECT coalesce(jsonb_agg(jsonb_build_object('ip', ip, 'mac', mac) ORDER BY ip), '[]')
+                            FROM (SELECT ip, mac FROM was_found WHERE ip IS NOT NULL EXCEPT SELECT ip, mac FROM now_found) h))
+         WHERE id = $1 AND EXISTS (SELECT 1 FROM prev)",
+    )
+    .bind(scan_id)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// Records a failed attempt: the job waits for a retry (backoff doubling from `backoff`),

@@ -9,6 +9,7 @@ use myscanner::security::schedule;
 use myscanner_tests::{Tenant, TestApp, eventually, expect_json, expect_problem};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio::net::TcpListener;
 use uuid::Uuid;
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -338,6 +339,50 @@ async fn status(app: &TestApp, t: &Tenant, kind: &str) -> Value {
     )
     .await;
     list["items"][0][kind].clone()
+}
+
+#[tokio::test]
+async fn a_scan_records_the_ports_that_came_and_went_since_the_previous_one() {
+    let (kept, closed) =
+        (TcpListener::bind("127.0.0.1:0").await.unwrap(), TcpListener::bind("127.0.0.1:0").await.unwrap());
+    let (kept_port, closed_port) = (kept.local_addr().unwrap().port(), closed.local_addr().unwrap().port());
+    let app = scanning_app(&format!("{kept_port},{closed_port}"), "127.0.0.1/32").await;
+    let (t, first) = scan_until(&app, "completed").await;
+    assert_eq!(first["latest"]["open_ports"], 2, "{first}");
+    assert!(first["latest"]["changes"].is_null(), "a first scan has nothing to compare with: {first}");
+    let first_id = first["latest"]["scan_id"].clone();
+
+    drop(closed);
+    let run = format!("/api/v1/workgroups/{}/security/devices/{}/external/run", t.workgroup_id, t.device_id);
+    assert_eq!(app.post(&run, &t.admin_token, json!({})).await.status(), StatusCode::ACCEPTED);
+    eventually(Duration::from_secs(20), "the second scan", || async {
+        let s = status(&app, &t, "external").await;
+        s["state"] == "completed" && s["latest"]["scan_id"] != first_id
+    })
+    .await;
+    let second = status(&app, &t, "external").await;
+    let changes = &second["latest"]["changes"];
+    assert_eq!(changes["previous_scan_id"], first_id);
+    assert_eq!(changes["gone_ports"], json!([closed_port]));
+    assert_eq!(changes["new_ports"], json!([]));
+    // The history keeps it too.
+    let history = expect_json(
+        app.get(&format!("/api/v1/workgroups/{}/security-scans?kind=external", t.workgroup_id), &t.admin_token).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(history["items"][0]["changes"]["gone_ports"], json!([closed_port]));
+    assert!(history["items"][1]["changes"].is_null());
+    // A port selects the scans that found it open: only the first.
+    let found = expect_json(
+        app.get(&format!("/api/v1/workgroups/{}/security-scans?port={closed_port}", t.workgroup_id), &t.admin_token)
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(found["items"].as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found["items"][0]["id"], first_id);
+    drop(kept);
 }
 
 #[tokio::test]

@@ -243,6 +243,7 @@ async fn dashboard_in_chromium() {
         "backlogBefore": backlog_before.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "backlogPerDevice": BACKLOG,
         "openPorts": open,
+        "scannedClosedPort": closed,
         "vncGeometry": [Xvnc::WIDTH, Xvnc::HEIGHT],
     });
     let fixture_path = out.join("fixture.json");

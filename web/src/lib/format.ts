@@ -112,3 +112,32 @@ export const PERMISSION_NAMES = {
   control_devices: 'Control devices',
   manage_workgroup: 'Manage workgroup',
 } as const;
+
+type Changes = {
+  new_ports: number[];
+  gone_ports: number[];
+  new_hosts: { ip: string; mac?: string | null }[];
+  gone_hosts: { ip: string; mac?: string | null }[];
+};
+
+/** "2 new, 1 gone" since the previous scan, or null when nothing changed. */
+export function changeSummary(changes: Changes | null | undefined): string | null {
+  if (!changes) return null;
+  const added = changes.new_ports.length + changes.new_hosts.length;
+  const gone = changes.gone_ports.length + changes.gone_hosts.length;
+  if (!added && !gone) return null;
+  return [added ? `${added} new` : '', gone ? `${gone} gone` : ''].filter(Boolean).join(', ');
+}
+
+/** The changes in full: "new ports 8080; gone ports 22". */
+export function changeDetail(changes: Changes): string {
+  const host = (h: { ip: string; mac?: string | null }) => (h.mac ? `${h.ip} (${h.mac})` : h.ip);
+  return [
+    changes.new_ports.length ? `new ports ${changes.new_ports.join(', ')}` : '',
+    changes.gone_ports.length ? `gone ports ${changes.gone_ports.join(', ')}` : '',
+    changes.new_hosts.length ? `new hosts ${changes.new_hosts.map(host).join(', ')}` : '',
+    changes.gone_hosts.length ? `gone hosts ${changes.gone_hosts.map(host).join(', ')}` : '',
+  ]
+    .filter(Boolean)
+    .join('; ');
+}

@@ -634,7 +634,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Search the `security_scans` history: finished attempts, newest first. */
+        /**
+         * Search the `security_scans` history: finished attempts, newest first; with a port, IP or
+         *     MAC, the scans that found it.
+         */
         get: operations["security_history"];
         put?: never;
         post?: never;
@@ -1162,6 +1165,10 @@ export interface components {
              */
             description?: string | null;
         };
+        HostRef: {
+            ip: string;
+            mac?: string | null;
+        };
         IngestRejection: {
             /** Format: uuid */
             id: string;
@@ -1256,6 +1263,7 @@ export interface components {
              * @description Internal: hosts found.
              */
             hosts_found?: number | null;
+            changes?: components["schemas"]["ScanChanges"] | null;
         };
         ListEdit: {
             list: components["schemas"]["LoadList"];
@@ -1728,6 +1736,7 @@ export interface components {
                 ids_reasons?: string[] | null;
                 /** Format: int32 */
                 hosts_found?: number | null;
+                changes?: components["schemas"]["ScanChanges"] | null;
             }[];
             next_cursor?: string | null;
         };
@@ -1849,6 +1858,21 @@ export interface components {
             /** Format: date-time */
             end_requested_at?: string | null;
         };
+        /**
+         * @description What a scan found that the previous successful scan of the same device and kind did
+         *     not (`new_*`), and what it no longer found (`gone_*`); null for a device's first scan.
+         */
+        ScanChanges: {
+            /** Format: uuid */
+            previous_scan_id: string;
+            /** @description External: ports open now that were not before. */
+            new_ports: number[];
+            /** @description External: ports open before that are not now. */
+            gone_ports: number[];
+            /** @description Internal: hosts found now that were not before (address and MAC together). */
+            new_hosts: components["schemas"]["HostRef"][];
+            gone_hosts: components["schemas"]["HostRef"][];
+        };
         /** @enum {string} */
         ScanKind: "internal" | "external";
         /** @enum {string} */
@@ -1880,6 +1904,7 @@ export interface components {
             ids_reasons?: string[] | null;
             /** Format: int32 */
             hosts_found?: number | null;
+            changes?: components["schemas"]["ScanChanges"] | null;
         };
         /**
          * @description Which devices a bulk action applies to: the selected ones, or all matching a filter
@@ -6604,11 +6629,17 @@ export interface operations {
                 /** @description Finished (scans) or seen (findings) at or after. */
                 from?: string;
                 to?: string;
-                /** @description Findings: this port. */
+                /** @description This port (findings), or scans that found it open (history). */
                 port?: number;
-                /** @description Findings: this host address (internal scans find IPv4 hosts). */
+                /**
+                 * @description This host address (findings), or scans that found it (history); internal scans find
+                 *     IPv4 hosts.
+                 */
                 ip?: string;
-                /** @description Findings: this MAC address, `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff`. */
+                /**
+                 * @description This MAC address, `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff` (findings), or scans
+                 *     that found it (history).
+                 */
                 mac?: string;
                 limit?: number;
                 cursor?: string;
@@ -6713,11 +6744,17 @@ export interface operations {
                 /** @description Finished (scans) or seen (findings) at or after. */
                 from?: string;
                 to?: string;
-                /** @description Findings: this port. */
+                /** @description This port (findings), or scans that found it open (history). */
                 port?: number;
-                /** @description Findings: this host address (internal scans find IPv4 hosts). */
+                /**
+                 * @description This host address (findings), or scans that found it (history); internal scans find
+                 *     IPv4 hosts.
+                 */
                 ip?: string;
-                /** @description Findings: this MAC address, `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff`. */
+                /**
+                 * @description This MAC address, `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff` (findings), or scans
+                 *     that found it (history).
+                 */
                 mac?: string;
                 limit?: number;
                 cursor?: string;
