@@ -43,3 +43,20 @@ test('a scanner with remote control switched off says so', async ({ page }) => {
   await expect(page.getByText('Not available: Remote control is switched off on the scanner')).toBeVisible();
   await expect(page.getByRole('button', { name: 'Connect' })).toBeDisabled();
 });
+
+test('a scanner that never connected, and a service out of reach, say so before connecting', async ({ page, context }) => {
+  await signIn(page, fixture.admin);
+  await page.goto(wg('/devices'));
+  await page.getByRole('link', { name: 'Spare scanner' }).click();
+  await expect(page.getByText('Not available: The scanner has never connected to MyScanner.')).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Connect' })).toBeDisabled();
+
+  await page.goto(wg(`/devices/${fixture.mpsDeviceId}`));
+  await expect(page.getByText('Available')).toBeVisible();
+  await context.setOffline(true);
+  await page.getByRole('button', { name: 'Check again' }).click();
+  await expect(page.getByText('Not available: MyScanner cannot be reached from this browser right now.')).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Connect' })).toBeDisabled();
+  await screenshot(page, 'remote-unreachable');
+  await context.setOffline(false);
+});

@@ -12,7 +12,8 @@ test('Security Services: enable on a selection, run now, and read the open ports
   await accessible(page);
 
   await page.getByRole('checkbox', { name: 'Select Loader bay' }).check();
-  await page.getByRole('button', { name: 'Enable external' }).click();
+  await page.getByLabel('Scans', { exact: true }).selectOption('external');
+  await page.getByRole('button', { name: 'Enable', exact: true }).click();
   await expect(external).toBeChecked();
 
   await page.getByRole('button', { name: 'Run the external scan of Loader bay now' }).click();
