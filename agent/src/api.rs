@@ -17,6 +17,17 @@ pub struct Identity {
     pub name: String,
     pub site_time_zone: String,
     pub broker: BrokerAccess,
+    /// Whether its cloud features (remote control, sync) work: its workgroup's subscription.
+    #[serde(default)]
+    pub cloud_features: Option<CloudFeatures>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CloudFeatures {
+    pub available: bool,
+    pub subscription_status: String,
+    /// What the scanner shows its operator.
+    pub message: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +83,16 @@ impl std::fmt::Display for Refused {
 impl std::error::Error for Refused {}
 
 impl Refused {
+    /// Whether the cloud refused a cloud feature because the workgroup's subscription is not
+    /// active: trying again before it is renewed only adds load, so callers wait
+    /// [`Api::cloud_recheck`] instead of backing off as from a failure.
+    pub fn is_subscription_inactive(error: &anyhow::Error) -> bool {
+        error.downcast_ref::<Refused>().is_some_and(|refused| {
+            refused.status == reqwest::StatusCode::PAYMENT_REQUIRED
+                && refused.body.contains("urn:myscanner:problem:subscription-inactive")
+        })
+    }
+
     /// Whether trying again cannot help: the cloud refused the request itself (a revoked
     /// credential, a wrong address), as opposed to being busy or away.
     pub fn is_permanent(error: &anyhow::Error) -> bool {
@@ -92,7 +113,13 @@ pub struct Api {
     base: String,
     credential: String,
     tls: Arc<rustls::ClientConfig>,
+    /// How long a loop whose cloud feature was refused for the subscription waits before it
+    /// asks again.
+    pub cloud_recheck: std::time::Duration,
 }
+
+/// [`Api::cloud_recheck`] unless configured: a fleet of lapsed scanners asks a few times an hour.
+pub const CLOUD_RECHECK: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Api {
     pub fn new(base: &str, credential: &str, tls: Arc<rustls::ClientConfig>) -> anyhow::Result<Self> {
@@ -104,7 +131,13 @@ impl Api {
             .connect_timeout(std::time::Duration::from_secs(10))
             .timeout(std::time::Duration::from_secs(30))
             .build()?;
-        Ok(Api { http, base: base.trim_end_matches('/').to_owned(), credential: credential.to_owned(), tls })
+        Ok(Api {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            credential: credential.to_owned(),
+            tls,
+            cloud_recheck: CLOUD_RECHECK,
+        })
     }
 
     /// Opens a WebSocket to `path` (wss:// when the API is https://), as this device.
@@ -119,6 +152,21 @@ impl Api {
         }
         let body = response.text().await.unwrap_or_default();
         Err(Refused { status, body }.into())
+    }
+
+    /// After a refusal for the subscription: says so once, waits `cloud_recheck` (or until
+    /// `shutdown`: then `false`).
+    pub async fn wait_for_subscription(&self, what: &str, shutdown: &tokio_util::sync::CancellationToken) -> bool {
+        tracing::warn!(
+            feature = what,
+            recheck_secs = self.cloud_recheck.as_secs(),
+            "MyScanner cloud feature paused: the workgroup's subscription is not active; measurements are still \
+             uploaded"
+        );
+        tokio::select! {
+            () = shutdown.cancelled() => false,
+            () = tokio::time::sleep(self.cloud_recheck) => true,
+        }
     }
 
     pub async fn me(&self) -> anyhow::Result<Identity> {

@@ -55,6 +55,10 @@ pub struct DeviceConfig {
     /// Where the local copies of the site's reference scans and load lists live.
     /// Defaults to `.local/sync/<serial or file name>`.
     pub sync_dir: Option<PathBuf>,
+    /// Seconds a cloud feature refused for the workgroup's subscription waits before asking
+    /// again (default 600).
+    #[serde(default = "default_cloud_recheck_secs")]
+    pub cloud_recheck_secs: u64,
     /// Informational, as written by `myscanner admin demo`.
     pub serial: Option<String>,
     pub device_id: Option<uuid::Uuid>,
@@ -62,6 +66,10 @@ pub struct DeviceConfig {
 
 fn default_remote_control_target() -> std::net::SocketAddr {
     crate::tunnel::DEFAULT_TARGET.parse().expect("a socket address")
+}
+
+fn default_cloud_recheck_secs() -> u64 {
+    crate::api::CLOUD_RECHECK.as_secs()
 }
 
 fn default_api_url() -> String {
@@ -81,6 +89,7 @@ impl std::fmt::Debug for DeviceConfig {
             .field("internal_scan_allowed", &self.internal_scan_allowed)
             .field("remote_control_target", &self.remote_control_target)
             .field("sync_dir", &self.sync_dir)
+            .field("cloud_recheck_secs", &self.cloud_recheck_secs)
             .field("serial", &self.serial)
             .finish()
     }

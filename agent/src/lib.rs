@@ -82,8 +82,12 @@ impl Agent {
                 "allow_insecure is set: links to MyScanner and its broker may be unencrypted");
         }
         let tls = tls::client_config_from_file(config.ca_file.as_deref())?;
-        let api = Api::new(&config.api_url, &config.credential, tls.clone())?;
+        let mut api = Api::new(&config.api_url, &config.credential, tls.clone())?;
+        api.cloud_recheck = std::time::Duration::from_secs(config.cloud_recheck_secs.max(1));
         let identity = reach_cloud(&api, config.settings).await?;
+        if let Some(cloud) = identity.cloud_features.as_ref().filter(|c| !c.available) {
+            tracing::warn!(subscription = %cloud.subscription_status, "{}", cloud.message);
+        }
         let dir = config.outbox_dir.clone().context("outbox_dir")?;
         let outbox = Arc::new(Outbox::open(&dir).with_context(|| format!("opening outbox {}", dir.display()))?);
         let shutdown = CancellationToken::new();

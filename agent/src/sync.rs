@@ -161,6 +161,11 @@ impl SyncReplica {
             };
             match step {
                 Ok(()) => backoff.succeeded(),
+                Err(error) if Refused::is_subscription_inactive(&error) => {
+                    if !self.api.wait_for_subscription(self.collection.as_str(), &shutdown).await {
+                        break;
+                    }
+                }
                 Err(error) => {
                     tracing::warn!(collection = self.collection.as_str(), error = tls::describe(&error), "sync failed");
                     if !backoff.wait(&shutdown).await {

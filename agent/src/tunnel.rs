@@ -30,6 +30,12 @@ pub async fn run(api: Api, target: SocketAddr, shutdown: CancellationToken) {
         let started = tokio::time::Instant::now();
         match hold(&api, target, &shutdown).await {
             Ok(()) => break,
+            Err(error) if refused_for_subscription(&error) => {
+                if !api.wait_for_subscription("remote control", &shutdown).await {
+                    break;
+                }
+                continue;
+            }
             Err(error) => tracing::warn!(error = tls::describe(&error), "remote-control tunnel down"),
         }
         backoff.connection_ended(started);
@@ -84,4 +90,10 @@ async fn serve(stream: yamux::Stream, target: SocketAddr) {
             let _ = stream.shutdown().await;
         }
     }
+}
+
+/// The cloud refused the tunnel for the workgroup's subscription.
+fn refused_for_subscription(error: &anyhow::Error) -> bool {
+    matches!(error.downcast_ref::<tunnel::ConnectError>(), Some(tunnel::ConnectError::Refused { status: 402, body })
+        if String::from_utf8_lossy(body).contains("urn:myscanner:problem:subscription-inactive"))
 }

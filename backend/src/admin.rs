@@ -10,7 +10,13 @@ use uuid::Uuid;
 
 use crate::auth::password;
 use crate::broker::management::Management;
+use crate::config::SubscriptionsConfig;
 use crate::devices::credentials;
+use crate::http::fields::Name;
+use crate::subscriptions::{
+    self,
+    terms::{self, Actor, Change, SubscriptionFields},
+};
 
 fn random_password() -> String {
     let mut bytes = [0u8; 18];
@@ -223,6 +229,21 @@ pub async fn demo(
     .bind(vec!["control_devices", "manage_workgroup", "view_data"])
     .execute(db)
     .await?;
+    // Its cloud features work: a year's subscription, unless it has one that runs.
+    let now = chrono::Utc::now();
+    let running =
+        subscriptions::fetch(db, workgroup_id, now).await?.is_some_and(|row| row.at(now, "").features_available);
+    if !running {
+        let demo = Change::Set(SubscriptionFields {
+            plan: Name("Demo".into()),
+            scanners: 10,
+            trial: false,
+            period_start: None,
+            period_end: now + chrono::Duration::days(365),
+            grace_days: None,
+        });
+        terms::apply(db, workgroup_id, demo, &Actor::command_line(), now, 14).await.map_err(described)?;
+    }
     println!(
         "demo workgroup \"{DEMO_WORKGROUP}\" ({workgroup_id}): admin {DEMO_ADMIN}, device credentials in {}",
         devices_dir.display()
@@ -247,4 +268,35 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     let mut file = options.open(path).with_context(|| format!("writing {}", path.display()))?;
     file.write_all(contents.as_bytes())?;
     Ok(())
+}
+
+/// Shows the workgroup's subscription after applying `change`, if any, as the command line.
+pub async fn subscription(
+    db: &PgPool,
+    config: &SubscriptionsConfig,
+    workgroup_id: Uuid,
+    change: Option<Change>,
+) -> anyhow::Result<()> {
+    let now = chrono::Utc::now();
+    if let Some(change) = change {
+        let action = terms::apply(db, workgroup_id, change, &Actor::command_line(), now, config.grace_days)
+            .await
+            .map_err(described)?;
+        // Sessions of a workgroup that lost its features end at the serving replica's next heartbeat.
+        println!("{}", action.map_or("unchanged (already cancelled)".to_owned(), |a| format!("{a:?}").to_lowercase()));
+    }
+    let row = subscriptions::fetch(db, workgroup_id, now).await?.context("no such workgroup")?;
+    println!("{}", serde_json::to_string_pretty(&row.at(now, &config.contact))?);
+    Ok(())
+}
+
+/// An API error as the command line reads it: every invalid field named.
+fn described(error: crate::http::Error) -> anyhow::Error {
+    match error {
+        crate::http::Error::Validation(errors) => anyhow::anyhow!(
+            "{}",
+            errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ")
+        ),
+        other => anyhow::anyhow!("{other}"),
+    }
 }

@@ -82,6 +82,48 @@ pub enum AdminCommand {
         #[arg(long, env = "MYSCANNER_DEMO_PASSWORD", hide_env_values = true)]
         password: Option<String>,
     },
+    /// Show a workgroup's subscription, or create, change, renew or cancel it. Changes are
+    /// kept in its history as the command line's.
+    Subscription {
+        #[arg(long)]
+        workgroup: uuid::Uuid,
+        #[command(subcommand)]
+        change: Option<SubscriptionCommand>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionCommand {
+    /// Create or change it, its terms given whole (a cancelled one becomes active again).
+    Set {
+        #[arg(long)]
+        plan: String,
+        /// Scanners it covers.
+        #[arg(long)]
+        scanners: i32,
+        /// The period's end (RFC 3339, e.g. 2027-12-31T00:00:00Z).
+        #[arg(long)]
+        until: chrono::DateTime<chrono::Utc>,
+        /// The period's start; now by default.
+        #[arg(long)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        trial: bool,
+        /// Days it keeps working after `until`; `subscriptions.grace_days` by default.
+        #[arg(long)]
+        grace_days: Option<i32>,
+    },
+    /// Renew to a new period end: a running period is extended, otherwise one starts now.
+    Renew {
+        #[arg(long)]
+        until: chrono::DateTime<chrono::Utc>,
+        #[arg(long)]
+        plan: Option<String>,
+        #[arg(long)]
+        scanners: Option<i32>,
+    },
+    /// Cancel it now: cloud features stop, data stays and ingest goes on.
+    Cancel,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -130,7 +172,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     let link = admin::DemoLink { api_url, ca_file };
                     admin::demo(&pool, &broker, &devices_dir, &link, password).await
                 }
+                AdminCommand::Subscription { workgroup, change } => {
+                    admin::subscription(&pool, &config.subscriptions, workgroup, change.map(Into::into)).await
+                }
             }
+        }
+    }
+}
+
+impl From<SubscriptionCommand> for crate::subscriptions::terms::Change {
+    fn from(command: SubscriptionCommand) -> Self {
+        use crate::http::fields::Name;
+        use crate::subscriptions::terms::{Change, Renewal, SubscriptionFields};
+        match command {
+            SubscriptionCommand::Set { plan, scanners, until, from, trial, grace_days } => {
+                Change::Set(SubscriptionFields {
+                    plan: Name(plan),
+                    scanners,
+                    trial,
+                    period_start: from,
+                    period_end: until,
+                    grace_days,
+                })
+            }
+            SubscriptionCommand::Renew { until, plan, scanners } => {
+                Change::Renew(Renewal { period_end: until, plan: plan.map(Name), scanners })
+            }
+            SubscriptionCommand::Cancel => Change::Cancel,
         }
     }
 }

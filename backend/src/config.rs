@@ -29,6 +29,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub security: SecurityConfig,
     pub remote: RemoteConfig,
+    pub subscriptions: SubscriptionsConfig,
     pub log: LogConfig,
 }
 
@@ -213,6 +214,18 @@ pub struct RemoteConfig {
     pub heartbeat_secs: u64,
 }
 
+/// Subscriptions: what customers are told, and the default grace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionsConfig {
+    /// Whom customers contact to subscribe or renew: shown in the dashboard's banner and in
+    /// `subscription-inactive` problems.
+    pub contact: String,
+    /// Days cloud features keep working after a period ends, for subscriptions created
+    /// without a `grace_days` of their own.
+    pub grace_days: i32,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -294,6 +307,7 @@ impl Default for Config {
                 max_timeout_ms: 3000,
             },
             remote: RemoteConfig { advertise_url: None, idle_timeout_secs: 15 * 60, heartbeat_secs: 10 },
+            subscriptions: SubscriptionsConfig { contact: "your MyScanner vendor".into(), grace_days: 14 },
             log: LogConfig { format: LogFormat::Text, filter: "info,sqlx=warn".into() },
         }
     }
@@ -366,6 +380,9 @@ impl Config {
         }
         if self.remote.idle_timeout_secs == 0 || self.remote.heartbeat_secs == 0 {
             bail!("remote.idle_timeout_secs and remote.heartbeat_secs must be positive");
+        }
+        if !(0..=crate::subscriptions::terms::MAX_GRACE_DAYS).contains(&self.subscriptions.grace_days) {
+            bail!("subscriptions.grace_days must be 0–365");
         }
         Ok(())
     }

@@ -14,6 +14,8 @@
 //! - [`security`]: Security Services — scan settings, the queue, the weekly schedule,
 //!   the external scanner and its workers, the `security_scans` history.
 //! - [`sync`]: reference-scan and load-list sync between the scanners of a site.
+//! - [`subscriptions`]: the plan each workgroup's cloud features need, judged by the
+//!   [`clock`] at each request.
 //! - [`db`]: the PostgreSQL pool and migrations; [`telemetry`]: logging and request spans.
 //! - [`cli`] and [`admin`]: the `myscanner` command and its bootstrap commands.
 
@@ -21,6 +23,7 @@ pub mod admin;
 pub mod auth;
 pub mod broker;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod devices;
@@ -29,6 +32,7 @@ pub mod measurements;
 pub mod remote;
 pub mod security;
 pub mod startup;
+pub mod subscriptions;
 pub mod sync;
 pub mod telemetry;
 pub mod workgroups;

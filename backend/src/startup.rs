@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::jwt::JwtKeys;
 use crate::auth::rate_limit::RateLimiter;
 use crate::broker::management::Management;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::db;
 use crate::http::listener::{PlainListener, TlsListener};
@@ -48,17 +49,19 @@ pub struct AppState {
     pub exports: Arc<tokio::sync::Semaphore>,
     /// Turns at argon2 for sign-ins and password changes.
     pub passwords: Arc<crate::auth::password::Turns>,
+    /// What subscriptions and the weekly schedule are judged by.
+    pub clock: Clock,
 }
 
 impl AppState {
-    pub fn new(db: PgPool, config: Config) -> anyhow::Result<Self> {
+    pub fn new(db: PgPool, config: Config, clock: Clock) -> anyhow::Result<Self> {
         let jwt = Arc::new(JwtKeys::new(&config.auth));
         let broker = Management::new(&config.broker)?;
         let rate_limit =
             Arc::new(RateLimiter::new(config.server.rate_limit_per_minute, config.server.rate_limit_burst));
         let replica_url =
             config.remote.advertise_url.clone().unwrap_or_else(|| format!("http://{}", config.server.listen));
-        let remote = crate::remote::Registry::new(db.clone(), &config.remote, replica_url);
+        let remote = crate::remote::Registry::new(db.clone(), &config.remote, replica_url, clock.clone());
         let device_rate_limit = Arc::new(RateLimiter::new(
             config.server.device_rate_limit_per_minute,
             config.server.device_rate_limit_burst,
@@ -82,6 +85,7 @@ impl AppState {
             client_tls: myscanner_protocol::tls::platform_client_config(),
             exports,
             passwords,
+            clock,
         })
     }
 }
@@ -102,7 +106,12 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(mut config: Config) -> anyhow::Result<Self> {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Clock::default()).await
+    }
+
+    /// Built with a clock the caller controls (tests walk subscriptions through time).
+    pub async fn build_with_clock(mut config: Config, clock: Clock) -> anyhow::Result<Self> {
         let certificate = config.server.tls.as_ref().map(Certificate::load).transpose()?;
         let db = db::connect(&config.database).await?;
         db::migrate(&db).await?;
@@ -118,7 +127,7 @@ impl Application {
             let scheme = if certificate.is_some() { "https" } else { "http" };
             config.remote.advertise_url = Some(format!("{scheme}://{address}"));
         }
-        Ok(Application { listener, certificate, state: AppState::new(db, config)? })
+        Ok(Application { listener, certificate, state: AppState::new(db, config, clock)? })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -152,9 +161,9 @@ impl Application {
         // Security Services: the Saturday scheduler and the external-scan workers.
         let config = &self.state.config;
         let scheduler = config.security.scheduler.then(|| {
-            let (db, cancel) = (self.state.db.clone(), cancel.clone());
+            let (db, clock, cancel) = (self.state.db.clone(), self.state.clock.clone(), cancel.clone());
             tokio::spawn(async move {
-                if let Err(error) = crate::security::schedule::run(db, cancel).await {
+                if let Err(error) = crate::security::schedule::run(db, clock, cancel).await {
                     tracing::error!(error = %error, "weekly security scheduler stopped");
                 }
             })

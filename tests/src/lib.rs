@@ -142,6 +142,8 @@ pub struct TestApp {
     pub config: Config,
     /// Trusts the test's CA when the service serves TLS.
     pub client: reqwest::Client,
+    /// What the service (and its replicas) judge subscriptions and the weekly schedule by.
+    pub clock: myscanner::clock::Clock,
     /// What clients of this service trust: the test's CA, or the platform's roots.
     pub tls: std::sync::Arc<rustls::ClientConfig>,
     shutdown: CancellationToken,
@@ -271,6 +273,7 @@ impl TestApp {
             db,
             config,
             client,
+            clock: Default::default(),
             tls,
             shutdown: CancellationToken::new(),
             server: None,
@@ -281,7 +284,9 @@ impl TestApp {
 
     /// Starts the service (again, after [`TestApp::stop`]) on the same port and database.
     pub async fn start(&mut self) {
-        let application = Application::build(self.config.clone()).await.expect("build the application");
+        let application = Application::build_with_clock(self.config.clone(), self.clock.clone())
+            .await
+            .expect("build the application");
         self.base_url = base_url(&self.config, application.local_addr());
         // A restart comes back on the same port, as a real one would: agents reconnect there.
         self.config.server.listen = application.local_addr();
@@ -313,7 +318,8 @@ impl TestApp {
         config.ingest.enabled = false;
         config.security.scheduler = false;
         config.security.workers = 0;
-        let application = Application::build(config.clone()).await.expect("build the replica");
+        let application =
+            Application::build_with_clock(config.clone(), self.clock.clone()).await.expect("build the replica");
         let base_url = base_url(&config, application.local_addr());
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
@@ -428,6 +434,7 @@ impl TestApp {
             sync_dir: None,
             serial: None,
             device_id: None,
+            cloud_recheck_secs: 600,
         }
     }
 
@@ -506,12 +513,28 @@ impl TestApp {
         (uuid(&provisioned["device"]["id"]), provisioned["credential"]["secret"].as_str().unwrap().to_owned())
     }
 
-    /// A complete workgroup, set up through the API the way an operator and its admin would.
+    /// Gives the workgroup (as an operator) a subscription for `scanners` scanners, from
+    /// now for a year by the service's clock; returns it.
+    pub async fn subscribe(&self, operator: &str, workgroup_id: Uuid, scanners: i32) -> Value {
+        let body = json!({
+            "plan": "Fleet",
+            "scanners": scanners,
+            "period_start": self.clock.now(),
+            "period_end": self.clock.now() + chrono::Duration::days(365),
+        });
+        let response = self.put(&format!("/api/v1/workgroups/{workgroup_id}/subscription"), operator, body).await;
+        assert!(response.status().is_success(), "subscribe: {}", response.status());
+        response.json().await.unwrap()
+    }
+
+    /// A complete workgroup, set up through the API the way an operator and its admin would,
+    /// with a year's subscription for ten scanners.
     pub async fn tenant(&self, operator: &str, name: &str) -> Tenant {
         let workgroup =
             expect_json(self.post("/api/v1/workgroups", operator, json!({"name": name})).await, StatusCode::CREATED)
                 .await;
         let workgroup_id = uuid(&workgroup["id"]);
+        self.subscribe(operator, workgroup_id, 10).await;
         let (admin_id, admin_token) =
             self.member(operator, workgroup_id, &["view_data", "control_devices", "manage_workgroup"]).await;
         let site = expect_json(

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::principal::{Caller, CurrentUser};
 use crate::http::Error;
+use crate::subscriptions::SubscriptionStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -58,21 +59,30 @@ impl CurrentUser {
     /// The user's permissions in `workgroup_id`. Platform operators manage every workgroup
     /// (they provision sites, devices and first admins) but read data and control scanners
     /// only where another operator made them members (docs/OPERATORS.md).
+    /// On a cloud feature's route, a workgroup whose subscription is not available is then
+    /// refused (`subscription-inactive`): after the standing, so strangers learn nothing.
     pub async fn access(&self, db: &PgPool, workgroup_id: Uuid) -> Result<Access, Error> {
-        let row: Option<(Option<Vec<String>>,)> = sqlx::query_as(
-            "SELECT m.permissions FROM workgroups w
+        // The subscription is judged only on a cloud feature's route ($3 is NULL elsewhere).
+        let row: Option<(Option<Vec<String>>, Option<SubscriptionStatus>)> = sqlx::query_as(
+            "SELECT m.permissions, CASE WHEN $3::timestamptz IS NOT NULL THEN subscription_status(s, $3) END
+             FROM workgroups w
              LEFT JOIN memberships m ON m.workgroup_id = w.id AND m.user_id = $2
+             LEFT JOIN subscriptions s ON s.workgroup_id = w.id
              WHERE w.id = $1",
         )
         .bind(workgroup_id)
         .bind(self.id)
+        .bind(self.gate.as_ref().map(|g| g.now))
         .fetch_optional(db)
         .await?;
-        let (granted, member) = match row {
-            Some((Some(granted),)) => (granted, true),
-            Some((None,)) if self.is_operator => (vec![], false),
+        let (granted, member, status) = match row {
+            Some((Some(granted), status)) => (granted, true, status),
+            Some((None, status)) if self.is_operator => (vec![], false, status),
             _ => return Err(Error::NotFound),
         };
+        if let Some(gate) = &self.gate {
+            gate.check(status)?;
+        }
         let mut permissions: Vec<Permission> = granted.iter().filter_map(|p| Permission::parse(p)).collect();
         if self.is_operator && !permissions.contains(&Permission::ManageWorkgroup) {
             permissions.push(Permission::ManageWorkgroup);
@@ -87,6 +97,9 @@ impl Caller {
         match self {
             Caller::User(user) => user.access(db, workgroup_id).await,
             Caller::ApiToken(token) if token.workgroup_id == workgroup_id => {
+                if let Some((gate, status)) = &token.gate {
+                    gate.check(Some(*status))?;
+                }
                 Ok(Access { workgroup_id, permissions: vec![Permission::ViewData], member: false })
             }
             Caller::ApiToken(_) => Err(Error::NotFound),

@@ -10,12 +10,15 @@ use super::client_addr::ClientAddr;
 use super::secret::{self, API_TOKEN_PREFIX, DEVICE_PREFIX};
 use crate::http::Error;
 use crate::startup::AppState;
+use crate::subscriptions::{Gate, SubscriptionStatus};
 
 /// A signed-in dashboard user (JWT).
 #[derive(Debug, Clone)]
 pub struct CurrentUser {
     pub id: Uuid,
     pub is_operator: bool,
+    /// On a cloud feature's route: the workgroup's subscription must be available.
+    pub gate: Option<Gate>,
 }
 
 /// A customer integration's read-only API token.
@@ -23,6 +26,8 @@ pub struct CurrentUser {
 pub struct ApiTokenCaller {
     pub token_id: Uuid,
     pub workgroup_id: Uuid,
+    /// On a cloud feature's route: the gate, and its workgroup's subscription status then.
+    pub gate: Option<(Gate, SubscriptionStatus)>,
 }
 
 /// Either kind of caller that may read workgroup data.
@@ -38,6 +43,8 @@ pub struct AuthenticatedDevice {
     pub device_id: Uuid,
     pub workgroup_id: Uuid,
     pub site_id: Uuid,
+    /// Its workgroup's subscription, now. On a cloud feature's route it was available.
+    pub subscription: SubscriptionStatus,
 }
 
 /// Browsers cannot set headers on a WebSocket: there the token may travel as the
@@ -75,7 +82,7 @@ impl FromRequestParts<AppState> for CurrentUser {
         let token = bearer(parts)?;
         if secret::parse(API_TOKEN_PREFIX, token).is_some() {
             // A valid integration token on a route that changes data: say why it cannot.
-            api_token(state, token).await?;
+            api_token(state, token, None).await?;
             return Err(Error::ReadOnlyToken);
         }
         let claims = state.jwt.verify(token).ok_or(Error::Unauthorized("invalid or expired token"))?;
@@ -92,7 +99,7 @@ impl FromRequestParts<AppState> for CurrentUser {
         }
         tracing::Span::current().record("user.id", tracing::field::display(claims.sub));
         state.rate_limit.check(&format!("user:{}", claims.sub))?;
-        Ok(CurrentUser { id: claims.sub, is_operator })
+        Ok(CurrentUser { id: claims.sub, is_operator, gate: Gate::of(parts, state) })
     }
 }
 
@@ -102,21 +109,27 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         let token = bearer(parts)?;
         if secret::parse(API_TOKEN_PREFIX, token).is_some() {
-            return Ok(Caller::ApiToken(api_token(state, token).await?));
+            return Ok(Caller::ApiToken(api_token(state, token, Gate::of(parts, state)).await?));
         }
         Ok(Caller::User(CurrentUser::from_request_parts(parts, state).await?))
     }
 }
 
-async fn api_token(state: &AppState, token: &str) -> Result<ApiTokenCaller, Error> {
+async fn api_token(state: &AppState, token: &str, gate: Option<Gate>) -> Result<ApiTokenCaller, Error> {
     const INVALID: Error = Error::Unauthorized("invalid or revoked API token");
     let (id, presented) = secret::parse(API_TOKEN_PREFIX, token).ok_or(INVALID)?;
-    let row: Option<(Uuid, Vec<u8>)> =
-        sqlx::query_as("SELECT workgroup_id, secret_hash FROM api_tokens WHERE id = $1 AND revoked_at IS NULL")
-            .bind(id)
-            .fetch_optional(&state.db)
-            .await?;
-    let (workgroup_id, stored) = row.ok_or(INVALID)?;
+    // The subscription is judged only on a cloud feature's route ($2 is NULL elsewhere).
+    let row: Option<(Uuid, Vec<u8>, Option<SubscriptionStatus>)> = sqlx::query_as(
+        "SELECT t.workgroup_id, t.secret_hash,
+                CASE WHEN $2::timestamptz IS NOT NULL THEN subscription_status(s, $2) END
+         FROM api_tokens t LEFT JOIN subscriptions s ON s.workgroup_id = t.workgroup_id
+         WHERE t.id = $1 AND t.revoked_at IS NULL",
+    )
+    .bind(id)
+    .bind(gate.as_ref().map(|g| g.now))
+    .fetch_optional(&state.db)
+    .await?;
+    let (workgroup_id, stored, status) = row.ok_or(INVALID)?;
     if !secret::matches(presented, &stored) {
         return Err(INVALID);
     }
@@ -129,7 +142,8 @@ async fn api_token(state: &AppState, token: &str) -> Result<ApiTokenCaller, Erro
     .bind(id)
     .execute(&state.db)
     .await?;
-    Ok(ApiTokenCaller { token_id: id, workgroup_id })
+    let gate = gate.map(|gate| (gate, status.unwrap_or(SubscriptionStatus::None)));
+    Ok(ApiTokenCaller { token_id: id, workgroup_id, gate })
 }
 
 impl FromRequestParts<AppState> for AuthenticatedDevice {
@@ -138,15 +152,17 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         const INVALID: Error = Error::Unauthorized("invalid or revoked device credential");
         let (credential_id, presented) = secret::parse(DEVICE_PREFIX, bearer(parts)?).ok_or(INVALID)?;
-        let row: Option<(Uuid, Uuid, Uuid, Vec<u8>)> = sqlx::query_as(
-            "SELECT d.id, d.workgroup_id, d.site_id, c.secret_hash
+        let row: Option<(Uuid, Uuid, Uuid, Vec<u8>, SubscriptionStatus)> = sqlx::query_as(
+            "SELECT d.id, d.workgroup_id, d.site_id, c.secret_hash, subscription_status(s, $2)
              FROM device_credentials c JOIN devices d ON d.id = c.device_id
+             LEFT JOIN subscriptions s ON s.workgroup_id = d.workgroup_id
              WHERE c.id = $1 AND c.revoked_at IS NULL",
         )
         .bind(credential_id)
+        .bind(state.clock.now())
         .fetch_optional(&state.db)
         .await?;
-        let (device_id, workgroup_id, site_id, stored) = row.ok_or(INVALID)?;
+        let (device_id, workgroup_id, site_id, stored, subscription) = row.ok_or(INVALID)?;
         if !secret::matches(presented, &stored) {
             return Err(INVALID);
         }
@@ -171,6 +187,11 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
         .execute(&state.db)
         .await?;
         tracing::Span::current().record("device.id", tracing::field::display(device_id));
-        Ok(AuthenticatedDevice { device_id, workgroup_id, site_id })
+        // A scanner's cloud features stop with its workgroup's subscription; it was seen all
+        // the same (above), and its measurements still arrive over AMQP.
+        if let Some(gate) = Gate::of(parts, state) {
+            gate.check(Some(subscription))?;
+        }
+        Ok(AuthenticatedDevice { device_id, workgroup_id, site_id, subscription })
     }
 }

@@ -10,6 +10,7 @@ use super::{Device, DeviceKind, DeviceSettings, device_columns};
 use crate::auth::AuthenticatedDevice;
 use crate::http::{Json, Result, Validator};
 use crate::startup::AppState;
+use crate::subscriptions::SubscriptionStatus;
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct AgentIdentity {
@@ -27,6 +28,21 @@ pub struct AgentIdentity {
     /// device credential.
     #[sqlx(skip)]
     pub broker: BrokerAccess,
+    /// Whether its cloud features work now, for the scanner to show.
+    #[sqlx(skip)]
+    pub cloud_features: CloudFeatures,
+}
+
+/// The scanner's cloud features (remote control, sync) follow its workgroup's subscription.
+/// Measurements are accepted whatever the subscription: they are stored, and readable once
+/// it is renewed.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct CloudFeatures {
+    pub available: bool,
+    pub subscription_status: SubscriptionStatus,
+    /// What the scanner can tell its operator.
+    #[schema(example = "MyScanner cloud features are available")]
+    pub message: String,
 }
 
 #[derive(Debug, Default, Serialize, ToSchema)]
@@ -40,7 +56,8 @@ pub struct BrokerAccess {
     pub routing_key: String,
 }
 
-/// Who the calling device is, as the cloud knows it, and where it publishes measurements.
+/// Who the calling device is, as the cloud knows it, where it publishes measurements, and
+/// whether its cloud features work (its workgroup's subscription).
 #[utoipa::path(get, path = "/api/v1/agent/me", tag = "agent",
     security(("device_credential" = [])),
     responses((status = 200, body = AgentIdentity)))]
@@ -59,7 +76,19 @@ pub async fn me(State(state): State<AppState>, device: AuthenticatedDevice) -> R
         exchange: myscanner_protocol::MEASUREMENTS_EXCHANGE.to_owned(),
         routing_key: myscanner_protocol::routing_key(device.device_id),
     };
-    Ok(Json(AgentIdentity { broker, ..identity }))
+    let status = device.subscription;
+    let message = if status.available() {
+        "MyScanner cloud features are available".to_owned()
+    } else {
+        format!(
+            "MyScanner cloud features are paused: the workgroup's subscription is {}; measurements are still \
+             stored; contact {}",
+            status.as_str(),
+            state.config.subscriptions.contact
+        )
+    };
+    let cloud_features = CloudFeatures { available: status.available(), subscription_status: status, message };
+    Ok(Json(AgentIdentity { broker, cloud_features, ..identity }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -61,11 +61,35 @@ async fn exists(tx: &mut sqlx::PgConnection, workgroup_id: Uuid, device_id: Uuid
         .ok_or(Error::NotFound)
 }
 
+/// Refuses a scanner beyond those the workgroup's subscription covers: devices holding a live
+/// credential count. Call in the transaction that issues the credential; it locks the
+/// workgroup's row, so concurrent provisionings and rotations count one after another.
+pub async fn within_covered_scanners(tx: &mut sqlx::PgConnection, workgroup_id: Uuid) -> Result<()> {
+    let (covered, in_use): (i32, i64) = sqlx::query_as(
+        "SELECT coalesce(s.scanners, 0),
+                (SELECT count(*) FROM device_credentials c WHERE c.workgroup_id = w.id AND c.revoked_at IS NULL)
+         FROM workgroups w LEFT JOIN subscriptions s ON s.workgroup_id = w.id
+         WHERE w.id = $1 FOR NO KEY UPDATE OF w",
+    )
+    .bind(workgroup_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(Error::NotFound)?;
+    if in_use >= i64::from(covered) {
+        return Err(Error::ScannerLimit { covered });
+    }
+    Ok(())
+}
+
 /// Rotate the device credential: the old one stops working, the new one is returned once.
+/// A device without a live credential (revoked) counts against the subscription's scanners
+/// again.
 #[utoipa::path(post, path = "/api/v1/workgroups/{workgroup_id}/devices/{device_id}/credentials/rotate", tag = "devices",
     params(("workgroup_id" = Uuid, Path), ("device_id" = Uuid, Path)),
     security(("user_jwt" = [])),
     responses((status = 201, body = IssuedCredential),
+        (status = 402, description = "The device holds no live credential and the subscription covers no more \
+            scanners (`scanner-limit-reached`)", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 503, description = "The broker could not be updated; nothing changed", body = crate::http::Problem, content_type = "application/problem+json")))]
 pub async fn rotate(
     State(state): State<AppState>,
@@ -75,6 +99,15 @@ pub async fn rotate(
     user.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
     let mut tx = state.db.begin().await?;
     exists(&mut tx, workgroup_id, device_id).await?;
+    let live: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM device_credentials WHERE device_id = $1 AND revoked_at IS NULL)",
+    )
+    .bind(device_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !live {
+        within_covered_scanners(&mut tx, workgroup_id).await?;
+    }
     let credential = issue(&mut tx, &state.broker, workgroup_id, device_id).await?;
     tx.commit().await?;
     // A tunnel opened with the old credential goes; the scanner reconnects with the new one.

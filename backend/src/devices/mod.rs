@@ -163,13 +163,16 @@ fn site_not_in_workgroup() -> Error {
     Error::invalid_field("site_id", "no such site in this workgroup")
 }
 
-/// Provision a scanner into a site of the workgroup (platform operators). The response
+/// Provision a scanner into a site of the workgroup (platform operators), within the scanners
+/// its subscription covers (devices holding a live credential count). The response
 /// holds the device credential, once: install it on the scanner.
 #[utoipa::path(post, path = "/api/v1/workgroups/{workgroup_id}/devices", tag = "devices",
     params(("workgroup_id" = Uuid, Path)),
     request_body = NewDevice,
     security(("user_jwt" = [])),
     responses((status = 201, body = ProvisionedDevice),
+        (status = 402, description = "The workgroup's subscription covers no more scanners \
+            (`scanner-limit-reached`)", body = crate::http::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The serial is already provisioned", body = crate::http::Problem, content_type = "application/problem+json")))]
 pub async fn provision(
     State(state): State<AppState>,
@@ -186,6 +189,7 @@ pub async fn provision(
         .name("name", &new.name)
         .finish()?;
     let mut tx = state.db.begin().await?;
+    credentials::within_covered_scanners(&mut tx, workgroup_id).await?;
     let id = Uuid::now_v7();
     sqlx::query("INSERT INTO devices (id, workgroup_id, site_id, kind, serial, name) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(id)

@@ -11,6 +11,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::subscriptions::SubscriptionStatus;
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The content type of every error body.
@@ -35,6 +37,9 @@ pub struct Problem {
     /// Field-level detail for invalid input.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// With `subscription-inactive`: the workgroup's subscription status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscription_status: Option<SubscriptionStatus>,
 }
 
 /// One invalid field: a JSON path (`permissions[1]`) or a parameter name, and why.
@@ -94,6 +99,13 @@ pub enum Error {
     /// frozen, overloaded, or its link has stalled. Not the scanner's service's fault.
     #[error("the scanner is not answering")]
     ScannerNotAnswering,
+    /// A cloud feature of a workgroup whose subscription is not available (none, lapsed,
+    /// cancelled); `contact` is whom to ask.
+    #[error("subscription {}", status.as_str())]
+    SubscriptionInactive { status: SubscriptionStatus, contact: String },
+    /// Provisioning beyond the scanners the subscription covers.
+    #[error("the subscription covers {covered} scanners")]
+    ScannerLimit { covered: i32 },
     /// A dependency (database, broker) is unreachable.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -123,6 +135,7 @@ impl Error {
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::SubscriptionInactive { .. } | Error::ScannerLimit { .. } => StatusCode::PAYMENT_REQUIRED,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             Error::DeviceUnreachable(_) => StatusCode::BAD_GATEWAY,
@@ -147,6 +160,8 @@ impl Error {
             Error::PayloadTooLarge => "payload-too-large",
             Error::UnsupportedMediaType => "unsupported-media-type",
             Error::TooManyRequests { .. } => "too-many-requests",
+            Error::SubscriptionInactive { .. } => "subscription-inactive",
+            Error::ScannerLimit { .. } => "scanner-limit-reached",
             Error::Unavailable(_) => "unavailable",
             Error::UpgradeRequired => "websocket-required",
             Error::DeviceUnreachable(_) => "device-service-unreachable",
@@ -181,6 +196,27 @@ impl Error {
                 ("Too many requests", Some(format!("try again in {retry_after} seconds")), vec![])
             }
             Error::Unavailable(what) => ("Service unavailable", Some(what.clone()), vec![]),
+            Error::SubscriptionInactive { status, contact } => (
+                "The workgroup's subscription is not active",
+                Some(format!(
+                    "{}; measurements from its scanners are still stored and nothing is deleted; \
+                     to renew, contact {contact}",
+                    match status {
+                        SubscriptionStatus::None => "the workgroup has no subscription",
+                        SubscriptionStatus::Cancelled => "the workgroup's subscription was cancelled",
+                        _ => "the workgroup's subscription has lapsed",
+                    }
+                )),
+                vec![],
+            ),
+            Error::ScannerLimit { covered } => (
+                "The subscription covers no more scanners",
+                Some(format!(
+                    "the workgroup's subscription covers {covered} scanners and that many hold a credential; \
+                     revoke one that is out of service, or extend the subscription"
+                )),
+                vec![],
+            ),
             Error::UpgradeRequired => {
                 ("WebSocket upgrade required", Some("open this URL as a WebSocket".to_owned()), vec![])
             }
@@ -201,7 +237,18 @@ impl Error {
             Error::Database(_) | Error::Internal(_) => ("Internal server error", None, vec![]),
             _ => (status.canonical_reason().unwrap_or("Error"), None, vec![]),
         };
-        Problem { kind: problem_type(self.code()), title: title.to_owned(), status: status.as_u16(), detail, errors }
+        let subscription_status = match self {
+            Error::SubscriptionInactive { status, .. } => Some(*status),
+            _ => None,
+        };
+        Problem {
+            kind: problem_type(self.code()),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+            errors,
+            subscription_status,
+        }
     }
 }
 

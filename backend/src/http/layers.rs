@@ -106,6 +106,7 @@ where
         status: status.as_u16(),
         detail: None,
         errors: vec![],
+        subscription_status: None,
     };
     let (mut parts, _) = response.into_parts();
     let mut fresh = problem_response(status, &problem);

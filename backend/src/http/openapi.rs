@@ -37,6 +37,7 @@ use super::error::{FieldError, PROBLEM_JSON, Problem};
         (name = "members", description = "People of a workgroup and their permissions"),
         (name = "api-tokens", description = "Read-only tokens for customer integrations"),
         (name = "devices", description = "LVS and MPS scanners"),
+        (name = "subscriptions", description = "The subscription each workgroup's cloud features need, and its history"),
         (name = "measurements", description = "Measurements, 3D load profiles, the change feed, exports and summaries"),
         (name = "security", description = "Security Services: weekly and run-now network scans, their results and history"),
         (name = "ingest", description = "Measurement messages that could not be stored"),
@@ -133,6 +134,24 @@ fn add_problem_responses(doc: &mut utoipa::openapi::OpenApi) {
             );
             add(op, "415", "Request body is not JSON", has_body);
             add(op, "422", "Invalid fields; see `errors`", has_body);
+        }
+    }
+}
+
+/// The cloud features' operations (`router::cloud_features`) may be refused for the
+/// workgroup's subscription.
+pub fn document_cloud_features(doc: &mut utoipa::openapi::OpenApi) {
+    for item in doc.paths.paths.values_mut() {
+        for op in
+            [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete].into_iter().flatten()
+        {
+            add(
+                op,
+                "402",
+                "The workgroup's subscription is not active (none, lapsed or cancelled): `subscription-inactive`, \
+                 with `subscription_status`. Measurements are still stored; nothing is deleted.",
+                true,
+            );
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::remote::{api as remote, peer, session, tunnel};
 use crate::security::api as security;
 use crate::security::device as security_device;
 use crate::startup::AppState;
+use crate::subscriptions::{CloudFeature, api as subscriptions};
 use crate::sync::{api as sync, device as sync_device};
 use crate::workgroups::{self, members, sites};
 
@@ -26,7 +27,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(login::login))
         .routes(routes!(login::me))
         .routes(routes!(login::change_password))
-        // Workgroups and what belongs to them
+        // Workgroups and what belongs to them: customers put things right here whatever
+        // their subscription.
         .routes(routes!(workgroups::list, workgroups::create))
         .routes(routes!(workgroups::get, workgroups::update))
         .routes(routes!(sites::list, sites::create))
@@ -39,6 +41,39 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(devices::get, devices::update))
         .routes(routes!(credentials::rotate))
         .routes(routes!(credentials::revoke))
+        // Subscriptions
+        .routes(routes!(subscriptions::get, subscriptions::set))
+        .routes(routes!(subscriptions::renew))
+        .routes(routes!(subscriptions::cancel))
+        .routes(routes!(subscriptions::history))
+        .routes(routes!(subscriptions::list))
+        // Security Services: settings and past results
+        .routes(routes!(security::list))
+        .routes(routes!(security::set_setting))
+        .routes(routes!(security::bulk_settings))
+        .routes(routes!(security::latest))
+        .routes(routes!(security::history))
+        .routes(routes!(security::findings))
+        // Remote control: the audit
+        .routes(routes!(remote::list))
+        .routes(routes!(remote::end))
+        // Scanner-facing: who it is, its settings, its internal scans, and ingest's record
+        .routes(routes!(agent::me))
+        .routes(routes!(agent::report_settings))
+        .routes(routes!(security_device::claim))
+        .routes(routes!(security_device::heartbeat))
+        .routes(routes!(security_device::report))
+        .routes(routes!(rejections::list))
+        .merge(cloud_features())
+        // Between replicas only (replica token): not part of the public API document.
+        .route(peer::RELAY_PATH, axum::routing::get(peer::relay))
+}
+
+/// What a subscription pays for: refused with `subscription-inactive` while the caller's
+/// workgroup has none available (lapsed, cancelled, none). A route listed here is marked
+/// ([`CloudFeature`]) for the access guard and documented with its 402.
+fn cloud_features() -> OpenApiRouter<AppState> {
+    let mut routes = OpenApiRouter::new()
         // Measurements
         .routes(routes!(api::list))
         .routes(routes!(changes::changes))
@@ -46,34 +81,19 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(summary::summary))
         .routes(routes!(api::get))
         .routes(routes!(api::profile))
-        .routes(routes!(rejections::list))
-        // Security Services
-        .routes(routes!(security::list))
-        .routes(routes!(security::set_setting))
-        .routes(routes!(security::bulk_settings))
+        // Security Services: scans on demand
         .routes(routes!(security::run_now))
         .routes(routes!(security::bulk_run))
-        .routes(routes!(security::latest))
-        .routes(routes!(security::history))
-        .routes(routes!(security::findings))
         // Remote control
         .routes(routes!(session::connect))
         .routes(routes!(remote::online))
-        .routes(routes!(remote::list))
-        .routes(routes!(remote::end))
+        .routes(routes!(tunnel::open))
         // Reference-scan and list sync
         .routes(routes!(sync::records))
         .routes(routes!(sync::put_list, sync::delete_list))
         .routes(routes!(sync::status))
-        // Scanner-facing
-        .routes(routes!(agent::me))
-        .routes(routes!(agent::report_settings))
-        .routes(routes!(security_device::claim))
-        .routes(routes!(security_device::heartbeat))
-        .routes(routes!(security_device::report))
-        .routes(routes!(tunnel::open))
         .routes(routes!(sync_device::pull, sync_device::push))
-        .routes(routes!(sync_device::snapshot))
-        // Between replicas only (replica token): not part of the public API document.
-        .route(peer::RELAY_PATH, axum::routing::get(peer::relay))
+        .routes(routes!(sync_device::snapshot));
+    openapi::document_cloud_features(routes.get_openapi_mut());
+    routes.route_layer(axum::Extension(CloudFeature))
 }

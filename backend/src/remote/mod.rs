@@ -43,6 +43,8 @@ pub enum CloseReason {
     /// Its user lost the authority that opened it: removed from the workgroup, no longer
     /// allowed to control devices, or their password was changed.
     AccessRevoked,
+    /// The workgroup's subscription lapsed or was cancelled.
+    SubscriptionInactive,
     /// The replica serving it shut down.
     ServiceShutdown,
     /// The replica serving it stopped heartbeating (crashed).
@@ -59,6 +61,7 @@ impl CloseReason {
             CloseReason::EndedByAdmin => "ended_by_admin",
             CloseReason::RemoteControlDisabled => "remote_control_disabled",
             CloseReason::AccessRevoked => "access_revoked",
+            CloseReason::SubscriptionInactive => "subscription_inactive",
             CloseReason::ServiceShutdown => "service_shutdown",
             CloseReason::ReplicaLost => "replica_lost",
         }

@@ -28,6 +28,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use uuid::Uuid;
 
 use super::{CloseReason, device_offline};
+use crate::clock::Clock;
 use crate::config::RemoteConfig;
 use crate::http::Error;
 use myscanner_protocol::tunnel::{STREAM_READY, STREAM_REQUEST};
@@ -46,6 +47,8 @@ pub struct Registry(Arc<Inner>);
 
 struct Inner {
     db: PgPool,
+    /// What subscriptions are judged by.
+    clock: Clock,
     replica_id: Uuid,
     replica_url: String,
     heartbeat: Duration,
@@ -212,6 +215,8 @@ enum Event {
     Disabled(Uuid),
     /// The scanner's credential was revoked: its tunnel closes.
     CutOff(Uuid),
+    /// The session's workgroup no longer has an available subscription.
+    Lapsed(Uuid),
 }
 
 impl Event {
@@ -221,6 +226,7 @@ impl Event {
             Event::Revoked(id) => format!("revoked:{id}"),
             Event::Disabled(id) => format!("disabled:{id}"),
             Event::CutOff(id) => format!("cutoff:{id}"),
+            Event::Lapsed(id) => format!("lapsed:{id}"),
         }
     }
 
@@ -232,15 +238,17 @@ impl Event {
             "revoked" => Some(Event::Revoked(id)),
             "disabled" => Some(Event::Disabled(id)),
             "cutoff" => Some(Event::CutOff(id)),
+            "lapsed" => Some(Event::Lapsed(id)),
             _ => None,
         }
     }
 }
 
 impl Registry {
-    pub fn new(db: PgPool, config: &RemoteConfig, replica_url: String) -> Self {
+    pub fn new(db: PgPool, config: &RemoteConfig, replica_url: String, clock: Clock) -> Self {
         Registry(Arc::new(Inner {
             db,
+            clock,
             replica_id: Uuid::now_v7(),
             replica_url,
             heartbeat: Duration::from_secs(config.heartbeat_secs),
@@ -396,6 +404,21 @@ impl Registry {
         Ok(())
     }
 
+    /// The workgroup's subscription stopped providing cloud features (cancelled, or changed
+    /// to a lapsed period): its sessions end, wherever they are served. A lapse that comes
+    /// with time alone is found by the heartbeat.
+    pub async fn subscription_ended(&self, workgroup_id: Uuid) -> Result<(), sqlx::Error> {
+        let sessions: Vec<Uuid> =
+            sqlx::query_scalar("SELECT id FROM remote_sessions WHERE workgroup_id = $1 AND ended_at IS NULL")
+                .bind(workgroup_id)
+                .fetch_all(&self.0.db)
+                .await?;
+        for session_id in sessions {
+            self.broadcast(Event::Lapsed(session_id)).await?;
+        }
+        Ok(())
+    }
+
     /// Remote control was switched off on the scanner: refuse from now on, end what runs.
     pub async fn remote_control_disabled(&self, device_id: Uuid) -> Result<(), sqlx::Error> {
         self.broadcast(Event::Disabled(device_id)).await
@@ -434,6 +457,7 @@ impl Registry {
         match *event {
             Event::EndSession(id) => end_session(id, CloseReason::EndedByAdmin),
             Event::Revoked(id) => end_session(id, CloseReason::AccessRevoked),
+            Event::Lapsed(id) => end_session(id, CloseReason::SubscriptionInactive),
             Event::Disabled(device_id) => {
                 end_sessions(device_id, CloseReason::RemoteControlDisabled);
                 close_tunnel(device_id);
@@ -527,6 +551,31 @@ impl Registry {
         .await?;
         for id in end_requested.into_iter().flatten() {
             self.apply(&Event::EndSession(id));
+        }
+        // Sessions of workgroups whose subscription lapsed since the last beat (first: their
+        // scanners' tunnels close below, and the session's reason is the lapse).
+        let lapsed: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT r.id FROM remote_sessions r LEFT JOIN subscriptions s ON s.workgroup_id = r.workgroup_id
+             WHERE r.id = ANY($1) AND r.ended_at IS NULL AND NOT subscription_available(s, $2)",
+        )
+        .bind(&ids)
+        .bind(self.0.clock.now())
+        .fetch_all(db)
+        .await?;
+        for id in lapsed {
+            self.apply(&Event::Lapsed(id));
+        }
+        // Their scanners' tunnels close too: a scanner is refused a new one until renewal.
+        let lapsed_devices: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT d.id FROM devices d LEFT JOIN subscriptions s ON s.workgroup_id = d.workgroup_id
+             WHERE d.id = ANY($1) AND NOT subscription_available(s, $2)",
+        )
+        .bind(&devices)
+        .bind(self.0.clock.now())
+        .fetch_all(db)
+        .await?;
+        for device_id in lapsed_devices {
+            self.apply(&Event::CutOff(device_id));
         }
         // Sessions whose user no longer may control devices in their workgroup.
         let revoked: Vec<Uuid> = sqlx::query_scalar(

@@ -79,13 +79,15 @@ pub enum ScanResult {
 /// Enqueues the weekly scan of every enabled device and kind for `slot` (a Saturday
 /// 00:00 UTC). Idempotent: the (device, kind, slot) key and ON CONFLICT DO NOTHING make
 /// any number of callers — replicas, restarts, catch-ups — enqueue each job once. A scan
-/// already waiting or running (run-now) is not doubled either.
+/// already waiting or running (run-now) is not doubled either. Workgroups whose
+/// subscription was not available at the slot are skipped (their settings stay).
 #[tracing::instrument(skip(db))]
 pub async fn enqueue_weekly(db: &PgPool, slot: DateTime<Utc>) -> sqlx::Result<u64> {
     let inserted = sqlx::query(
         "INSERT INTO security_scan_jobs (id, workgroup_id, device_id, kind, origin, scheduled_for)
-         SELECT gen_random_uuid(), workgroup_id, device_id, kind, 'weekly', $1
-         FROM security_scan_settings WHERE enabled ORDER BY device_id, kind
+         SELECT gen_random_uuid(), e.workgroup_id, e.device_id, e.kind, 'weekly', $1
+         FROM security_scan_settings e LEFT JOIN subscriptions s ON s.workgroup_id = e.workgroup_id
+         WHERE e.enabled AND subscription_available(s, $1) ORDER BY e.device_id, e.kind
          ON CONFLICT DO NOTHING",
     )
     .bind(slot)

@@ -11,6 +11,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 
 use super::queue;
+use crate::clock::Clock;
 
 /// The weekly slot at or before `now`: the latest Saturday 00:00 UTC.
 pub fn latest_slot(now: DateTime<Utc>) -> DateTime<Utc> {
@@ -19,8 +20,9 @@ pub fn latest_slot(now: DateTime<Utc>) -> DateTime<Utc> {
     Utc.from_utc_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight exists"))
 }
 
-/// Enqueues the weekly scans of the slot `now` falls in (the latest Saturday). Called by
-/// the cron wake-up at Saturday 00:00 and once at start-up.
+/// Enqueues the weekly scans of the slot `now` falls in (the latest Saturday), of the
+/// workgroups whose subscription was available at that moment. Called by the cron wake-up
+/// at Saturday 00:00 and once at start-up.
 pub async fn enqueue_due(db: &PgPool, now: DateTime<Utc>) -> sqlx::Result<u64> {
     let slot = latest_slot(now);
     debug_assert_eq!(slot.weekday(), Weekday::Sat);
@@ -33,8 +35,8 @@ pub async fn enqueue_due(db: &PgPool, now: DateTime<Utc>) -> sqlx::Result<u64> {
 
 /// Runs the weekly schedule until shutdown: a catch-up now, then a wake-up every
 /// Saturday at 00:00 UTC.
-pub async fn run(db: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> {
-    if let Err(error) = enqueue_due(&db, Utc::now()).await {
+pub async fn run(db: PgPool, clock: Clock, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if let Err(error) = enqueue_due(&db, clock.now()).await {
         tracing::error!(error = %error, "weekly security scans: catch-up failed");
     }
     let mut scheduler = JobScheduler::new().await?;
@@ -42,9 +44,9 @@ pub async fn run(db: PgPool, shutdown: CancellationToken) -> anyhow::Result<()> 
     // sec min hour day-of-month month day-of-week, in UTC.
     scheduler
         .add(Job::new_async_tz("0 0 0 * * Sat", Utc, move |_, _| {
-            let db = wake_db.clone();
+            let (db, clock) = (wake_db.clone(), clock.clone());
             Box::pin(async move {
-                if let Err(error) = enqueue_due(&db, Utc::now()).await {
+                if let Err(error) = enqueue_due(&db, clock.now()).await {
                     tracing::error!(error = %error, "weekly security scans: enqueue failed");
                 }
             })

@@ -149,6 +149,11 @@ async fn fleet(devices: usize) -> Fleet {
     };
     let workgroup = post("/api/v1/workgroups", json!({"name": "Bench"})).await;
     let wg = workgroup["id"].as_str().unwrap().to_owned();
+    let subscription =
+        json!({"plan": "Bench", "scanners": devices, "period_end": chrono::Utc::now() + chrono::Duration::days(365)});
+    let response =
+        http.put(url(&format!("/api/v1/workgroups/{wg}/subscription"))).bearer_auth(&token).json(&subscription);
+    assert!(response.send().await.unwrap().status().is_success(), "the bench workgroup's subscription");
     // The workgroup's own admin, whom the operator creates (an operator never makes
     // themselves a member): the benchmarks read data as this person.
     let admin = json!({"email": "bench-admin@example.com", "name": "Bench admin", "password": "bench-password-123",
@@ -379,6 +384,7 @@ async fn start_agents_with(
             sync_dir: None,
             serial: None,
             device_id: None,
+            cloud_recheck_secs: 600,
         })
     });
     futures_util::future::join_all(starts).await.into_iter().map(|agent| Arc::new(agent.unwrap())).collect()

@@ -191,9 +191,9 @@ async fn the_demo_writes_device_files_the_agent_runs_with_every_feature_on() {
                 load_list_sync: true
             }
         );
-        // And the service knows it by that credential.
-        let me = app.get("/api/v1/agent/me", &config.credential).await;
-        assert_eq!(me.status(), StatusCode::OK);
+        // And the service knows it by that credential; the demo's subscription runs.
+        let me = expect_json(app.get("/api/v1/agent/me", &config.credential).await, StatusCode::OK).await;
+        assert_eq!(me["cloud_features"]["available"], true, "{me}");
     }
     // Its owner renames the demo workgroup in the dashboard; the demo runs again (as
     // run.sh does at every start) and finds it by its scanners.

@@ -15,6 +15,7 @@ mod openapi;
 mod permissions;
 mod remote;
 mod security;
+mod subscriptions;
 mod sync;
 mod tenancy;
 mod tls;

@@ -33,7 +33,7 @@ async fn snapshot(db: &PgPool, t: &Tenant) -> Vec<Value> {
 
 /// A body that satisfies the operation's request schema, so that the probe gets past
 /// validation to the access check. A new field name must be taught here.
-fn body_for(spec: &Value, operation: &Value, victim: &Tenant) -> Option<Value> {
+pub(crate) fn body_for(spec: &Value, operation: &Value, victim: &Tenant) -> Option<Value> {
     let schema_ref = operation.pointer("/requestBody/content/application~1json/schema/$ref")?.as_str()?;
     let name = schema_ref.rsplit('/').next().unwrap();
     let mut body = json!({});
@@ -60,6 +60,12 @@ fn body_for(spec: &Value, operation: &Value, victim: &Tenant) -> Option<Value> {
             "list" => json!({"name": "Probe", "items": []}),
             "base_revision" => json!(0),
             "edits" => json!([]),
+            "plan" => json!("Probe"),
+            "scanners" => json!(1),
+            "trial" => json!(false),
+            "period_start" => json!(null),
+            "period_end" => json!("2099-01-01T00:00:00Z"),
+            "grace_days" => json!(14),
             other => panic!("teach the tenancy walker a value for request field `{other}` ({name})"),
         };
     }
@@ -79,7 +85,7 @@ fn properties(spec: &Value, schema: &Value) -> Vec<String> {
     names
 }
 
-fn fill_path(path: &str, victim: &Tenant, measurement_id: Uuid, session_id: Uuid) -> String {
+pub(crate) fn fill_path(path: &str, victim: &Tenant, measurement_id: Uuid, session_id: Uuid) -> String {
     let mut filled = path.to_owned();
     for (param, id) in [
         ("measurement_id", measurement_id),
@@ -101,7 +107,7 @@ fn fill_path(path: &str, victim: &Tenant, measurement_id: Uuid, session_id: Uuid
 
 /// Values for an operation's required query parameters, so that the probe gets past
 /// parsing to the access check. A new required parameter must be taught here.
-fn required_query(operation: &Value) -> String {
+pub(crate) fn required_query(operation: &Value) -> String {
     let mut pairs = vec![];
     for parameter in operation["parameters"].as_array().into_iter().flatten() {
         // Long polls answer at once.

@@ -164,6 +164,7 @@ async fn dashboard_in_chromium() {
     let group =
         expect_json(app.post("/api/v1/workgroups", &operator, json!({"name": name})).await, StatusCode::CREATED).await;
     let workgroup_id = uuid(&group["id"]);
+    app.subscribe(&operator, workgroup_id, 5).await;
     let all = ["view_data", "control_devices", "manage_workgroup"];
     person(&app, &operator, workgroup_id, "ada.admin@northern.example", "Ada Admin", &all).await;
     person(&app, &operator, workgroup_id, "victor.viewer@northern.example", "Victor Viewer", &["view_data"]).await;

@@ -11,7 +11,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Who the calling device is, as the cloud knows it, and where it publishes measurements. */
+        /**
+         * Who the calling device is, as the cloud knows it, where it publishes measurements, and
+         *     whether its cloud features work (its workgroup's subscription).
+         */
         get: operations["agent_me"];
         put?: never;
         post?: never;
@@ -249,6 +252,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/subscriptions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every workgroup's subscription, by workgroup (platform operators): filter by status, or
+         *     by those ending soon.
+         */
+        get: operations["subscriptions_list"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/workgroups": {
         parameters: {
             query?: never;
@@ -331,7 +354,8 @@ export interface paths {
         get: operations["devices_list"];
         put?: never;
         /**
-         * Provision a scanner into a site of the workgroup (platform operators). The response
+         * Provision a scanner into a site of the workgroup (platform operators), within the scanners
+         *     its subscription covers (devices holding a live credential count). The response
          *     holds the device credential, once: install it on the scanner.
          */
         post: operations["devices_provision"];
@@ -388,7 +412,11 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Rotate the device credential: the old one stops working, the new one is returned once. */
+        /**
+         * Rotate the device credential: the old one stops working, the new one is returned once.
+         *     A device without a live credential (revoked) counts against the subscription's scanners
+         *     again.
+         */
         post: operations["devices_rotate"];
         delete?: never;
         options?: never;
@@ -864,6 +892,87 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/workgroups/{workgroup_id}/subscription": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The workgroup's subscription: its status now, period, grace and scanners. Any member,
+         *     the workgroup's API tokens and platform operators may see it.
+         */
+        get: operations["subscriptions_get"];
+        /**
+         * Create or change the workgroup's subscription, its terms given whole (platform
+         *     operators). A cancelled subscription given new terms is active again.
+         */
+        put: operations["subscriptions_set"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/workgroups/{workgroup_id}/subscription/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel the subscription now (platform operators): cloud features stop at once and open
+         *     remote sessions end; stored data stays, and ingest goes on. Cancelling again changes nothing.
+         */
+        post: operations["subscriptions_cancel"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/workgroups/{workgroup_id}/subscription/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every change of the workgroup's subscription, newest first. Needs `manage_workgroup`. */
+        get: operations["subscriptions_history"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/workgroups/{workgroup_id}/subscription/renew": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Renew the subscription to a new period end (platform operators): a period that still
+         *     runs is extended, otherwise (in grace, lapsed, cancelled) a new one starts now.
+         */
+        post: operations["subscriptions_renew"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -908,6 +1017,8 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @enum {string} */
+        Action: "created" | "changed" | "renewed" | "cancelled";
         AgentIdentity: {
             /** Format: uuid */
             device_id: string;
@@ -926,6 +1037,8 @@ export interface components {
              *     device credential.
              */
             broker: components["schemas"]["BrokerAccess"];
+            /** @description Whether its cloud features work now, for the scanner to show. */
+            cloud_features: components["schemas"]["CloudFeatures"];
         };
         ApiToken: {
             /** Format: uuid */
@@ -990,7 +1103,21 @@ export interface components {
          * @description Why a session ended.
          * @enum {string}
          */
-        CloseReason: "client_closed" | "device_closed" | "tunnel_lost" | "idle_timeout" | "ended_by_admin" | "remote_control_disabled" | "access_revoked" | "service_shutdown" | "replica_lost";
+        CloseReason: "client_closed" | "device_closed" | "tunnel_lost" | "idle_timeout" | "ended_by_admin" | "remote_control_disabled" | "access_revoked" | "subscription_inactive" | "service_shutdown" | "replica_lost";
+        /**
+         * @description The scanner's cloud features (remote control, sync) follow its workgroup's subscription.
+         *     Measurements are accepted whatever the subscription: they are stored, and readable once
+         *     it is renewed.
+         */
+        CloudFeatures: {
+            available: boolean;
+            subscription_status: components["schemas"]["SubscriptionStatus"];
+            /**
+             * @description What the scanner can tell its operator.
+             * @example MyScanner cloud features are available
+             */
+            message: string;
+        };
         /**
          * @description What is synchronised; each is enabled on a scanner on its own.
          * @enum {string}
@@ -1760,6 +1887,81 @@ export interface components {
             next_cursor?: string | null;
         };
         /** @description One page of a listing. `next_cursor` is absent on the last page. */
+        Page_Subscription: {
+            items: {
+                /** Format: uuid */
+                workgroup_id: string;
+                /** @example Northern Quarries Ltd */
+                workgroup_name: string;
+                status: components["schemas"]["SubscriptionStatus"];
+                /** @description Whether the cloud features work now: trial, active or grace. */
+                features_available: boolean;
+                /** @example Fleet 25 */
+                plan?: string | null;
+                /**
+                 * Format: int32
+                 * @description Scanners (devices holding a live credential) the subscription covers; 0 without one.
+                 */
+                scanners: number;
+                /**
+                 * Format: int64
+                 * @description Scanners of the workgroup holding a live credential.
+                 */
+                scanners_in_use: number;
+                trial: boolean;
+                /** Format: date-time */
+                period_start?: string | null;
+                /** Format: date-time */
+                period_end?: string | null;
+                /** Format: int32 */
+                grace_days?: number | null;
+                /**
+                 * Format: date-time
+                 * @description The end of the grace after `period_end`: when the features stop unless renewed.
+                 */
+                grace_ends_at?: string | null;
+                /** Format: date-time */
+                cancelled_at?: string | null;
+                /**
+                 * Format: int64
+                 * @description Whole days (rounded up) until the features stop unless renewed: to the period's end
+                 *     while active or in trial, to the grace's end while in grace. Null when not available.
+                 */
+                days_left?: number | null;
+                /**
+                 * @description Whom to contact to subscribe or renew (`subscriptions.contact`).
+                 * @example subscriptions@myscanner.example
+                 */
+                contact: string;
+                /** Format: date-time */
+                updated_at?: string | null;
+            }[];
+            next_cursor?: string | null;
+        };
+        /** @description One page of a listing. `next_cursor` is absent on the last page. */
+        Page_SubscriptionChange: {
+            items: {
+                /** Format: uuid */
+                id: string;
+                action: components["schemas"]["Action"];
+                /**
+                 * Format: uuid
+                 * @description The operator's account; null for the command line (or an account since deleted).
+                 */
+                changed_by?: string | null;
+                /**
+                 * @description Who made it, as they were known then: an e-mail address, or the command line.
+                 * @example ops@myscanner.example
+                 */
+                actor: string;
+                /** Format: date-time */
+                changed_at: string;
+                before?: components["schemas"]["Terms"] | null;
+                after: components["schemas"]["Terms"];
+            }[];
+            next_cursor?: string | null;
+        };
+        /** @description One page of a listing. `next_cursor` is absent on the last page. */
         Page_Workgroup: {
             items: {
                 /** Format: uuid */
@@ -1798,6 +2000,7 @@ export interface components {
             detail?: string | null;
             /** @description Field-level detail for invalid input. */
             errors?: components["schemas"]["FieldError"][];
+            subscription_status?: components["schemas"]["SubscriptionStatus"] | null;
         };
         ProvisionedDevice: {
             device: components["schemas"]["Device"];
@@ -1857,6 +2060,20 @@ export interface components {
             bytes_from_device: number;
             /** Format: date-time */
             end_requested_at?: string | null;
+        };
+        /** @description A renewal: the period is extended to `period_end` (while it runs) or a new one starts now. */
+        Renewal: {
+            /**
+             * Format: date-time
+             * @description In the future.
+             */
+            period_end: string;
+            plan?: components["schemas"]["Name"] | null;
+            /**
+             * Format: int32
+             * @description A new number of scanners, if it changes.
+             */
+            scanners?: number | null;
         };
         /**
          * @description What a scan found that the previous successful scan of the same device and kind did
@@ -1969,6 +2186,103 @@ export interface components {
              */
             next_after?: string | null;
         };
+        /** @description A workgroup's subscription as people see it. */
+        Subscription: {
+            /** Format: uuid */
+            workgroup_id: string;
+            /** @example Northern Quarries Ltd */
+            workgroup_name: string;
+            status: components["schemas"]["SubscriptionStatus"];
+            /** @description Whether the cloud features work now: trial, active or grace. */
+            features_available: boolean;
+            /** @example Fleet 25 */
+            plan?: string | null;
+            /**
+             * Format: int32
+             * @description Scanners (devices holding a live credential) the subscription covers; 0 without one.
+             */
+            scanners: number;
+            /**
+             * Format: int64
+             * @description Scanners of the workgroup holding a live credential.
+             */
+            scanners_in_use: number;
+            trial: boolean;
+            /** Format: date-time */
+            period_start?: string | null;
+            /** Format: date-time */
+            period_end?: string | null;
+            /** Format: int32 */
+            grace_days?: number | null;
+            /**
+             * Format: date-time
+             * @description The end of the grace after `period_end`: when the features stop unless renewed.
+             */
+            grace_ends_at?: string | null;
+            /** Format: date-time */
+            cancelled_at?: string | null;
+            /**
+             * Format: int64
+             * @description Whole days (rounded up) until the features stop unless renewed: to the period's end
+             *     while active or in trial, to the grace's end while in grace. Null when not available.
+             */
+            days_left?: number | null;
+            /**
+             * @description Whom to contact to subscribe or renew (`subscriptions.contact`).
+             * @example subscriptions@myscanner.example
+             */
+            contact: string;
+            /** Format: date-time */
+            updated_at?: string | null;
+        };
+        /** @description One change of a subscription: who, when, what. */
+        SubscriptionChange: {
+            /** Format: uuid */
+            id: string;
+            action: components["schemas"]["Action"];
+            /**
+             * Format: uuid
+             * @description The operator's account; null for the command line (or an account since deleted).
+             */
+            changed_by?: string | null;
+            /**
+             * @description Who made it, as they were known then: an e-mail address, or the command line.
+             * @example ops@myscanner.example
+             */
+            actor: string;
+            /** Format: date-time */
+            changed_at: string;
+            before?: components["schemas"]["Terms"] | null;
+            after: components["schemas"]["Terms"];
+        };
+        /** @description A subscription's terms, given whole (create, or change). */
+        SubscriptionFields: {
+            plan: components["schemas"]["Name"];
+            /**
+             * Format: int32
+             * @description Scanners it covers.
+             */
+            scanners: number;
+            /** @description A trial period (default false). */
+            trial?: boolean;
+            /**
+             * Format: date-time
+             * @description Default: now. Not in the future: a period counts from when it is given.
+             */
+            period_start?: string | null;
+            /**
+             * Format: date-time
+             * @description After `period_start`.
+             */
+            period_end: string;
+            /**
+             * Format: int32
+             * @description Days everything still works after `period_end` (default `subscriptions.grace_days`).
+             */
+            grace_days?: number | null;
+        };
+        /** @enum {string} */
+        SubscriptionStatus: "none" | "trial" | "active" | "grace" | "lapsed" | "cancelled";
         Summary: {
             group_by: components["schemas"]["GroupBy"];
             groups: components["schemas"]["SummaryGroup"][];
@@ -2009,6 +2323,21 @@ export interface components {
             revision: number;
             /** @description Per scanner of the site and collection. */
             devices: components["schemas"]["DeviceSync"][];
+        };
+        /** @description The terms of a subscription, as stored and as its history records them. */
+        Terms: {
+            plan: string;
+            /** Format: int32 */
+            scanners: number;
+            trial: boolean;
+            /** Format: date-time */
+            period_start: string;
+            /** Format: date-time */
+            period_end: string;
+            /** Format: int32 */
+            grace_days: number;
+            /** Format: date-time */
+            cancelled_at?: string | null;
         };
         /**
          * @description An IANA time zone name, such as `Europe/London`.
@@ -2670,6 +2999,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The workgroup's subscription is not active (none, lapsed or cancelled): `subscription-inactive`, with `subscription_status`. Measurements are still stored; nothing is deleted. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The credential lacks a permission this needs */
             403: {
                 headers: {
@@ -2771,6 +3109,15 @@ export interface operations {
             };
             /** @description Missing, invalid, expired or revoked credential */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The workgroup's subscription is not active (none, lapsed or cancelled): `subscription-inactive`, with `subscription_status`. Measurements are still stored; nothing is deleted. */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2914,6 +3261,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The workgroup's subscription is not active (none, lapsed or cancelled): `subscription-inactive`, with `subscription_status`. Measurements are still stored; nothing is deleted. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The credential lacks a permission this needs */
             403: {
                 headers: {
@@ -2999,6 +3355,15 @@ export interface operations {
             };
             /** @description Missing, invalid, expired or revoked credential */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The workgroup's subscription is not active (none, lapsed or cancelled): `subscription-inactive`, with `subscription_status`. Measurements are still stored; nothing is deleted. */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3476,6 +3841,100 @@ export interface operations {
             /** @description The URI is longer than 65,534 bytes (`uri-too-long`) */
             414: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are too large (`headers-too-large`) */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error; details are in the service log */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    subscriptions_list: {
+        parameters: {
+            query?: {
+                /** @description Only subscriptions in this status (`none`: workgroups without one). */
+                status?: components["schemas"]["SubscriptionStatus"];
+                /**
+                 * @description Only those whose features stop within this many days unless renewed (the end of a
+                 *     trial or active period, or of a grace).
+                 */
+                ending_within_days?: number;
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_Subscription"];
+                };
+            };
+            /** @description Malformed request, query or path parameter */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, expired or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential lacks a permission this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The URI is longer than 65,534 bytes (`uri-too-long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this user, token or scanner; `Retry-After` says when to try again */
+            429: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -4395,6 +4854,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The workgroup's subscription covers no more scanners (`scanner-limit-reached`) */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The credential lacks a permission this needs */
             403: {
                 headers: {
@@ -4854,6 +5322,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The device holds no live credential and the subscription covers no more scanners (`scanner-limit-reached`) */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The credential lacks a permission this needs */
             403: {
                 headers: {
@@ -4971,6 +5448,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The workgroup's subscription is not active (none, lapsed or cancelled): `subscription-inactive`, with `subscription_status`. Measurements are still stored; nothing is deleted. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The credential lacks a permission this needs */
             403: {
                 headers: {
@@ -5081,6 +5567,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The workgroup's subscription is not active (none, lapsed or cancelled): `subscription-inactive`, with `subscription_status`. Measurements are still stored; nothing is deleted. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The credential lacks a permission this needs */
             403: {
                 headers: {
@@ -5169,6 +5664,15 @@ export interface operations {
             };
             /** @description Missing, invalid, expired or revoked credential */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The workgroup's subscription is not active (none, lapsed or cancelled): `subscription-inactive`, with `subscription_status`. Measurements are still stored; nothing is deleted. */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5337,6 +5841,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The workgroup's subscription is not active (none, lapsed or cancelled): `subscription-inactive`, with `subscription_status`. Measurements are still stored; nothing is deleted. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The credential lacks a permission this needs */
             403: {
                 headers: {
@@ -5430,6 +5943,15 @@ export interface operations {
             };
             /** @description Missing, invalid, expired or revoked credential */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The workgroup's subscription is not active (none, lapsed or cancelled): `subscription-inactive`, with `subscription_status`. Measurements are still stored; nothing is deleted. */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5562,6 +6084,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The workgroup's subscription is not active (none, lapsed or cancelled): `subscription-inactive`, with `subscription_status`. Measurements are still stored; nothing is deleted. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The credential lacks a permission this needs */
             403: {
                 headers: {
@@ -5681,6 +6212,15 @@ export interface operations {
             };
             /** @description Missing, invalid, expired or revoked credential */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The workgroup's subscription is not active (none, lapsed or cancelled): `subscription-inactive`, with `subscription_status`. Measurements are still stored; nothing is deleted. */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6563,6 +7103,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The workgroup's subscription is not active (none, lapsed or cancelled): `subscription-inactive`, with `subscription_status`. Measurements are still stored; nothing is deleted. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The credential lacks a permission this needs */
             403: {
                 headers: {
@@ -7213,6 +7762,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The workgroup's subscription is not active (none, lapsed or cancelled): `subscription-inactive`, with `subscription_status`. Measurements are still stored; nothing is deleted. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The credential lacks a permission this needs */
             403: {
                 headers: {
@@ -7314,6 +7872,15 @@ export interface operations {
             };
             /** @description Missing, invalid, expired or revoked credential */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The workgroup's subscription is not active (none, lapsed or cancelled): `subscription-inactive`, with `subscription_status`. Measurements are still stored; nothing is deleted. */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8144,6 +8711,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The workgroup's subscription is not active (none, lapsed or cancelled): `subscription-inactive`, with `subscription_status`. Measurements are still stored; nothing is deleted. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The credential lacks a permission this needs */
             403: {
                 headers: {
@@ -8238,6 +8814,15 @@ export interface operations {
             };
             /** @description Missing, invalid, expired or revoked credential */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The workgroup's subscription is not active (none, lapsed or cancelled): `subscription-inactive`, with `subscription_status`. Measurements are still stored; nothing is deleted. */
+            402: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8379,6 +8964,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The workgroup's subscription is not active (none, lapsed or cancelled): `subscription-inactive`, with `subscription_status`. Measurements are still stored; nothing is deleted. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The credential lacks a permission this needs */
             403: {
                 headers: {
@@ -8490,6 +9084,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description The workgroup's subscription is not active (none, lapsed or cancelled): `subscription-inactive`, with `subscription_status`. Measurements are still stored; nothing is deleted. */
+            402: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description The credential lacks a permission this needs */
             403: {
                 headers: {
@@ -8510,6 +9113,579 @@ export interface operations {
             };
             /** @description The URI is longer than 65,534 bytes (`uri-too-long`) */
             414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this user, token or scanner; `Retry-After` says when to try again */
+            429: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are too large (`headers-too-large`) */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error; details are in the service log */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    subscriptions_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                workgroup_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Subscription"];
+                };
+            };
+            /** @description Malformed request, query or path parameter */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, expired or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential lacks a permission this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource for this caller (also another workgroup's ids) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The URI is longer than 65,534 bytes (`uri-too-long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this user, token or scanner; `Retry-After` says when to try again */
+            429: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are too large (`headers-too-large`) */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error; details are in the service log */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    subscriptions_set: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                workgroup_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SubscriptionFields"];
+            };
+        };
+        responses: {
+            /** @description Changed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Subscription"];
+                };
+            };
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Subscription"];
+                };
+            };
+            /** @description Malformed request, query or path parameter */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, expired or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential lacks a permission this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource for this caller (also another workgroup's ids) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The URI is longer than 65,534 bytes (`uri-too-long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid fields; see `errors` */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this user, token or scanner; `Retry-After` says when to try again */
+            429: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are too large (`headers-too-large`) */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error; details are in the service log */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    subscriptions_cancel: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                workgroup_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Subscription"];
+                };
+            };
+            /** @description Malformed request, query or path parameter */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, expired or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential lacks a permission this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource for this caller (also another workgroup's ids) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The workgroup has no subscription to cancel (`no-subscription`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The URI is longer than 65,534 bytes (`uri-too-long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this user, token or scanner; `Retry-After` says when to try again */
+            429: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are too large (`headers-too-large`) */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error; details are in the service log */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    subscriptions_history: {
+        parameters: {
+            query?: {
+                /** @description Items per page, 1–500 (default 50). */
+                limit?: number;
+                /**
+                 * @description `next_cursor` of the previous page; absent for the first page. A value this
+                 *     listing did not issue is refused (400).
+                 */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                workgroup_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_SubscriptionChange"];
+                };
+            };
+            /** @description Malformed request, query or path parameter */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, expired or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential lacks a permission this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource for this caller (also another workgroup's ids) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The URI is longer than 65,534 bytes (`uri-too-long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many requests from this user, token or scanner; `Retry-After` says when to try again */
+            429: {
+                headers: {
+                    /** @description Seconds to wait */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The request's headers are too large (`headers-too-large`) */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal error; details are in the service log */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    subscriptions_renew: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                workgroup_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Renewal"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Subscription"];
+                };
+            };
+            /** @description Malformed request, query or path parameter */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid, expired or revoked credential */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential lacks a permission this needs */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource for this caller (also another workgroup's ids) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The workgroup has no subscription to renew (`no-subscription`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The URI is longer than 65,534 bytes (`uri-too-long`) */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid fields; see `errors` */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
