@@ -98,9 +98,7 @@ async fn change(state: &AppState, user: &CurrentUser, workgroup_id: Uuid, change
     if !user.is_operator {
         return Err(Error::Forbidden("platform_operator"));
     }
-    let email: String =
-        sqlx::query_scalar("SELECT email FROM users WHERE id = $1").bind(user.id).fetch_one(&state.db).await?;
-    let actor = Actor { user_id: Some(user.id), name: email };
+    let actor = Actor::operator(&state.db, user.id).await?;
     let grace_days = state.config.subscriptions.grace_days;
     let action = terms::apply(&state.db, workgroup_id, change, &actor, state.clock.now(), grace_days).await?;
     if !current(state, workgroup_id).await?.features_available {

@@ -76,6 +76,13 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// A signed-in operator, as known by their e-mail address now.
+    pub async fn operator<'e>(db: impl sqlx::PgExecutor<'e>, user_id: Uuid) -> Result<Actor> {
+        let email: String =
+            sqlx::query_scalar("SELECT email FROM users WHERE id = $1").bind(user_id).fetch_one(db).await?;
+        Ok(Actor { user_id: Some(user_id), name: email })
+    }
+
     pub fn command_line() -> Actor {
         Actor { user_id: None, name: "myscanner admin (command line)".to_owned() }
     }
@@ -102,6 +109,20 @@ pub async fn apply(
     default_grace_days: i32,
 ) -> Result<Option<Action>> {
     let mut tx = db.begin().await?;
+    let action = apply_in(&mut tx, workgroup_id, change, actor, now, default_grace_days).await?;
+    tx.commit().await?;
+    Ok(action)
+}
+
+/// [`apply`] in the caller's transaction (a workgroup created with its subscription).
+pub async fn apply_in(
+    tx: &mut sqlx::PgConnection,
+    workgroup_id: Uuid,
+    change: Change,
+    actor: &Actor,
+    now: DateTime<Utc>,
+    default_grace_days: i32,
+) -> Result<Option<Action>> {
     // The workgroup's row serialises changes (and provisioning, which counts scanners).
     sqlx::query("SELECT 1 FROM workgroups WHERE id = $1 FOR NO KEY UPDATE")
         .bind(workgroup_id)
@@ -149,7 +170,6 @@ pub async fn apply(
     .bind(sqlx::types::Json(&after))
     .execute(&mut *tx)
     .await?;
-    tx.commit().await?;
     tracing::info!(workgroup.id = %workgroup_id, action = ?action, actor = %actor.name, "subscription changed");
     Ok(Some(action))
 }

@@ -14,6 +14,7 @@ use crate::auth::{Caller, CurrentUser, Permission};
 use crate::http::fields::Name;
 use crate::http::{Error, Json, Page, PageParams, Path, Query, Result, Validator};
 use crate::startup::AppState;
+use crate::subscriptions::terms::{self, Actor, Change, SubscriptionFields};
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Workgroup {
@@ -29,28 +30,58 @@ pub struct WorkgroupFields {
     pub name: Name,
 }
 
-/// Create a workgroup (platform operators).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewWorkgroup {
+    pub name: Name,
+    /// Its subscription from the start; without one the workgroup has none (its cloud
+    /// features wait for one) until an operator gives it.
+    pub subscription: Option<SubscriptionFields>,
+}
+
+/// Create a workgroup (platform operators), with its subscription if one is given.
 #[utoipa::path(post, path = "/api/v1/workgroups", tag = "workgroups",
-    request_body = WorkgroupFields,
+    request_body = NewWorkgroup,
     security(("user_jwt" = [])),
     responses((status = 201, body = Workgroup)))]
 pub async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
-    Json(fields): Json<WorkgroupFields>,
+    Json(new): Json<NewWorkgroup>,
 ) -> Result<(StatusCode, Json<Workgroup>)> {
     if !user.is_operator {
         return Err(Error::Forbidden("platform_operator"));
     }
-    Validator::default().name("name", &fields.name).finish()?;
+    Validator::default().name("name", &new.name).finish()?;
+    let mut tx = state.db.begin().await?;
     let workgroup = sqlx::query_as::<_, Workgroup>(
         "INSERT INTO workgroups (id, name) VALUES ($1, $2) RETURNING id, name, created_at",
     )
     .bind(Uuid::now_v7())
-    .bind(fields.name.trim())
-    .fetch_one(&state.db)
+    .bind(new.name.trim())
+    .fetch_one(&mut *tx)
     .await?;
+    if let Some(subscription) = new.subscription {
+        let actor = Actor::operator(&mut *tx, user.id).await?;
+        let (now, grace_days) = (state.clock.now(), state.config.subscriptions.grace_days);
+        let set = Change::Set(subscription);
+        terms::apply_in(&mut tx, workgroup.id, set, &actor, now, grace_days).await.map_err(in_field("subscription"))?;
+    }
+    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(workgroup)))
+}
+
+/// Field errors of a nested object, named by their path (`subscription.period_end`).
+fn in_field(parent: &'static str) -> impl Fn(Error) -> Error {
+    move |error| match error {
+        Error::Validation(errors) => Error::Validation(
+            errors
+                .into_iter()
+                .map(|e| crate::http::FieldError::new(format!("{parent}.{}", e.field), e.message))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 /// List workgroups: every one for platform operators, otherwise the caller's own.

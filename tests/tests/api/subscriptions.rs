@@ -399,6 +399,40 @@ async fn every_change_is_kept_with_who_made_it_and_when() {
 }
 
 #[tokio::test]
+async fn a_workgroup_starts_with_the_subscription_it_is_given_or_none() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let bare =
+        expect_json(app.post("/api/v1/workgroups", &operator, json!({"name": "Bare"})).await, StatusCode::CREATED)
+            .await;
+    let path = format!("/api/v1/workgroups/{}/subscription", bare["id"].as_str().unwrap());
+    assert_eq!(expect_json(app.get(&path, &operator).await, StatusCode::OK).await["status"], "none");
+
+    let end = app.clock.now() + chrono::Duration::days(30);
+    let body = json!({"name": "Trialling", "subscription": {"plan": "Trial", "scanners": 3, "trial": true, "period_end": end}});
+    let group = expect_json(app.post("/api/v1/workgroups", &operator, body).await, StatusCode::CREATED).await;
+    let path = format!("/api/v1/workgroups/{}/subscription", group["id"].as_str().unwrap());
+    let subscription = expect_json(app.get(&path, &operator).await, StatusCode::OK).await;
+    assert_eq!((subscription["status"].as_str(), subscription["scanners"].as_i64()), (Some("trial"), Some(3)));
+    let history = expect_json(app.get(&format!("{path}/history"), &operator).await, StatusCode::OK).await;
+    assert_eq!(history["items"][0]["action"], "created");
+
+    // Bad terms: refused, naming the field, and no workgroup is left half made.
+    let body =
+        json!({"name": "Broken", "subscription": {"plan": "X", "scanners": 3, "period_end": "2000-01-01T00:00:00Z"}});
+    let problem = expect_problem(
+        app.post("/api/v1/workgroups", &operator, body).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation-failed",
+    )
+    .await;
+    assert_eq!(problem["errors"][0]["field"], "subscription.period_end");
+    let broken: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM workgroups WHERE name = 'Broken'").fetch_one(&app.db).await.unwrap();
+    assert_eq!(broken, 0);
+}
+
+#[tokio::test]
 async fn operators_list_every_subscription_by_status_and_ending_soon() {
     let app = TestApp::spawn().await;
     let operator = app.operator().await;

@@ -66,6 +66,7 @@ pub(crate) fn body_for(spec: &Value, operation: &Value, victim: &Tenant) -> Opti
             "period_start" => json!(null),
             "period_end" => json!("2099-01-01T00:00:00Z"),
             "grace_days" => json!(14),
+            "subscription" => json!(null),
             other => panic!("teach the tenancy walker a value for request field `{other}` ({name})"),
         };
     }

@@ -282,7 +282,7 @@ export interface paths {
         /** List workgroups: every one for platform operators, otherwise the caller's own. */
         get: operations["workgroups_list"];
         put?: never;
-        /** Create a workgroup (platform operators). */
+        /** Create a workgroup (platform operators), with its subscription if one is given. */
         post: operations["workgroups_create"];
         delete?: never;
         options?: never;
@@ -1587,6 +1587,10 @@ export interface components {
         NewSite: {
             name: components["schemas"]["Name"];
             time_zone: components["schemas"]["TimeZone"];
+        };
+        NewWorkgroup: {
+            name: components["schemas"]["Name"];
+            subscription?: components["schemas"]["SubscriptionFields"] | null;
         };
         OnlineDevice: {
             /** Format: uuid */
@@ -4062,7 +4066,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["WorkgroupFields"];
+                "application/json": components["schemas"]["NewWorkgroup"];
             };
         };
         responses: {
