@@ -16,10 +16,10 @@ CREATE TABLE subscriptions (
     -- Days after period_end during which everything still works.
     grace_days    integer NOT NULL CHECK (grace_days BETWEEN 0 AND 365),
     cancelled_at  timestamptz,
-    updated_at    timestamptz NOT NULL DEFAULT now(),
+    -- By the service's clock, as the history's changed_at.
+    updated_at    timestamptz NOT NULL,
     CONSTRAINT subscriptions_period CHECK (period_end > period_start)
 );
-CREATE INDEX subscriptions_period_end_idx ON subscriptions (period_end);
 
 -- 'none' (no subscription row: pass the NULL row of a LEFT JOIN), 'cancelled', 'trial' or
 -- 'active' before period_end, 'grace' for grace_days after it, then 'lapsed'. A period

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::principal::{Caller, CurrentUser};
 use crate::http::Error;
-use crate::subscriptions::SubscriptionStatus;
+use crate::subscriptions::{Gate, SubscriptionStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -47,11 +47,21 @@ pub struct Access {
     permissions: Vec<Permission>,
     /// Whether the standing is a membership (else a platform operator's, or a token's).
     pub member: bool,
+    /// On a cloud feature's route: the gate, and the workgroup's subscription status then.
+    subscription: Option<(Gate, SubscriptionStatus)>,
 }
 
 impl Access {
+    /// The permission, then — on a cloud feature's route — an available subscription: a
+    /// viewer asking for remote control learns what they lack before what the workgroup does.
     pub fn require(&self, permission: Permission) -> Result<(), Error> {
-        if self.permissions.contains(&permission) { Ok(()) } else { Err(Error::Forbidden(permission.as_str())) }
+        if !self.permissions.contains(&permission) {
+            return Err(Error::Forbidden(permission.as_str()));
+        }
+        match &self.subscription {
+            Some((gate, status)) => gate.check(Some(*status)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -59,8 +69,9 @@ impl CurrentUser {
     /// The user's permissions in `workgroup_id`. Platform operators manage every workgroup
     /// (they provision sites, devices and first admins) but read data and control scanners
     /// only where another operator made them members (docs/OPERATORS.md).
-    /// On a cloud feature's route, a workgroup whose subscription is not available is then
-    /// refused (`subscription-inactive`): after the standing, so strangers learn nothing.
+    /// On a cloud feature's route, the subscription's status comes along for `require`, which
+    /// refuses (`subscription-inactive`) after the standing and the permission, so strangers
+    /// learn nothing of it.
     pub async fn access(&self, db: &PgPool, workgroup_id: Uuid) -> Result<Access, Error> {
         // The subscription is judged only on a cloud feature's route ($3 is NULL elsewhere).
         let row: Option<(Option<Vec<String>>, Option<SubscriptionStatus>)> = sqlx::query_as(
@@ -80,14 +91,12 @@ impl CurrentUser {
             Some((None, status)) if self.is_operator => (vec![], false, status),
             _ => return Err(Error::NotFound),
         };
-        if let Some(gate) = &self.gate {
-            gate.check(status)?;
-        }
+        let subscription = self.gate.clone().map(|gate| (gate, status.unwrap_or_default()));
         let mut permissions: Vec<Permission> = granted.iter().filter_map(|p| Permission::parse(p)).collect();
         if self.is_operator && !permissions.contains(&Permission::ManageWorkgroup) {
             permissions.push(Permission::ManageWorkgroup);
         }
-        Ok(Access { workgroup_id, permissions, member })
+        Ok(Access { workgroup_id, permissions, member, subscription })
     }
 }
 
@@ -96,12 +105,12 @@ impl Caller {
     pub async fn access(&self, db: &PgPool, workgroup_id: Uuid) -> Result<Access, Error> {
         match self {
             Caller::User(user) => user.access(db, workgroup_id).await,
-            Caller::ApiToken(token) if token.workgroup_id == workgroup_id => {
-                if let Some((gate, status)) = &token.gate {
-                    gate.check(Some(*status))?;
-                }
-                Ok(Access { workgroup_id, permissions: vec![Permission::ViewData], member: false })
-            }
+            Caller::ApiToken(token) if token.workgroup_id == workgroup_id => Ok(Access {
+                workgroup_id,
+                permissions: vec![Permission::ViewData],
+                member: false,
+                subscription: token.gate.clone(),
+            }),
             Caller::ApiToken(_) => Err(Error::NotFound),
         }
     }

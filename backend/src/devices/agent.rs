@@ -80,12 +80,9 @@ pub async fn me(State(state): State<AppState>, device: AuthenticatedDevice) -> R
     let message = if status.available() {
         "MyScanner cloud features are available".to_owned()
     } else {
-        format!(
-            "MyScanner cloud features are paused: the workgroup's subscription is {}; measurements are still \
-             stored; contact {}",
-            status.as_str(),
-            state.config.subscriptions.contact
-        )
+        let contact = &state.config.subscriptions.contact;
+        let why = status.why_inactive();
+        format!("MyScanner cloud features are paused: {why}; measurements are still stored; contact {contact}")
     };
     let cloud_features = CloudFeatures { available: status.available(), subscription_status: status, message };
     Ok(Json(AgentIdentity { broker, cloud_features, ..identity }))

@@ -65,16 +65,21 @@ async fn exists(tx: &mut sqlx::PgConnection, workgroup_id: Uuid, device_id: Uuid
 /// credential count. Call in the transaction that issues the credential; it locks the
 /// workgroup's row, so concurrent provisionings and rotations count one after another.
 pub async fn within_covered_scanners(tx: &mut sqlx::PgConnection, workgroup_id: Uuid) -> Result<()> {
+    // Locked first and counted after, in a statement of its own: a statement's snapshot is
+    // taken when it starts, so a count in the locking statement would miss the credential
+    // a concurrent provisioning committed while this one waited for the lock.
+    sqlx::query("SELECT 1 FROM workgroups WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(workgroup_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound)?;
     let (covered, in_use): (i32, i64) = sqlx::query_as(
-        "SELECT coalesce(s.scanners, 0),
-                (SELECT count(*) FROM device_credentials c WHERE c.workgroup_id = w.id AND c.revoked_at IS NULL)
-         FROM workgroups w LEFT JOIN subscriptions s ON s.workgroup_id = w.id
-         WHERE w.id = $1 FOR NO KEY UPDATE OF w",
+        "SELECT coalesce((SELECT scanners FROM subscriptions WHERE workgroup_id = $1), 0),
+                (SELECT count(*) FROM device_credentials WHERE workgroup_id = $1 AND revoked_at IS NULL)",
     )
     .bind(workgroup_id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or(Error::NotFound)?;
+    .fetch_one(&mut *tx)
+    .await?;
     if in_use >= i64::from(covered) {
         return Err(Error::ScannerLimit { covered });
     }

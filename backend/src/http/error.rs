@@ -201,11 +201,7 @@ impl Error {
                 Some(format!(
                     "{}; measurements from its scanners are still stored and nothing is deleted; \
                      to renew, contact {contact}",
-                    match status {
-                        SubscriptionStatus::None => "the workgroup has no subscription",
-                        SubscriptionStatus::Cancelled => "the workgroup's subscription was cancelled",
-                        _ => "the workgroup's subscription has lapsed",
-                    }
+                    status.why_inactive()
                 )),
                 vec![],
             ),

@@ -565,10 +565,13 @@ impl Registry {
         for id in lapsed {
             self.apply(&Event::Lapsed(id));
         }
-        // Their scanners' tunnels close too: a scanner is refused a new one until renewal.
+        // Their scanners' tunnels close too (a scanner is refused a new one until renewal),
+        // once no session rides them: the replica serving a session ends it first, with its
+        // reason, and a tunnel closed under it would have it recorded as `tunnel_lost`.
         let lapsed_devices: Vec<Uuid> = sqlx::query_scalar(
             "SELECT d.id FROM devices d LEFT JOIN subscriptions s ON s.workgroup_id = d.workgroup_id
-             WHERE d.id = ANY($1) AND NOT subscription_available(s, $2)",
+             WHERE d.id = ANY($1) AND NOT subscription_available(s, $2)
+               AND NOT EXISTS (SELECT 1 FROM remote_sessions r WHERE r.device_id = d.id AND r.ended_at IS NULL)",
         )
         .bind(&devices)
         .bind(self.0.clock.now())

@@ -80,17 +80,20 @@ pub enum ScanResult {
 /// 00:00 UTC). Idempotent: the (device, kind, slot) key and ON CONFLICT DO NOTHING make
 /// any number of callers — replicas, restarts, catch-ups — enqueue each job once. A scan
 /// already waiting or running (run-now) is not doubled either. Workgroups whose
-/// subscription was not available at the slot are skipped (their settings stay).
+/// subscription was not available at the slot, or is not now (a catch-up after a
+/// cancellation), are skipped; their settings stay.
 #[tracing::instrument(skip(db))]
-pub async fn enqueue_weekly(db: &PgPool, slot: DateTime<Utc>) -> sqlx::Result<u64> {
+pub async fn enqueue_weekly(db: &PgPool, slot: DateTime<Utc>, now: DateTime<Utc>) -> sqlx::Result<u64> {
     let inserted = sqlx::query(
         "INSERT INTO security_scan_jobs (id, workgroup_id, device_id, kind, origin, scheduled_for)
          SELECT gen_random_uuid(), e.workgroup_id, e.device_id, e.kind, 'weekly', $1
          FROM security_scan_settings e LEFT JOIN subscriptions s ON s.workgroup_id = e.workgroup_id
-         WHERE e.enabled AND subscription_available(s, $1) ORDER BY e.device_id, e.kind
+         WHERE e.enabled AND subscription_available(s, $1) AND subscription_available(s, $2)
+         ORDER BY e.device_id, e.kind
          ON CONFLICT DO NOTHING",
     )
     .bind(slot)
+    .bind(now)
     .execute(db)
     .await?;
     Ok(inserted.rows_affected())

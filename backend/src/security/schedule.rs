@@ -26,7 +26,7 @@ pub fn latest_slot(now: DateTime<Utc>) -> DateTime<Utc> {
 pub async fn enqueue_due(db: &PgPool, now: DateTime<Utc>) -> sqlx::Result<u64> {
     let slot = latest_slot(now);
     debug_assert_eq!(slot.weekday(), Weekday::Sat);
-    let enqueued = queue::enqueue_weekly(db, slot).await?;
+    let enqueued = queue::enqueue_weekly(db, slot, now).await?;
     if enqueued > 0 {
         tracing::info!(slot = %slot, enqueued, "weekly security scans enqueued");
     }

@@ -155,8 +155,8 @@ pub async fn history(
 pub struct SubscriptionFilter {
     /// Only subscriptions in this status (`none`: workgroups without one).
     pub status: Option<SubscriptionStatus>,
-    /// Only those whose features stop within this many days unless renewed (the end of a
-    /// trial or active period, or of a grace).
+    /// Only those whose trial or active period ends within this many days (the grace then
+    /// follows), or whose grace does.
     #[param(minimum = 1, maximum = 366)]
     pub ending_within_days: Option<i64>,
     #[param(minimum = 1, maximum = 500)]

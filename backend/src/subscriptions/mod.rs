@@ -46,6 +46,15 @@ impl SubscriptionStatus {
         matches!(self, SubscriptionStatus::Trial | SubscriptionStatus::Active | SubscriptionStatus::Grace)
     }
 
+    /// Why the cloud features are not available, for people.
+    pub fn why_inactive(self) -> &'static str {
+        match self {
+            SubscriptionStatus::None => "the workgroup has no subscription",
+            SubscriptionStatus::Cancelled => "the workgroup's subscription was cancelled",
+            _ => "the workgroup's subscription has lapsed",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             SubscriptionStatus::None => "none",
@@ -114,8 +123,8 @@ pub struct Subscription {
     /// The end of the grace after `period_end`: when the features stop unless renewed.
     pub grace_ends_at: Option<DateTime<Utc>>,
     pub cancelled_at: Option<DateTime<Utc>>,
-    /// Whole days (rounded up) until the features stop unless renewed: to the period's end
-    /// while active or in trial, to the grace's end while in grace. Null when not available.
+    /// Whole days (rounded up) until the period ends while active or in trial (the grace
+    /// follows), until the grace ends while in grace. Null when the features are not available.
     pub days_left: Option<i64>,
     /// Whom to contact to subscribe or renew (`subscriptions.contact`).
     #[schema(example = "subscriptions@myscanner.example")]

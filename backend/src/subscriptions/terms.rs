@@ -142,9 +142,9 @@ pub async fn apply_in(
     sqlx::query(
         "INSERT INTO subscriptions (workgroup_id, plan, scanners, trial, period_start, period_end, grace_days,
              cancelled_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (workgroup_id) DO UPDATE SET plan = $2, scanners = $3, trial = $4, period_start = $5,
-             period_end = $6, grace_days = $7, cancelled_at = $8, updated_at = now()",
+             period_end = $6, grace_days = $7, cancelled_at = $8, updated_at = $9",
     )
     .bind(workgroup_id)
     .bind(&after.plan)
@@ -154,6 +154,7 @@ pub async fn apply_in(
     .bind(after.period_end)
     .bind(after.grace_days)
     .bind(after.cancelled_at)
+    .bind(now)
     .execute(&mut *tx)
     .await?;
     sqlx::query(
@@ -210,12 +211,17 @@ fn next(
             if let Some(plan) = &renewal.plan {
                 validator.name("plan", plan);
             }
+            // A period that still runs is extended; otherwise a new one starts now.
+            let running = before.cancelled_at.is_none_or(|at| at > now) && now < before.period_end;
             validator
                 .check(renewal.scanners.is_none_or(|n| (0..=MAX_SCANNERS).contains(&n)), "scanners", "must be 0–100000")
                 .check(renewal.period_end > now, "period_end", "must be in the future")
+                .check(
+                    !running || renewal.period_end >= before.period_end,
+                    "period_end",
+                    "a renewal does not shorten the running period; change its terms to do that",
+                )
                 .finish()?;
-            // A period that still runs is extended; otherwise a new one starts now.
-            let running = before.cancelled_at.is_none_or(|at| at > now) && now < before.period_end;
             let terms = Terms {
                 plan: renewal.plan.map_or_else(|| before.plan.clone(), |p| p.trim().to_owned()),
                 scanners: renewal.scanners.unwrap_or(before.scanners),
@@ -273,6 +279,8 @@ mod tests {
         assert_eq!(action, Action::Renewed);
         assert_eq!((after.period_start, after.period_end), (before.period_start, at("2028-01-01T00:00:00Z")));
         assert!(!after.trial, "a renewal is not a trial");
+        // A renewal does not shorten a running period.
+        assert!(next(Some(&before), renew("2026-12-15T00:00:00Z"), at("2026-12-01T00:00:00Z"), 14).is_err());
         // In grace: the new period starts at the renewal.
         let now = at("2027-01-05T00:00:00Z");
         let (_, after) = next(Some(&before), renew("2028-01-01T00:00:00Z"), now, 14).unwrap().unwrap();

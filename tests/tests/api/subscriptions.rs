@@ -92,11 +92,11 @@ fn measurements_path(t: &Tenant) -> String {
 }
 
 /// Every operation of the document, with the credentials it takes: each documented as a
-/// cloud feature (402) is refused with `subscription-inactive` while the subscription has
-/// lapsed, for every kind of caller, and is not refused once it is renewed; every other one
-/// is on the list of those that stay available.
+/// cloud feature (402) is refused with `subscription-inactive` while the subscription is
+/// lapsed, cancelled or missing, for every kind of caller, and answers once subscribed again;
+/// every other one is on the list of those that stay available, and its reads answer.
 #[tokio::test]
-async fn every_cloud_feature_is_refused_while_lapsed_and_works_again_when_renewed() {
+async fn every_cloud_feature_is_refused_while_inactive_and_answers_once_subscribed() {
     let app = TestApp::spawn().await;
     let operator = app.operator().await;
     let t = app.tenant(&operator, "Acme").await;
@@ -107,6 +107,7 @@ async fn every_cloud_feature_is_refused_while_lapsed_and_works_again_when_renewe
     let session_id = Uuid::now_v7();
 
     let mut cloud_features = vec![];
+    let mut always_available = vec![];
     let mut unlisted = vec![];
     for (path, item) in spec["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
@@ -117,6 +118,8 @@ async fn every_cloud_feature_is_refused_while_lapsed_and_works_again_when_renewe
             if !gated {
                 if !ALWAYS_AVAILABLE.contains(&name.as_str()) {
                     unlisted.push(name);
+                } else if method == "get" {
+                    always_available.push((method.to_uppercase(), path.clone(), operation.clone()));
                 }
                 continue;
             }
@@ -155,33 +158,60 @@ async fn every_cloud_feature_is_refused_while_lapsed_and_works_again_when_renewe
         answers
     };
 
-    // Lapsed: the period ended more than 14 days ago.
-    let end = app.clock.now() + chrono::Duration::days(30);
-    subscription_ending(&app, &operator, &t, end).await;
-    app.clock.set(end + chrono::Duration::days(14));
-    let mut wrong = vec![];
-    for (method, path, operation) in &cloud_features {
-        for (who, status, body) in probe(method, path, operation).await {
-            let refused = status == StatusCode::PAYMENT_REQUIRED
-                && body["type"] == "urn:myscanner:problem:subscription-inactive"
-                && body["subscription_status"] == "lapsed"
-                && body["detail"].as_str().is_some_and(|d| d.contains("still stored"));
-            if !refused {
-                wrong.push(format!("{who} -> {status}: {body}"));
+    // Lapsed (the period ended more than 14 days ago), cancelled, and none at all.
+    for state in ["lapsed", "cancelled", "none"] {
+        match state {
+            "lapsed" => {
+                let end = app.clock.now() + chrono::Duration::days(30);
+                subscription_ending(&app, &operator, &t, end).await;
+                app.clock.set(end + chrono::Duration::days(14));
+            }
+            "cancelled" => {
+                app.clock.resume();
+                app.subscribe(&operator, t.workgroup_id, 10).await;
+                let cancel = app.post(&format!("{}/cancel", subscription_path(&t)), &operator, json!(null)).await;
+                assert_eq!(cancel.status(), StatusCode::OK);
+            }
+            _ => {
+                let removed = sqlx::query("DELETE FROM subscriptions WHERE workgroup_id = $1");
+                removed.bind(t.workgroup_id).execute(&app.db).await.unwrap();
+            }
+        }
+        let mut wrong = vec![];
+        for (method, path, operation) in &cloud_features {
+            for (who, status, body) in probe(method, path, operation).await {
+                let refused = status == StatusCode::PAYMENT_REQUIRED
+                    && body["type"] == "urn:myscanner:problem:subscription-inactive"
+                    && body["subscription_status"] == state
+                    && body["detail"].as_str().is_some_and(|d| d.contains("still stored"));
+                if !refused {
+                    wrong.push(format!("{who} -> {status}: {body}"));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "cloud features answered while {state}:\n{}", wrong.join("\n"));
+        // What stays available answers as ever (its reads are probed; its writes are
+        // tested where they live).
+        for (method, path, operation) in &always_available {
+            for (who, status, body) in probe(method, path, operation).await {
+                assert!(
+                    status != StatusCode::PAYMENT_REQUIRED && !status.is_server_error(),
+                    "{who} while {state} -> {status}: {body}"
+                );
             }
         }
     }
-    assert!(wrong.is_empty(), "cloud features answered while lapsed:\n{}", wrong.join("\n"));
 
-    // Renewed: none of them is refused for the subscription.
-    let renewal = json!({"period_end": app.clock.now() + chrono::Duration::days(365)});
-    let renewed =
-        expect_json(app.post(&format!("{}/renew", subscription_path(&t)), &operator, renewal).await, StatusCode::OK)
-            .await;
+    // Subscribed again: none of them is refused for the subscription, nor fails otherwise.
+    let renewed = app.subscribe(&operator, t.workgroup_id, 10).await;
     assert_eq!(renewed["status"], "active");
     for (method, path, operation) in &cloud_features {
         for (who, status, body) in probe(method, path, operation).await {
-            assert_ne!(status, StatusCode::PAYMENT_REQUIRED, "{who} after renewal: {body}");
+            let other_refusal = [StatusCode::PAYMENT_REQUIRED, StatusCode::NOT_FOUND, StatusCode::FORBIDDEN];
+            assert!(
+                !other_refusal.contains(&status) && !status.is_server_error(),
+                "{who} after renewal -> {status}: {body}"
+            );
         }
     }
 }
@@ -324,6 +354,25 @@ async fn provisioning_beyond_the_covered_scanners_is_refused() {
     // Rotating a scanner that holds a credential never counts twice.
     let rotate = format!("{devices}/{}/credentials/rotate", t.device_id);
     expect_json(app.post(&rotate, &t.admin_token, json!(null)).await, StatusCode::CREATED).await;
+}
+
+/// Provisionings at once never take a workgroup past its covered scanners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_provisionings_stay_within_the_covered_scanners() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    app.subscribe(&operator, t.workgroup_id, 3).await;
+    let devices = format!("/api/v1/workgroups/{}/devices", t.workgroup_id);
+    let attempts = (0..6).map(|i| {
+        let body = json!({"site_id": t.site_id, "kind": "lvs", "serial": format!("RACE-{i}"), "name": "Racer"});
+        app.post(&devices, &operator, body)
+    });
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(attempts).await.iter().map(|r| r.status()).collect();
+    let created = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::PAYMENT_REQUIRED).count();
+    assert_eq!((created, refused), (2, 4), "{statuses:?}");
+    assert_eq!(status(&app, &t).await["scanners_in_use"], 3);
 }
 
 #[tokio::test]
@@ -505,6 +554,12 @@ async fn weekly_scans_skip_workgroups_whose_subscription_had_lapsed() {
         .await;
     assert_eq!(weekly("2026-12-05T00:00:00Z").await, 2);
     assert_eq!(jobs(&lapsed).await, 2);
+    // Cancelled after a Saturday the service missed: its catch-up leaves it out.
+    app.clock.set(at("2026-12-14T00:00:00Z"));
+    let cancel = app.post(&format!("{}/cancel", subscription_path(&active)), &operator, json!(null)).await;
+    assert_eq!(cancel.status(), StatusCode::OK);
+    assert_eq!(weekly("2026-12-17T00:00:00Z").await, 1);
+    assert_eq!(jobs(&active).await, 3);
 }
 
 #[tokio::test]
@@ -595,6 +650,51 @@ async fn open_remote_sessions_end_when_the_subscription_stops() {
         let page = expect_json(app.get(&audit, &t.admin_token).await, StatusCode::OK).await;
         let items = page["items"].as_array().unwrap().clone();
         items.len() == 2 && items.iter().all(|s| s["close_reason"] == "subscription_inactive")
+    })
+    .await;
+    agent.stop().await;
+}
+
+/// A session reaching the tunnel through another replica ends for the lapse, recorded as such
+/// (not as the tunnel's loss: the tunnel closes only once no session rides it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_relayed_between_replicas_ends_for_the_lapse() {
+    use myscanner_tests::remote::{self, close_reason, echo, echo_server, session_url};
+    let app = TestApp::spawn_with(|c| c.remote.heartbeat_secs = 1).await;
+    let replica = app.spawn_replica().await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    let end = app.clock.now() + chrono::Duration::days(30);
+    subscription_ending(&app, &operator, &t, end).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = app.agent_config(&t.device_credential, dir.path());
+    config.settings.allow_remote_control = true;
+    config.remote_control_target = echo_server().await;
+    let agent = myscanner_agent::Agent::start(config).await.unwrap();
+    let url = session_url(&replica.base_url, t.workgroup_id, t.device_id);
+    // Once the replica holding the tunnel has registered it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let session = loop {
+        if let Ok(session) = remote::open(&url, &t.admin_token, &app.tls).await {
+            break Some(session);
+        }
+        assert!(std::time::Instant::now() < deadline, "no session through the other replica");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut session = session.unwrap();
+    assert_eq!(echo(&mut session, b"z").await, b"z");
+    app.clock.set(end + chrono::Duration::days(14));
+    assert_eq!(close_reason(&mut session).await, "subscription_inactive");
+    let audit = format!("/api/v1/workgroups/{}/remote-sessions", t.workgroup_id);
+    eventually(Duration::from_secs(10), "the end audited", || async {
+        let page = expect_json(app.get(&audit, &t.admin_token).await, StatusCode::OK).await;
+        page["items"][0]["close_reason"] == "subscription_inactive"
+    })
+    .await;
+    // And then the scanner's tunnel closes: it is offline until renewed.
+    eventually(Duration::from_secs(10), "the tunnel closed", || async {
+        let online: i64 = sqlx::query_scalar("SELECT count(*) FROM device_tunnels").fetch_one(&app.db).await.unwrap();
+        online == 0
     })
     .await;
     agent.stop().await;

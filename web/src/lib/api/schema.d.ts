@@ -1928,8 +1928,8 @@ export interface components {
                 cancelled_at?: string | null;
                 /**
                  * Format: int64
-                 * @description Whole days (rounded up) until the features stop unless renewed: to the period's end
-                 *     while active or in trial, to the grace's end while in grace. Null when not available.
+                 * @description Whole days (rounded up) until the period ends while active or in trial (the grace
+                 *     follows), until the grace ends while in grace. Null when the features are not available.
                  */
                 days_left?: number | null;
                 /**
@@ -2227,8 +2227,8 @@ export interface components {
             cancelled_at?: string | null;
             /**
              * Format: int64
-             * @description Whole days (rounded up) until the features stop unless renewed: to the period's end
-             *     while active or in trial, to the grace's end while in grace. Null when not available.
+             * @description Whole days (rounded up) until the period ends while active or in trial (the grace
+             *     follows), until the grace ends while in grace. Null when the features are not available.
              */
             days_left?: number | null;
             /**
@@ -3877,8 +3877,8 @@ export interface operations {
                 /** @description Only subscriptions in this status (`none`: workgroups without one). */
                 status?: components["schemas"]["SubscriptionStatus"];
                 /**
-                 * @description Only those whose features stop within this many days unless renewed (the end of a
-                 *     trial or active period, or of a grace).
+                 * @description Only those whose trial or active period ends within this many days (the grace then
+                 *     follows), or whose grace does.
                  */
                 ending_within_days?: number;
                 limit?: number;
