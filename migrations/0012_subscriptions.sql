@@ -7,7 +7,7 @@
 
 CREATE TABLE subscriptions (
     workgroup_id  uuid PRIMARY KEY REFERENCES workgroups (id) ON DELETE CASCADE,
-    plan          text NOT NULL CHECK (length(plan) BETWEEN 1 AND 100),
+    plan          text NOT NULL CHECK (length(plan) BETWEEN 1 AND 200),
     -- How many scanners (devices holding a live credential) it covers.
     scanners      integer NOT NULL CHECK (scanners BETWEEN 0 AND 100000),
     trial         boolean NOT NULL DEFAULT false,

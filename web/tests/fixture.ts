@@ -7,6 +7,13 @@ export interface Person {
   password: string;
 }
 
+/** A workgroup of the subscription tests, and its admin (who manages it). */
+export interface OtherWorkgroup {
+  workgroupId: string;
+  workgroupName: string;
+  admin: Person;
+}
+
 export interface Fixture {
   baseUrl: string;
   chromium: string;
@@ -32,6 +39,14 @@ export interface Fixture {
   scannedClosedPort: number;
   /** The MPS's screen: a real VNC server of this size behind its agent. */
   vncGeometry: [number, number];
+  /** Whom customers contact about their subscription (the service's `subscriptions.contact`). */
+  subscriptionContact: string;
+  /** Its period ended three days ago: in its 14 days of grace. */
+  inGrace: OtherWorkgroup;
+  /** Its period ended forty days ago: lapsed. It has a site and a scanner. */
+  lapsed: OtherWorkgroup;
+  /** Never had a subscription. */
+  unsubscribed: { workgroupId: string; workgroupName: string };
 }
 
 const path = process.env.MYSCANNER_WEB_FIXTURE;

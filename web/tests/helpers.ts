@@ -13,7 +13,7 @@ export const test = base.extend<{ pageErrors: string[] }>({
       page.on('pageerror', (error) => errors.push(`uncaught: ${error.message}`));
       page.on('console', (message) => {
         const text = message.text();
-        if (message.type() === 'error' && !/status of (400|401|403|404|409|422|429)|ERR_INTERNET_DISCONNECTED/.test(text)) errors.push(text);
+        if (message.type() === 'error' && !/status of (400|401|402|403|404|409|422|429)|ERR_INTERNET_DISCONNECTED/.test(text)) errors.push(text);
       });
       await use(errors);
       expect(errors, 'errors in the page').toEqual([]);

@@ -389,6 +389,8 @@ async fn every_change_is_kept_with_who_made_it_and_when() {
     let create = json!({"plan": "Fleet 5", "scanners": 5, "period_end": end});
     let created = expect_json(app.put(&path, &operator, create).await, StatusCode::CREATED).await;
     assert_eq!((created["status"].as_str(), created["grace_days"].as_i64()), (Some("active"), Some(14)));
+    let longest = json!({"plan": "P".repeat(200), "scanners": 5, "period_end": end});
+    expect_json(app.put(&path, &operator, longest).await, StatusCode::OK).await;
     let change = json!({"plan": "Fleet 25", "scanners": 25, "period_end": end, "grace_days": 30});
     expect_json(app.put(&path, &operator, change).await, StatusCode::OK).await;
     let renewal = json!({"period_end": end + chrono::Duration::days(365)});
@@ -409,13 +411,13 @@ async fn every_change_is_kept_with_who_made_it_and_when() {
     let actions: Vec<&str> = items.iter().map(|c| c["action"].as_str().unwrap()).collect();
     assert_eq!(
         actions,
-        ["renewed", "cancelled", "renewed", "changed", "created"],
+        ["renewed", "cancelled", "renewed", "changed", "changed", "created"],
         "newest first; a second cancel is no change"
     );
     assert_eq!(items[0]["actor"], "myscanner admin (command line)");
     assert!(items[0]["changed_by"].is_null());
     assert!(items[1..].iter().all(|c| c["actor"] == operator_email.as_str() && !c["changed_by"].is_null()));
-    assert!(items[4]["before"].is_null());
+    assert!(items[5]["before"].is_null());
     assert_eq!((items[3]["before"]["scanners"].as_i64(), items[3]["after"]["scanners"].as_i64()), (Some(5), Some(25)));
     assert!(items[1]["after"]["cancelled_at"].is_string());
 
@@ -444,7 +446,7 @@ async fn every_change_is_kept_with_who_made_it_and_when() {
         problem["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["plan", "scanners", "period_start", "period_end", "grace_days"]);
     let history = expect_json(app.get(&format!("{path}/history"), &operator).await, StatusCode::OK).await;
-    assert_eq!(history["items"].as_array().unwrap().len(), 5);
+    assert_eq!(history["items"].as_array().unwrap().len(), 6);
 }
 
 #[tokio::test]

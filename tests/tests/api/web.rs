@@ -23,6 +23,8 @@ use uuid::Uuid;
 
 const BACKLOG: usize = 160;
 const WAIT: Duration = Duration::from_secs(60);
+/// Whom customers contact about their subscription (`subscriptions.contact`).
+const CONTACT: &str = "subscriptions@myscanner.example";
 
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -47,6 +49,23 @@ async fn site(app: &TestApp, admin: &str, workgroup_id: Uuid, name: &str, zone: 
     let body = json!({"name": name, "time_zone": zone});
     let response = app.post(&format!("/api/v1/workgroups/{workgroup_id}/sites"), admin, body).await;
     uuid(&expect_json(response, StatusCode::CREATED).await["id"])
+}
+
+/// A workgroup whose subscription (14 days of grace) ran from `start` to `end`.
+async fn subscribed_workgroup(
+    app: &TestApp,
+    operator: &str,
+    name: &str,
+    start: chrono::DateTime<Utc>,
+    end: chrono::DateTime<Utc>,
+) -> Uuid {
+    let group =
+        expect_json(app.post("/api/v1/workgroups", operator, json!({"name": name})).await, StatusCode::CREATED).await;
+    let workgroup_id = uuid(&group["id"]);
+    let terms = json!({"plan": "Fleet 10", "scanners": 10, "period_start": start, "period_end": end, "grace_days": 14});
+    let response = app.put(&format!("/api/v1/workgroups/{workgroup_id}/subscription"), operator, terms).await;
+    expect_json(response, StatusCode::CREATED).await;
+    workgroup_id
 }
 
 async fn device(
@@ -155,6 +174,7 @@ async fn dashboard_in_chromium() {
         c.security.workers = 1;
         c.security.poll_interval_ms = 100;
         c.security.external_ports = ports;
+        c.subscriptions.contact = CONTACT.into();
     })
     .await;
     let operator_email = format!("operator-{}@example.com", Uuid::new_v4().simple());
@@ -175,6 +195,28 @@ async fn dashboard_in_chromium() {
     let (mps, mps_credential) = device(&app, &operator, workgroup_id, south, "mps", "Haul road").await;
     // A scanner that never connects: its internal scans wait in the queue for it.
     device(&app, &operator, workgroup_id, south, "lvs", "Spare scanner").await;
+
+    // Three more workgroups for the subscription pages, their names after Northern Quarries
+    // (the first workgroup an operator lands on). The service's clock is real time here: a
+    // period that ended three days ago is in its 14 days of grace, one that ended forty days
+    // ago has lapsed, and the third workgroup never had a subscription.
+    let now = app.clock.now();
+    let in_grace =
+        subscribed_workgroup(&app, &operator, "Quartz Ridge", now - TimeDelta::days(60), now - TimeDelta::days(3))
+            .await;
+    person(&app, &operator, in_grace, "gina.admin@quartz.example", "Gina Admin", &all).await;
+    let lapsed =
+        subscribed_workgroup(&app, &operator, "Sandstone Works", now - TimeDelta::days(400), now - TimeDelta::days(40))
+            .await;
+    person(&app, &operator, lapsed, "lars.admin@sandstone.example", "Lars Admin", &all).await;
+    let lapsed_admin = app.login("lars.admin@sandstone.example", PASSWORD).await;
+    let east = site(&app, &lapsed_admin, lapsed, "East Face", "Europe/Berlin").await;
+    device(&app, &operator, lapsed, east, "lvs", "Crusher feed").await;
+    let unsubscribed = expect_json(
+        app.post("/api/v1/workgroups", &operator, json!({"name": "Tarn Aggregates"})).await,
+        StatusCode::CREATED,
+    )
+    .await;
 
     // Both scanners upload their backlog through the broker; the LVS keeps uploading.
     let (lvs_dir, mps_dir, new_dir) =
@@ -246,6 +288,18 @@ async fn dashboard_in_chromium() {
         "openPorts": open,
         "scannedClosedPort": closed,
         "vncGeometry": [Xvnc::WIDTH, Xvnc::HEIGHT],
+        "subscriptionContact": CONTACT,
+        "inGrace": {
+            "workgroupId": in_grace,
+            "workgroupName": "Quartz Ridge",
+            "admin": {"email": "gina.admin@quartz.example", "password": PASSWORD},
+        },
+        "lapsed": {
+            "workgroupId": lapsed,
+            "workgroupName": "Sandstone Works",
+            "admin": {"email": "lars.admin@sandstone.example", "password": PASSWORD},
+        },
+        "unsubscribed": {"workgroupId": unsubscribed["id"], "workgroupName": "Tarn Aggregates"},
     });
     let fixture_path = out.join("fixture.json");
     std::fs::write(&fixture_path, serde_json::to_vec_pretty(&fixture).unwrap()).unwrap();

@@ -141,3 +141,15 @@ export function changeDetail(changes: Changes): string {
     .filter(Boolean)
     .join('; ');
 }
+
+const dateFormat = new Intl.DateTimeFormat('en-GB', { timeZone: 'UTC', day: 'numeric', month: 'short', year: 'numeric' });
+
+/** `8 Jul 2026`: the day (in UTC) of an instant, for subscription periods. */
+export function formatDate(iso: string | null | undefined): string {
+  return iso ? dateFormat.format(new Date(iso)) : '—';
+}
+
+/** `1 day`, `11 days`. */
+export function days(n: number): string {
+  return n === 1 ? '1 day' : `${count(n)} days`;
+}

@@ -6,12 +6,16 @@ import { session } from './session.svelte';
 
 type Site = Schemas['Site'];
 type Device = Schemas['Device'];
+type Subscription = Schemas['Subscription'];
 
 class Workgroup {
   id = $state<string | null>(null);
   name = $state('');
   sites = $state<Site[]>([]);
   devices = $state<Device[]>([]);
+  /** Its subscription, for the banner and the pages that mention it; null until loaded
+   * (or when it could not be: the pages' own calls then say why). */
+  subscription = $state<Subscription | null>(null);
   loading = $state(false);
   error = $state<unknown>(null);
 
@@ -33,7 +37,8 @@ class Workgroup {
     this.id = id;
     this.sites = [];
     this.devices = [];
-    await this.refresh();
+    this.subscription = null;
+    await Promise.all([this.refresh(), this.refreshSubscription()]);
   }
 
   async refresh() {
@@ -56,6 +61,17 @@ class Workgroup {
       if (this.id === id) this.error = error;
     } finally {
       this.loading = false;
+    }
+  }
+
+  async refreshSubscription() {
+    const id = this.id;
+    if (!id) return;
+    try {
+      const subscription = await call(api.GET('/api/v1/workgroups/{workgroup_id}/subscription', { params: { path: { workgroup_id: id } } }));
+      if (this.id === id) this.subscription = subscription;
+    } catch {
+      // Not fatal: the banner stays hidden, and a page that needs the subscription says why.
     }
   }
 

@@ -43,11 +43,24 @@ export class ApiError extends Error {
   }
 }
 
-/** What a person reads for an error: the service's words, with 409 and 429 explained. */
+/** Whether a call was refused because its workgroup's subscription is not active (none,
+ * lapsed, cancelled): the cloud feature is paused, nothing is wrong with the request. */
+export function isPaused(error: unknown): boolean {
+  return error instanceof ApiError && error.code === 'subscription-inactive';
+}
+
+/** What a person reads for an error: the service's words, with 409 and 429 explained, and
+ * a calm explanation of a feature paused by the subscription. */
 export function describe(error: unknown): string {
   if (!(error instanceof ApiError)) return error instanceof Error ? error.message : String(error);
   const { problem } = error;
   const said = problem.detail ?? problem.title;
+  if (isPaused(error)) {
+    // The service's detail says why, that nothing is lost, and whom to contact.
+    return problem.detail
+      ? `Paused while the subscription is not active: ${problem.detail}.`
+      : 'Paused while the subscription is not active. Measurements are still stored and nothing is deleted.';
+  }
   if (problem.status === 429) {
     const wait = error.retryAfter ? ` Try again in ${error.retryAfter} s.` : ' Try again in a moment.';
     return `Too many requests: ${said}.${wait}`;
