@@ -51,6 +51,8 @@ pub struct AppState {
     pub passwords: Arc<crate::auth::password::Turns>,
     /// What subscriptions and the weekly schedule are judged by.
     pub clock: Clock,
+    /// Callers remembered for a second (`auth::cache`).
+    pub auth: Arc<crate::auth::cache::AuthCache>,
 }
 
 impl AppState {
@@ -86,6 +88,7 @@ impl AppState {
             exports,
             passwords,
             clock,
+            auth: Default::default(),
         })
     }
 }

@@ -574,6 +574,13 @@ fn base_url(config: &Config, address: std::net::SocketAddr) -> String {
     format!("{scheme}://{address}")
 }
 
+/// Waits until a change made behind the service's back (straight in the database, or on
+/// another replica) is seen everywhere: replicas believe what they remember of callers for
+/// at most `auth::cache::FRESH`.
+pub async fn past_remembered_callers() {
+    tokio::time::sleep(myscanner::auth::cache::FRESH + Duration::from_millis(50)).await;
+}
+
 /// Polls `condition` every 20 ms until it holds, for at most `timeout`.
 pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut condition: F)
 where

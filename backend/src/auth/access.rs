@@ -9,9 +9,17 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::cache::Standing;
 use super::principal::{Caller, CurrentUser};
 use crate::http::Error;
-use crate::subscriptions::{Gate, SubscriptionStatus};
+use crate::subscriptions::{Gate, MaybePeriod, SubscriptionStatus, period_columns, status_at};
+
+#[derive(sqlx::FromRow)]
+struct StandingRow {
+    permissions: Option<Vec<String>>,
+    #[sqlx(flatten)]
+    subscription: MaybePeriod,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -73,25 +81,38 @@ impl CurrentUser {
     /// refuses (`subscription-inactive`) after the standing and the permission, so strangers
     /// learn nothing of it.
     pub async fn access(&self, db: &PgPool, workgroup_id: Uuid) -> Result<Access, Error> {
-        // The subscription is judged only on a cloud feature's route ($3 is NULL elsewhere).
-        let row: Option<(Option<Vec<String>>, Option<SubscriptionStatus>)> = sqlx::query_as(
-            "SELECT m.permissions, CASE WHEN $3::timestamptz IS NOT NULL THEN subscription_status(s, $3) END
-             FROM workgroups w
-             LEFT JOIN memberships m ON m.workgroup_id = w.id AND m.user_id = $2
-             LEFT JOIN subscriptions s ON s.workgroup_id = w.id
-             WHERE w.id = $1",
-        )
-        .bind(workgroup_id)
-        .bind(self.id)
-        .bind(self.gate.as_ref().map(|g| g.now))
-        .fetch_optional(db)
-        .await?;
-        let (granted, member, status) = match row {
-            Some((Some(granted), status)) => (granted, true, status),
-            Some((None, status)) if self.is_operator => (vec![], false, status),
-            _ => return Err(Error::NotFound),
+        let standing = self
+            .cache
+            .standings
+            .get_or_load((self.id, workgroup_id), || async {
+                let row: Option<StandingRow> = sqlx::query_as(concat!(
+                    "SELECT m.permissions, ",
+                    period_columns!(),
+                    " FROM workgroups w
+                     LEFT JOIN memberships m ON m.workgroup_id = w.id AND m.user_id = $2
+                     LEFT JOIN subscriptions s ON s.workgroup_id = w.id
+                     WHERE w.id = $1"
+                ))
+                .bind(workgroup_id)
+                .bind(self.id)
+                .fetch_optional(db)
+                .await?;
+                Ok::<_, Error>(
+                    row.map(|row| Standing { permissions: row.permissions, subscription: row.subscription.0 }),
+                )
+            })
+            .await?
+            .ok_or(Error::NotFound)?;
+        let (granted, member) = match standing.permissions {
+            Some(granted) => (granted, true),
+            None if self.is_operator => (vec![], false),
+            None => return Err(Error::NotFound),
         };
-        let subscription = self.gate.clone().map(|gate| (gate, status.unwrap_or_default()));
+        // Judged at the request's moment, from what is remembered of the subscription.
+        let subscription = self.gate.clone().map(|gate| {
+            let status = status_at(standing.subscription.as_ref(), gate.now);
+            (gate, status)
+        });
         let mut permissions: Vec<Permission> = granted.iter().filter_map(|p| Permission::parse(p)).collect();
         if self.is_operator && !permissions.contains(&Permission::ManageWorkgroup) {
             permissions.push(Permission::ManageWorkgroup);

@@ -128,5 +128,6 @@ pub async fn revoke(
     if found.rows_affected() == 0 {
         return Err(Error::NotFound);
     }
+    state.auth.tokens.forget(&token_id);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -190,6 +190,7 @@ pub async fn change_password(
     .bind(hash)
     .fetch_one(&state.db)
     .await?;
+    state.auth.forget_user(user.id);
     state.remote.authority_lost(user.id, None).await?;
     tracing::info!(user.id = %user.id, "password changed; earlier sessions ended");
     let (access_token, expires_in) = state.jwt.issue(user.id, epoch)?;

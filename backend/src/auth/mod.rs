@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod api_tokens;
+pub mod cache;
 pub mod client_addr;
 pub mod jwt;
 pub mod login;

@@ -4,13 +4,15 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
 use axum::http::request::Parts;
+use std::sync::Arc;
 use uuid::Uuid;
 
+use super::cache::{Account, AuthCache, Token};
 use super::client_addr::ClientAddr;
 use super::secret::{self, API_TOKEN_PREFIX, DEVICE_PREFIX};
 use crate::http::Error;
 use crate::startup::AppState;
-use crate::subscriptions::{Gate, SubscriptionStatus};
+use crate::subscriptions::{Gate, MaybePeriod, SubscriptionStatus, period_columns, status_at};
 
 /// A signed-in dashboard user (JWT).
 #[derive(Debug, Clone)]
@@ -19,6 +21,8 @@ pub struct CurrentUser {
     pub is_operator: bool,
     /// On a cloud feature's route: the workgroup's subscription must be available.
     pub gate: Option<Gate>,
+    /// Where the user's standings are remembered.
+    pub(super) cache: Arc<AuthCache>,
 }
 
 /// A customer integration's read-only API token.
@@ -86,20 +90,28 @@ impl FromRequestParts<AppState> for CurrentUser {
             return Err(Error::ReadOnlyToken);
         }
         let claims = state.jwt.verify(token).ok_or(Error::Unauthorized("invalid or expired token"))?;
-        let account: Option<(bool, i32)> = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM platform_operators WHERE user_id = u.id), u.session_epoch
-             FROM users u WHERE u.id = $1",
-        )
-        .bind(claims.sub)
-        .fetch_optional(&state.db)
-        .await?;
-        let (is_operator, epoch) = account.ok_or(Error::Unauthorized("the account no longer exists"))?;
-        if claims.epoch != epoch {
+        let account = state
+            .auth
+            .accounts
+            .get_or_load(claims.sub, || async {
+                let row: Option<(bool, i32)> = sqlx::query_as(
+                    "SELECT EXISTS (SELECT 1 FROM platform_operators WHERE user_id = u.id), u.session_epoch
+                     FROM users u WHERE u.id = $1",
+                )
+                .bind(claims.sub)
+                .fetch_optional(&state.db)
+                .await?;
+                Ok::<_, Error>(row.map(|(is_operator, session_epoch)| Account { is_operator, session_epoch }))
+            })
+            .await?
+            .ok_or(Error::Unauthorized("the account no longer exists"))?;
+        if claims.epoch != account.session_epoch {
             return Err(Error::Unauthorized("signed out: the password was changed; sign in again"));
         }
         tracing::Span::current().record("user.id", tracing::field::display(claims.sub));
         state.rate_limit.check(&format!("user:{}", claims.sub))?;
-        Ok(CurrentUser { id: claims.sub, is_operator, gate: Gate::of(parts, state) })
+        let (is_operator, cache) = (account.is_operator, state.auth.clone());
+        Ok(CurrentUser { id: claims.sub, is_operator, gate: Gate::of(parts, state), cache })
     }
 }
 
@@ -115,35 +127,52 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    workgroup_id: Uuid,
+    secret_hash: Vec<u8>,
+    #[sqlx(flatten)]
+    subscription: MaybePeriod,
+}
+
 async fn api_token(state: &AppState, token: &str, gate: Option<Gate>) -> Result<ApiTokenCaller, Error> {
     const INVALID: Error = Error::Unauthorized("invalid or revoked API token");
     let (id, presented) = secret::parse(API_TOKEN_PREFIX, token).ok_or(INVALID)?;
-    // The subscription is judged only on a cloud feature's route ($2 is NULL elsewhere).
-    let row: Option<(Uuid, Vec<u8>, Option<SubscriptionStatus>)> = sqlx::query_as(
-        "SELECT t.workgroup_id, t.secret_hash,
-                CASE WHEN $2::timestamptz IS NOT NULL THEN subscription_status(s, $2) END
-         FROM api_tokens t LEFT JOIN subscriptions s ON s.workgroup_id = t.workgroup_id
-         WHERE t.id = $1 AND t.revoked_at IS NULL",
-    )
-    .bind(id)
-    .bind(gate.as_ref().map(|g| g.now))
-    .fetch_optional(&state.db)
-    .await?;
-    let (workgroup_id, stored, status) = row.ok_or(INVALID)?;
-    if !secret::matches(presented, &stored) {
+    let row = state
+        .auth
+        .tokens
+        .get_or_load(id, || async {
+            let row: Option<TokenRow> = sqlx::query_as(concat!(
+                "SELECT t.workgroup_id, t.secret_hash, ",
+                period_columns!(),
+                " FROM api_tokens t LEFT JOIN subscriptions s ON s.workgroup_id = t.workgroup_id
+                 WHERE t.id = $1 AND t.revoked_at IS NULL"
+            ))
+            .bind(id)
+            .fetch_optional(&state.db)
+            .await?;
+            Ok::<_, Error>(row.map(|row| Token {
+                workgroup_id: row.workgroup_id,
+                secret_hash: row.secret_hash,
+                subscription: row.subscription.0,
+            }))
+        })
+        .await?;
+    let token = row.ok_or(INVALID)?;
+    if !secret::matches(presented, &token.secret_hash) {
         return Err(INVALID);
     }
     state.rate_limit.check(&format!("token:{id}"))?;
-    // At most one write a minute per token: usage is for humans reviewing tokens.
-    sqlx::query(
-        "UPDATE api_tokens SET last_used_at = now()
-         WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
-    )
-    .bind(id)
-    .execute(&state.db)
-    .await?;
-    let gate = gate.map(|gate| (gate, status.unwrap_or(SubscriptionStatus::None)));
-    Ok(ApiTokenCaller { token_id: id, workgroup_id, gate })
+    // At most one write a minute per token and replica: usage is for people reviewing tokens.
+    if state.auth.token_uses.get(&id).is_none() {
+        state.auth.token_uses.put(id, (), std::time::Instant::now());
+        record_use(&state.db, Credential::ApiToken, id).await?;
+    }
+    let gate = gate.map(|gate| {
+        let status = status_at(token.subscription.as_ref(), gate.now);
+        (gate, status)
+    });
+    Ok(ApiTokenCaller { token_id: id, workgroup_id: token.workgroup_id, gate })
 }
 
 impl FromRequestParts<AppState> for AuthenticatedDevice {
@@ -179,13 +208,7 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
         .bind(ipnet::IpNet::from(address))
         .execute(&state.db)
         .await?;
-        sqlx::query(
-            "UPDATE device_credentials SET last_used_at = now()
-             WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
-        )
-        .bind(credential_id)
-        .execute(&state.db)
-        .await?;
+        record_use(&state.db, Credential::Device, credential_id).await?;
         tracing::Span::current().record("device.id", tracing::field::display(device_id));
         // A scanner's cloud features stop with its workgroup's subscription; it was seen all
         // the same (above), and its measurements still arrive over AMQP.
@@ -194,4 +217,26 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
         }
         Ok(AuthenticatedDevice { device_id, workgroup_id, site_id, subscription })
     }
+}
+
+enum Credential {
+    ApiToken,
+    Device,
+}
+
+/// Records that a credential was used, at most once a minute: usage is for people reviewing
+/// credentials.
+async fn record_use(db: &sqlx::PgPool, credential: Credential, id: Uuid) -> Result<(), Error> {
+    let statement = match credential {
+        Credential::ApiToken => {
+            "UPDATE api_tokens SET last_used_at = now()
+             WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')"
+        }
+        Credential::Device => {
+            "UPDATE device_credentials SET last_used_at = now()
+             WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')"
+        }
+    };
+    sqlx::query(statement).bind(id).execute(db).await?;
+    Ok(())
 }

@@ -101,6 +101,7 @@ async fn change(state: &AppState, user: &CurrentUser, workgroup_id: Uuid, change
     let actor = Actor::operator(&state.db, user.id).await?;
     let grace_days = state.config.subscriptions.grace_days;
     let action = terms::apply(&state.db, workgroup_id, change, &actor, state.clock.now(), grace_days).await?;
+    state.auth.forget_workgroup(workgroup_id);
     if !current(state, workgroup_id).await?.features_available {
         state.remote.subscription_ended(workgroup_id).await?;
     }

@@ -67,6 +67,60 @@ impl SubscriptionStatus {
     }
 }
 
+/// The [`Period`] of `subscriptions s` (all NULL without a subscription).
+macro_rules! period_columns {
+    () => {
+        "s.trial, s.period_end, s.grace_days, s.cancelled_at"
+    };
+}
+pub(crate) use period_columns;
+
+/// What a subscription's status depends on, besides the moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Period {
+    pub trial: bool,
+    pub period_end: DateTime<Utc>,
+    pub grace_days: i32,
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+/// A workgroup's [`Period`], read from the [`period_columns`] of a row: none without a
+/// subscription (a LEFT JOIN's NULLs).
+#[derive(Debug, Clone, Default)]
+pub struct MaybePeriod(pub Option<Period>);
+
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for MaybePeriod {
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> sqlx::Result<Self> {
+        use sqlx::Row;
+        let Some(period_end) = row.try_get::<Option<DateTime<Utc>>, _>("period_end")? else {
+            return Ok(MaybePeriod(None));
+        };
+        Ok(MaybePeriod(Some(Period {
+            trial: row.try_get("trial")?,
+            period_end,
+            grace_days: row.try_get("grace_days")?,
+            cancelled_at: row.try_get("cancelled_at")?,
+        })))
+    }
+}
+
+/// The status at `at` of a workgroup with `period` (none: no subscription): the rule of
+/// `subscription_status()` in migrations/0012, for what the service remembers between
+/// queries (`auth::cache`); a test holds the two to the same answers.
+pub fn status_at(period: Option<&Period>, at: DateTime<Utc>) -> SubscriptionStatus {
+    let Some(period) = period else { return SubscriptionStatus::None };
+    let grace_end = period.period_end + chrono::Duration::seconds(86_400 * i64::from(period.grace_days));
+    if period.cancelled_at.is_some_and(|cancelled| cancelled <= at) {
+        SubscriptionStatus::Cancelled
+    } else if at < period.period_end {
+        if period.trial { SubscriptionStatus::Trial } else { SubscriptionStatus::Active }
+    } else if at < grace_end {
+        SubscriptionStatus::Grace
+    } else {
+        SubscriptionStatus::Lapsed
+    }
+}
+
 /// Marks the routes of cloud features (`http/router.rs`): each caller's workgroup needs an
 /// available subscription there. The authentication extractors read the mark and the access
 /// guard (or, for scanners, the extractor itself) refuses — after the caller's standing in

@@ -163,6 +163,7 @@ pub async fn add(
         .await
         .on_constraint("memberships_pkey", || Error::conflict("already-member", "the person is already a member"))?;
     tx.commit().await?;
+    state.auth.forget_standing(user_id, workgroup_id);
     Ok((StatusCode::CREATED, Json(fetch(&state.db, workgroup_id, user_id).await?)))
 }
 
@@ -212,6 +213,7 @@ pub async fn update(
     }
     keeps_a_manager(&mut tx, workgroup_id, managers_before).await?;
     tx.commit().await?;
+    state.auth.forget_standing(user_id, workgroup_id);
     if !permissions.0.contains(&Permission::ControlDevices) {
         state.remote.authority_lost(user_id, Some(workgroup_id)).await?;
     }
@@ -242,6 +244,7 @@ pub async fn remove(
     }
     keeps_a_manager(&mut tx, workgroup_id, managers_before).await?;
     tx.commit().await?;
+    state.auth.forget_standing(user_id, workgroup_id);
     state.remote.authority_lost(user_id, Some(workgroup_id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -112,6 +112,7 @@ async fn forged_expired_and_foreign_tokens_are_refused() {
 
     // A token of an account that no longer exists.
     sqlx::query("DELETE FROM users WHERE id = $1").bind(tenant.admin_id).execute(&app.db).await.unwrap();
+    myscanner_tests::past_remembered_callers().await;
     assert_eq!(me_status(&app, &good).await, StatusCode::UNAUTHORIZED);
 }
 
@@ -284,4 +285,44 @@ async fn password_checks_beyond_the_service_s_turns_are_shed() {
     assert!(responses.iter().all(|r| [StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(&r.status())));
     // A shed attempt was not a guess: the account still signs in.
     app.login(&email, PASSWORD).await;
+}
+
+/// Replicas remember callers for a second, so a request costs no authentication query; a
+/// revoked API token, a removed member and a changed password are refused on every replica
+/// within that second, and at once on the replica that made the change.
+#[tokio::test]
+async fn revocations_reach_every_replica_within_a_second() {
+    let app = TestApp::spawn().await;
+    let other = app.spawn_replica().await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    let (member, member_token) = app.member(&t.admin_token, t.workgroup_id, &["view_data"]).await;
+    let workgroup = format!("/api/v1/workgroups/{}", t.workgroup_id);
+    let on = |base: &str, path: &str, token: &str| {
+        app.client.get(format!("{base}{path}")).bearer_auth(token.to_owned()).send()
+    };
+    // Both replicas have seen each caller.
+    for base in [&app.base_url, &other.base_url] {
+        assert_eq!(on(base, &workgroup, &t.api_token).await.unwrap().status(), StatusCode::OK);
+        assert_eq!(on(base, &workgroup, &member_token).await.unwrap().status(), StatusCode::OK);
+        assert_eq!(on(base, "/api/v1/me", &t.admin_token).await.unwrap().status(), StatusCode::OK);
+    }
+
+    let tokens = format!("{workgroup}/api-tokens/{}", t.api_token_id);
+    assert_eq!(app.delete(&tokens, &t.admin_token).await.status(), StatusCode::NO_CONTENT);
+    let removed = app.delete(&format!("{workgroup}/members/{member}"), &t.admin_token).await;
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    let change = json!({"current_password": myscanner_tests::PASSWORD, "new_password": "a brand new password"});
+    let changed = app.request(reqwest::Method::PUT, "/api/v1/me/password", Some(&t.admin_token)).json(&change);
+    assert_eq!(changed.send().await.unwrap().status(), StatusCode::OK);
+
+    // At once where the change was made...
+    assert_eq!(on(&app.base_url, &workgroup, &t.api_token).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(on(&app.base_url, &workgroup, &member_token).await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(on(&app.base_url, "/api/v1/me", &t.admin_token).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    // ...and everywhere a second later.
+    myscanner_tests::past_remembered_callers().await;
+    assert_eq!(on(&other.base_url, &workgroup, &t.api_token).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(on(&other.base_url, &workgroup, &member_token).await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(on(&other.base_url, "/api/v1/me", &t.admin_token).await.unwrap().status(), StatusCode::UNAUTHORIZED);
 }

@@ -175,6 +175,7 @@ async fn every_cloud_feature_is_refused_while_inactive_and_answers_once_subscrib
             _ => {
                 let removed = sqlx::query("DELETE FROM subscriptions WHERE workgroup_id = $1");
                 removed.bind(t.workgroup_id).execute(&app.db).await.unwrap();
+                myscanner_tests::past_remembered_callers().await;
             }
         }
         let mut wrong = vec![];
@@ -299,6 +300,7 @@ async fn a_workgroup_without_a_subscription_keeps_its_management_but_not_its_clo
         .execute(&app.db)
         .await
         .unwrap();
+    myscanner_tests::past_remembered_callers().await;
     assert_eq!(status(&app, &t).await["status"], "none");
     let problem = expect_problem(
         app.get(&measurements_path(&t), &t.admin_token).await,
@@ -721,4 +723,47 @@ async fn a_lapsed_scanner_backs_off_its_cloud_features_and_says_why() {
     assert!(logs.lines_with("cloud features are paused").len() == 1, "the agent says why at start: {}", logs.text());
     assert!(logs.lines_with("sync failed").is_empty(), "{}", logs.text());
     agent.stop().await;
+}
+
+/// What replicas remember of a subscription is judged in Rust at each request; the database
+/// judges it in SQL (lists, the weekly enqueue, the heartbeat). Both give the same answers,
+/// on every boundary.
+#[tokio::test]
+async fn the_service_and_the_database_judge_a_subscription_alike() {
+    use myscanner::subscriptions::{Period, SubscriptionStatus, status_at};
+    let app = TestApp::spawn().await;
+    let end = at("2027-03-01T00:00:00Z");
+    let second = chrono::Duration::seconds(1);
+    let day = chrono::Duration::days(1);
+    let moments = [end - day, end - second, end, end + second, end + day * 14 - second, end + day * 14, end + day * 40];
+    let mut periods = vec![None];
+    for (trial, grace_days, cancelled_at) in [
+        (false, 14, None),
+        (true, 14, None),
+        (false, 0, None),
+        (false, 14, Some(end - day)),
+        (true, 7, Some(end + day)),
+    ] {
+        periods.push(Some(Period { trial, period_end: end, grace_days, cancelled_at }));
+    }
+    for period in &periods {
+        for moment in moments {
+            let database: SubscriptionStatus = match period {
+                None => sqlx::query_scalar("SELECT subscription_status(NULL::subscriptions, $1)").bind(moment),
+                Some(p) => sqlx::query_scalar(
+                    "SELECT subscription_status(ROW(gen_random_uuid(), 'Plan', 1, $2, $3 - interval '1 year', $3, $4, $5,
+                         now())::subscriptions, $1)",
+                )
+                .bind(moment)
+                .bind(p.trial)
+                .bind(p.period_end)
+                .bind(p.grace_days)
+                .bind(p.cancelled_at),
+            }
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+            assert_eq!(status_at(period.as_ref(), moment), database, "{period:?} at {moment}");
+        }
+    }
 }
