@@ -1,6 +1,9 @@
 //! Typed, layered configuration: built-in defaults that work on a developer machine, then an
 //! optional TOML file (`--config`), then `MYSCANNER_*` environment variables, where `__`
 //! separates sections (`MYSCANNER_DATABASE__URL`, `MYSCANNER_AUTH__JWT_SECRET`).
+//!
+//! One file on purpose: it is the one list of settings, and a setting's meaning, its
+//! default and its check are read side by side; its length is mostly their documentation.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,8 @@
 //! MyScanner Cloud: the backend a fleet of LVS and MPS scanners reports to.
 //!
 //! A guided tour:
-//! - [`startup`]: builds the application from its [`config`] and serves it until shutdown.
+//! - [`startup`]: builds the application from its [`config`] and serves it until shutdown;
+//!   [`state`]: what every handler can reach.
 //! - [`http`]: what every endpoint shares — the one error type, extractors, pagination, the
 //!   one router listing every route, the OpenAPI document, middleware, health checks.
 //! - [`auth`]: users, sessions (JWT), API tokens, device credentials, and the permission guard.
@@ -32,6 +33,7 @@ pub mod measurements;
 pub mod remote;
 pub mod security;
 pub mod startup;
+pub mod state;
 pub mod subscriptions;
 pub mod sync;
 pub mod telemetry;

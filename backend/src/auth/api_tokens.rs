@@ -13,7 +13,7 @@ use super::principal::{Caller, CurrentUser};
 use super::secret::{self, API_TOKEN_PREFIX};
 use crate::http::fields::Name;
 use crate::http::{Error, Json, Page, PageParams, Path, Query, Result, Validator};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct ApiToken {

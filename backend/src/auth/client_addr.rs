@@ -8,7 +8,7 @@ use axum::http::request::Parts;
 use ipnet::IpNet;
 
 use crate::http::Error;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);

@@ -10,7 +10,7 @@ use super::client_addr::ClientAddr;
 use super::principal::CurrentUser;
 use super::{password, throttle};
 use crate::http::{Error, Json, Result};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -38,9 +38,8 @@ pub struct LoginResponse {
     request_body = LoginRequest,
     responses(
         (status = 200, body = LoginResponse),
-        (status = 401, description = "Wrong e-mail or password", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 422, body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many failed sign-ins, or too many sign-ins at once; see Retry-After", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong e-mail or password"),
+        (status = 429, description = "Too many failed sign-ins, or too many sign-ins at once; see Retry-After"),
     ))]
 pub async fn login(
     State(state): State<AppState>,
@@ -124,7 +123,7 @@ impl Permissions {
 /// The signed-in user, with the workgroups they belong to.
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth",
     security(("user_jwt" = [])),
-    responses((status = 200, body = Me), (status = 401, body = crate::http::Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Me)))]
 pub async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Me>> {
     let (email, name): (String, String) =
         sqlx::query_as("SELECT email, name FROM users WHERE id = $1").bind(user.id).fetch_one(&state.db).await?;
@@ -156,9 +155,8 @@ pub struct ChangePassword {
     request_body = ChangePassword,
     responses(
         (status = 200, description = "Changed: a new session; every earlier one has ended", body = LoginResponse),
-        (status = 401, body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Too short, or the current password is wrong", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many wrong guesses, or too many password checks at once; see Retry-After", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Too short, or the current password is wrong"),
+        (status = 429, description = "Too many wrong guesses, or too many password checks at once; see Retry-After"),
     ))]
 pub async fn change_password(
     State(state): State<AppState>,

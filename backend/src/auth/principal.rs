@@ -11,7 +11,7 @@ use super::cache::{Account, AuthCache, Token};
 use super::client_addr::ClientAddr;
 use super::secret::{self, API_TOKEN_PREFIX, DEVICE_PREFIX};
 use crate::http::Error;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::subscriptions::{Gate, MaybePeriod, SubscriptionStatus, period_columns, status_at};
 
 /// A signed-in dashboard user (JWT).

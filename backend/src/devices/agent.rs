@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{Device, DeviceKind, DeviceSettings, device_columns};
 use crate::auth::AuthenticatedDevice;
 use crate::http::{Json, Result, Validator};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::subscriptions::SubscriptionStatus;
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]

@@ -11,7 +11,7 @@ use crate::auth::secret::{self, DEVICE_PREFIX};
 use crate::auth::{CurrentUser, Permission};
 use crate::broker::management::Management;
 use crate::http::{Error, Json, Path, Result};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IssuedCredential {
@@ -94,8 +94,8 @@ pub async fn within_covered_scanners(tx: &mut sqlx::PgConnection, workgroup_id: 
     security(("user_jwt" = [])),
     responses((status = 201, body = IssuedCredential),
         (status = 402, description = "The device holds no live credential and the subscription covers no more \
-            scanners (`scanner-limit-reached`)", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The broker could not be updated; nothing changed", body = crate::http::Problem, content_type = "application/problem+json")))]
+            scanners (`scanner-limit-reached`)"),
+        (status = 503, description = "The broker could not be updated; nothing changed")))]
 pub async fn rotate(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -127,7 +127,7 @@ pub async fn rotate(
     params(("workgroup_id" = Uuid, Path), ("device_id" = Uuid, Path)),
     security(("user_jwt" = [])),
     responses((status = 204, description = "Revoked"),
-        (status = 503, description = "The broker could not be updated; nothing changed", body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 503, description = "The broker could not be updated; nothing changed")))]
 pub async fn revoke(
     State(state): State<AppState>,
     user: CurrentUser,

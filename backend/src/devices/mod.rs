@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::auth::{Caller, CurrentUser, Permission};
 use crate::http::fields::Name;
 use crate::http::{Error, Json, Page, PageParams, Path, Query, Result, ResultExt, Validator};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
@@ -172,8 +172,8 @@ fn site_not_in_workgroup() -> Error {
     security(("user_jwt" = [])),
     responses((status = 201, body = ProvisionedDevice),
         (status = 402, description = "The workgroup's subscription covers no more scanners \
-            (`scanner-limit-reached`)", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The serial is already provisioned", body = crate::http::Problem, content_type = "application/problem+json")))]
+            (`scanner-limit-reached`)"),
+        (status = 409, description = "The serial is already provisioned")))]
 pub async fn provision(
     State(state): State<AppState>,
     user: CurrentUser,

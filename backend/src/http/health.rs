@@ -5,7 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::http::{Error, Json, Result};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -24,7 +24,7 @@ pub async fn healthz() -> Json<Health> {
 /// process runs one) holds its broker connection.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, body = Health),
-        (status = 503, description = "A dependency is unreachable", body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 503, description = "A dependency is unreachable")))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>> {
     let ping = tokio::time::timeout(std::time::Duration::from_secs(2), sqlx::query("SELECT 1").execute(&state.db));
     if !matches!(ping.await, Ok(Ok(_))) {

@@ -1,6 +1,7 @@
 //! The OpenAPI document: collected from the handlers' `#[utoipa::path]`s by the router,
-//! completed here with security schemes and the shared problem responses. Committed as
-//! `openapi/openapi.json`; a test fails when the two differ.
+//! completed here with security schemes, the shared problem responses, and the problem
+//! document as the body of every error a handler lists (handlers give only status and
+//! description). Committed as `openapi/openapi.json`; a test fails when the two differ.
 
 use std::sync::OnceLock;
 
@@ -9,7 +10,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+use utoipa::openapi::{Content, ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::error::{FieldError, PROBLEM_JSON, Problem};
@@ -134,8 +135,27 @@ fn add_problem_responses(doc: &mut utoipa::openapi::OpenApi) {
             );
             add(op, "415", "Request body is not JSON", has_body);
             add(op, "422", "Invalid fields; see `errors`", has_body);
+            fill_in_problem_bodies(op);
         }
     }
+}
+
+/// A handler lists its own errors (a 409, a 503) by status and description; every error
+/// answer is a problem document, so each gets that body here instead of in every handler.
+fn fill_in_problem_bodies(op: &mut Operation) {
+    for (status, response) in op.responses.responses.iter_mut() {
+        if let RefOr::T(response) = response
+            && response.content.is_empty()
+            && (status.starts_with('4') || status.starts_with('5'))
+        {
+            response.content.insert(PROBLEM_JSON.to_owned(), problem_body().into());
+        }
+    }
+}
+
+/// The body of every error answer: a problem document.
+fn problem_body() -> Content {
+    ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build()
 }
 
 /// The cloud features' operations (`router::cloud_features`) may be refused for the
@@ -160,9 +180,7 @@ fn add(op: &mut Operation, status: &str, description: &str, applies: bool) {
     if !applies || op.responses.responses.contains_key(status) {
         return;
     }
-    let mut response = ResponseBuilder::new()
-        .description(description)
-        .content(PROBLEM_JSON, ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build());
+    let mut response = ResponseBuilder::new().description(description).content(PROBLEM_JSON, problem_body());
     if status == "429" {
         let seconds =
             utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::Integer).minimum(Some(1)).build();

@@ -12,7 +12,7 @@ use crate::measurements::{api, changes, export, rejections, summary};
 use crate::remote::{api as remote, peer, session, tunnel};
 use crate::security::api as security;
 use crate::security::device as security_device;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::subscriptions::{CloudFeature, api as subscriptions};
 use crate::sync::{api as sync, device as sync_device};
 use crate::workgroups::{self, members, sites};
@@ -48,12 +48,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(subscriptions::history))
         .routes(routes!(subscriptions::list))
         // Security Services: settings and past results
-        .routes(routes!(security::list))
-        .routes(routes!(security::set_setting))
-        .routes(routes!(security::bulk_settings))
-        .routes(routes!(security::latest))
-        .routes(routes!(security::history))
-        .routes(routes!(security::findings))
+        .routes(routes!(security::status::list))
+        .routes(routes!(security::settings::set_setting))
+        .routes(routes!(security::settings::bulk_settings))
+        .routes(routes!(security::status::latest))
+        .routes(routes!(security::history::history))
+        .routes(routes!(security::history::findings))
         // Remote control: the audit
         .routes(routes!(remote::list))
         .routes(routes!(remote::end))
@@ -82,8 +82,8 @@ fn cloud_features() -> OpenApiRouter<AppState> {
         .routes(routes!(api::get))
         .routes(routes!(api::profile))
         // Security Services: scans on demand
-        .routes(routes!(security::run_now))
-        .routes(routes!(security::bulk_run))
+        .routes(routes!(security::run::run_now))
+        .routes(routes!(security::run::bulk_run))
         // Remote control
         .routes(routes!(session::connect))
         .routes(routes!(remote::online))

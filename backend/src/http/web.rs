@@ -14,7 +14,7 @@ use tower::ServiceExt;
 use tower_http::services::{ServeDir, ServeFile};
 
 use super::Error;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Everything the app loads comes from this origin; no inline script or style, no plugins,
 /// no framing. `blob:` workers and images are the 3D viewer's and the exports'.

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::filter::{Conditions, MeasurementFilter, Order};
 use crate::auth::{Caller, Permission};
 use crate::http::{Error, FieldError, Json, Page, PageParams, Path, Query, Result};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The columns of [`MeasurementRow`], shared by listings, exports and the change feed.
 pub const COLUMNS: &str = "device_id, measurement_id, workgroup_id, site_id, seq, scanned_at, received_at, truck_id, \
@@ -276,7 +276,7 @@ pub struct LoadProfileView {
             (Vec<u8> = "application/vnd.myscanner.load-profile"),
         ), headers(("ETag" = String))),
         (status = 304, description = "Not modified"),
-        (status = 404, description = "No such measurement, or it has no profile", body = crate::http::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such measurement, or it has no profile"),
     ))]
 pub async fn profile(
     State(state): State<AppState>,

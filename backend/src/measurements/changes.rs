@@ -14,7 +14,7 @@ use super::api::{COLUMNS, Measurement, MeasurementRow};
 use crate::auth::{Caller, Permission};
 use crate::http::page::encode_cursor;
 use crate::http::{Json, PageParams, Path, Query, Result};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -16,7 +16,7 @@ use super::api::{COLUMNS, Measurement, MeasurementRow, push_page};
 use super::filter::{MeasurementFilter, Order};
 use crate::auth::{Caller, Permission};
 use crate::http::{Error, Path, Query, Result};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::auth::CurrentUser;
 use crate::http::{Error, Json, Page, PageParams, Query, Result};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct IngestRejection {

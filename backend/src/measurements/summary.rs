@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::filter::MeasurementFilter;
 use crate::auth::{Caller, Permission};
 use crate::http::{Error, FieldError, Json, Path, Query, Result};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::CloseReason;
 use crate::auth::{CurrentUser, Permission};
 use crate::http::{Error, Json, Page, PageParams, Path, Query, Result};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct OnlineDevice {
@@ -131,8 +131,7 @@ pub async fn list(
     params(("workgroup_id" = Uuid, Path), ("session_id" = Uuid, Path)),
     security(("user_jwt" = [])),
     responses((status = 202, body = RemoteSession),
-        (status = 409, description = "The session has already ended (`session-ended`)",
-            body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "The session has already ended (`session-ended`)")))]
 pub async fn end(
     State(state): State<AppState>,
     user: CurrentUser,

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::registry::{Counters, DeviceStream};
 use super::{CloseReason, device_offline, remote_control_disabled, session};
 use crate::http::{Error, Path, Result};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// How long the user's replica waits for the holder to connect the stream.
 const ROUTE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -26,7 +26,7 @@ use crate::auth::client_addr::ClientAddr;
 use crate::auth::{CurrentUser, Permission};
 use crate::devices;
 use crate::http::{Error, Path, Result};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The subprotocol selected for browser clients (noVNC offers it).
 const BINARY_PROTOCOL: &str = "binary";
@@ -45,13 +45,12 @@ const TUNNEL_LOSS_GRACE: Duration = Duration::from_millis(250);
     responses(
         (status = 101, description = "Switching protocols: the session is open"),
         (status = 409, description = "The scanner is offline (`device-offline`) or remote control is switched off \
-            on it (`remote-control-disabled`)", body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 426, description = "Not a WebSocket request (`websocket-required`)",
-            body = crate::http::Problem, content_type = "application/problem+json"),
+            on it (`remote-control-disabled`)"),
+        (status = 426, description = "Not a WebSocket request (`websocket-required`)"),
         (status = 502, description = "The scanner could not reach its remote-control service \
-            (`device-service-unreachable`)", body = crate::http::Problem, content_type = "application/problem+json"),
+            (`device-service-unreachable`)"),
         (status = 504, description = "The scanner's agent holds its tunnel but did not answer in time: frozen, \
-            overloaded or a stalled link (`scanner-not-answering`)", body = crate::http::Problem, content_type = "application/problem+json")))]
+            overloaded or a stalled link (`scanner-not-answering`)")))]
 pub async fn connect(
     State(state): State<AppState>,
     user: CurrentUser,

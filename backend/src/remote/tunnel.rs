@@ -15,7 +15,7 @@ use super::registry::{Opening, Registry};
 use crate::auth::AuthenticatedDevice;
 use crate::auth::client_addr::ClientAddr;
 use crate::http::Result;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// How the service speaks axum's messages to the tunnel adapter.
 pub fn codec() -> Codec<Message> {
@@ -42,10 +42,8 @@ const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
     security(("device_credential" = [])),
     responses(
         (status = 101, description = "Switching protocols: the tunnel is open"),
-        (status = 409, description = "Remote control is switched off on the scanner (`remote-control-disabled`)",
-            body = crate::http::Problem, content_type = "application/problem+json"),
-        (status = 426, description = "Not a WebSocket request (`websocket-required`)",
-            body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "Remote control is switched off on the scanner (`remote-control-disabled`)"),
+        (status = 426, description = "Not a WebSocket request (`websocket-required`)")))]
 pub async fn open(
     State(state): State<AppState>,
     device: AuthenticatedDevice,

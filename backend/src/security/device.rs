@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::queue::{self, Claimed, HostFinding, ScanKind, ScanResult};
 use crate::auth::AuthenticatedDevice;
 use crate::http::{Error, Json, Path, Query, Result};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -105,7 +105,7 @@ pub struct Heartbeat {
     request_body = Heartbeat,
     security(("device_credential" = [])),
     responses((status = 204, description = "Lease renewed"),
-        (status = 409, description = "The attempt was superseded", body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "The attempt was superseded")))]
 pub async fn heartbeat(
     State(state): State<AppState>,
     device: AuthenticatedDevice,
@@ -175,7 +175,7 @@ const MAX_HOSTS: usize = 4096;
     request_body = InternalScanReport,
     security(("device_credential" = [])),
     responses((status = 204, description = "Recorded"),
-        (status = 409, description = "The attempt was superseded", body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "The attempt was superseded")))]
 pub async fn report(
     State(state): State<AppState>,
     device: AuthenticatedDevice,

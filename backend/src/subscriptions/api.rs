@@ -13,7 +13,7 @@ use super::{Row, Subscription, SubscriptionStatus, subscription_columns};
 use crate::auth::{Caller, CurrentUser, Permission};
 use crate::http::page::bounded;
 use crate::http::{Error, Json, Page, PageParams, Path, Query, Result};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The workgroup's subscription: its status now, period, grace and scanners. Any member,
 /// the workgroup's API tokens and platform operators may see it.
@@ -62,8 +62,7 @@ pub async fn set(
     request_body = Renewal,
     security(("user_jwt" = [])),
     responses((status = 200, body = Subscription),
-        (status = 409, description = "The workgroup has no subscription to renew (`no-subscription`)",
-            body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "The workgroup has no subscription to renew (`no-subscription`)")))]
 pub async fn renew(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -80,8 +79,7 @@ pub async fn renew(
     params(("workgroup_id" = Uuid, Path)),
     security(("user_jwt" = [])),
     responses((status = 200, body = Subscription),
-        (status = 409, description = "The workgroup has no subscription to cancel (`no-subscription`)",
-            body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "The workgroup has no subscription to cancel (`no-subscription`)")))]
 pub async fn cancel(
     State(state): State<AppState>,
     user: CurrentUser,

@@ -138,7 +138,7 @@ pub struct Gate {
 
 impl Gate {
     /// The gate of the route being served, if it is a cloud feature's.
-    pub fn of(parts: &axum::http::request::Parts, state: &crate::startup::AppState) -> Option<Gate> {
+    pub fn of(parts: &axum::http::request::Parts, state: &crate::state::AppState) -> Option<Gate> {
         parts
             .extensions
             .get::<CloudFeature>()

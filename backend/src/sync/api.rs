@@ -13,7 +13,7 @@ use super::Author;
 use super::device::SnapshotParams;
 use crate::auth::{CurrentUser, Permission};
 use crate::http::{Error, Json, Path, Query, Result};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The site, if it is the workgroup's.
 async fn site_of(state: &AppState, workgroup_id: Uuid, site_id: Uuid) -> Result<()> {
@@ -83,8 +83,7 @@ async fn edit_list(
     request_body = ListEdit,
     security(("user_jwt" = [])),
     responses((status = 200, body = Outcome),
-        (status = 409, description = "The list changed or was deleted since `base_revision` (`sync-conflict`)",
-            body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "The list changed or was deleted since `base_revision` (`sync-conflict`)")))]
 pub async fn put_list(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -106,8 +105,7 @@ pub struct DeleteParams {
     params(("workgroup_id" = Uuid, Path), ("site_id" = Uuid, Path), ("list_id" = Uuid, Path), DeleteParams),
     security(("user_jwt" = [])),
     responses((status = 204),
-        (status = 409, description = "The list changed or was deleted since `base_revision` (`sync-conflict`)",
-            body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "The list changed or was deleted since `base_revision` (`sync-conflict`)")))]
 pub async fn delete_list(
     State(state): State<AppState>,
     user: CurrentUser,

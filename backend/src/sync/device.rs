@@ -13,7 +13,7 @@ use super::Author;
 use crate::auth::AuthenticatedDevice;
 use crate::http::page::bounded;
 use crate::http::{Error, Json, Path, Query, Result};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Long polls answer within this, under the request timeout.
 const MAX_WAIT_SECS: u64 = 25;
@@ -76,8 +76,7 @@ pub struct PullParams {
     params(("collection" = Collection, Path), PullParams),
     security(("device_credential" = [])),
     responses((status = 200, body = Changes),
-        (status = 409, description = "That sync is switched off on the scanner (`sync-disabled`)",
-            body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "That sync is switched off on the scanner (`sync-disabled`)")))]
 pub async fn pull(
     State(state): State<AppState>,
     device: AuthenticatedDevice,
@@ -111,8 +110,7 @@ pub async fn pull(
     request_body = Push,
     security(("device_credential" = [])),
     responses((status = 200, body = PushResult),
-        (status = 409, description = "That sync is switched off on the scanner (`sync-disabled`)",
-            body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "That sync is switched off on the scanner (`sync-disabled`)")))]
 pub async fn push(
     State(state): State<AppState>,
     device: AuthenticatedDevice,
@@ -155,8 +153,7 @@ pub struct SnapshotParams {
     params(("collection" = Collection, Path), SnapshotParams),
     security(("device_credential" = [])),
     responses((status = 200, body = Snapshot),
-        (status = 409, description = "That sync is switched off on the scanner (`sync-disabled`)",
-            body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "That sync is switched off on the scanner (`sync-disabled`)")))]
 pub async fn snapshot(
     State(state): State<AppState>,
     device: AuthenticatedDevice,

@@ -13,7 +13,7 @@ use crate::auth::login::Permissions;
 use crate::auth::{Caller, CurrentUser, Permission, password};
 use crate::http::fields::Name;
 use crate::http::{Error, Json, Page, PageParams, Path, Query, Result, ResultExt, Validator};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Member {
@@ -110,7 +110,7 @@ pub async fn list(
     request_body = NewMember,
     security(("user_jwt" = [])),
     responses((status = 201, body = Member),
-        (status = 409, description = "Already a member, or an existing account only an operator may add", body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "Already a member, or an existing account only an operator may add")))]
 pub async fn add(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -187,7 +187,7 @@ pub async fn get(
     request_body = MemberChanges,
     security(("user_jwt" = [])),
     responses((status = 200, body = Member),
-        (status = 409, description = "It would leave the workgroup without a manager", body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "It would leave the workgroup without a manager")))]
 pub async fn update(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -225,7 +225,7 @@ pub async fn update(
     params(("workgroup_id" = Uuid, Path), ("user_id" = Uuid, Path)),
     security(("user_jwt" = [])),
     responses((status = 204, description = "Removed"),
-        (status = 409, description = "It would leave the workgroup without a manager", body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "It would leave the workgroup without a manager")))]
 pub async fn remove(
     State(state): State<AppState>,
     user: CurrentUser,

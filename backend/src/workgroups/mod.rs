@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::auth::{Caller, CurrentUser, Permission};
 use crate::http::fields::Name;
 use crate::http::{Error, Json, Page, PageParams, Path, Query, Result, Validator};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::subscriptions::terms::{self, Actor, Change, SubscriptionFields};
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]

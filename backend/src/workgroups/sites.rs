@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::auth::{Caller, CurrentUser, Permission};
 use crate::http::fields::Name;
 use crate::http::{Error, Json, Page, PageParams, Path, Query, Result, ResultExt, Validator};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Site {
@@ -127,7 +127,7 @@ pub async fn list(
     request_body = NewSite,
     security(("user_jwt" = [])),
     responses((status = 201, body = Site),
-        (status = 409, description = "A site of that name exists", body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "A site of that name exists")))]
 pub async fn create(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -179,7 +179,7 @@ pub async fn get(
     request_body = SiteChanges,
     security(("user_jwt" = [])),
     responses((status = 200, body = Site),
-        (status = 409, description = "A site of that name exists", body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "A site of that name exists")))]
 pub async fn update(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -208,7 +208,7 @@ pub async fn update(
     params(("workgroup_id" = Uuid, Path), ("site_id" = Uuid, Path)),
     security(("user_jwt" = [])),
     responses((status = 204, description = "Deleted"),
-        (status = 409, description = "Devices or measurements are still on the site", body = crate::http::Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "Devices or measurements are still on the site")))]
 pub async fn delete(
     State(state): State<AppState>,
     user: CurrentUser,

@@ -3508,6 +3508,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Invalid fields; see `errors` */
             422: {
                 headers: {
                     [name: string]: unknown;
@@ -3654,6 +3655,7 @@ export interface operations {
                     "application/json": components["schemas"]["Me"];
                 };
             };
+            /** @description Missing, invalid, expired or revoked credential */
             401: {
                 headers: {
                     [name: string]: unknown;
@@ -3742,6 +3744,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Missing, invalid, expired or revoked credential */
             401: {
                 headers: {
                     [name: string]: unknown;
