@@ -3,15 +3,32 @@
 //! [`TestApp::spawn`] creates a database of its own (so tests run in parallel), runs the
 //! migrations, serves the application on a free loopback port and offers typed helpers for
 //! what tests keep doing: signing in, creating workgroups, provisioning devices.
+//!
+//! What is where:
+//! - this file: [`TestApp`] — the service under test, its lifecycle (restart, replicas) and
+//!   the requests tests send it;
+//! - `tenant`: what tests set up through the API first (operators, members, devices,
+//!   subscriptions, a whole [`Tenant`]);
+//! - `expect`: assertions on answers, each body held to the OpenAPI document (`contract`);
+//! - `resources`: each test's own database and broker vhost, and their removal;
+//! - `broker`, `proxy`, `remote`, `tls`, `logs`: RabbitMQ's management API, a TCP proxy for
+//!   staged outages, remote-control sessions, test certificates, captured logs;
+//! - `bench`: what the benchmark binary (`src/bin/bench`) shares.
 
 pub mod bench;
+pub mod broker;
 pub mod contract;
+mod expect;
 pub mod logs;
+mod proxy;
+pub mod remote;
+mod resources;
+mod tenant;
 pub mod tls;
 
 use std::time::Duration;
 
-use myscanner::config::{Config, Secret};
+use myscanner::config::Config;
 use myscanner::startup::Application;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
@@ -19,122 +36,13 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// Where tests may create databases: a role with CREATEDB (set by `deploy/scripts/test.sh`).
-pub fn admin_database_url() -> String {
-    std::env::var("MYSCANNER_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://myscanner:myscanner@127.0.0.1:5432/postgres".to_owned())
-}
+pub use expect::{expect_json, expect_problem, uuid};
+pub use proxy::TcpProxy;
+pub use resources::{Cleanup, admin_database_url, connect, create_database, remove_test_resources, test_config};
+pub use tenant::{PASSWORD, Tenant};
 
-/// A pool on `url`, connected the way the service connects (a local database without TLS
-/// unless the URL asks for it).
-pub async fn connect(url: &str) -> PgPool {
-    PgPool::connect_with(myscanner::db::connect_options(url).expect("a PostgreSQL URL"))
-        .await
-        .unwrap_or_else(|e| panic!("connect to PostgreSQL: {e}"))
-}
-
-/// A fresh, empty database named `myscanner_test_<random>`; returns its URL.
-pub async fn create_database() -> String {
-    let admin_url = admin_database_url();
-    let admin = connect(&admin_url).await;
-    let name = format!("myscanner_test_{}", Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .expect("create test database");
-    admin.close().await;
-    let (base, _) = admin_url.rsplit_once('/').expect("a database URL ends in /<database>");
-    format!("{base}/{name}")
-}
-
-/// The configuration tests run with: a fresh database and broker vhost, port 0, device
-/// broker users under a prefix of their own.
-pub async fn test_config() -> Config {
-    let mut config = Config::default();
-    let id = Uuid::new_v4().simple().to_string();
-    config.database.url = Secret::new(create_database().await);
-    config.database.max_connections = 5;
-    config.server.listen = "127.0.0.1:0".parse().unwrap();
-    config.auth.jwt_secret = Secret::new(format!("test-secret-{id}"));
-    let vhost = format!("myscanner_test_{id}");
-    broker::create_vhost(&vhost).await;
-    config.broker.url = Secret::new(format!("amqp://guest:guest@127.0.0.1:5672/{vhost}"));
-    config.broker.device_url = format!("amqp://127.0.0.1:5672/{vhost}");
-    config.broker.device_user_prefix = format!("test-{}-", &id[..8]);
-    config
-}
-
-/// What tests do to RabbitMQ directly, through its management API (guest on loopback).
-pub mod broker {
-    use serde_json::{Value, json};
-
-    const API: &str = "http://127.0.0.1:15672/api";
-
-    fn client() -> reqwest::Client {
-        reqwest::Client::new()
-    }
-
-    pub async fn create_vhost(vhost: &str) {
-        let put = |path: String, body: Value| {
-            client().put(format!("{API}{path}")).basic_auth("guest", Some("guest")).json(&body).send()
-        };
-        let response = put(format!("/vhosts/{vhost}"), json!({})).await.expect("RabbitMQ management API (port 15672)");
-        assert!(response.status().is_success(), "create vhost: {}", response.status());
-        let response =
-            put(format!("/permissions/{vhost}/guest"), json!({"configure": ".*", "write": ".*", "read": ".*"}))
-                .await
-                .unwrap();
-        assert!(response.status().is_success());
-    }
-
-    /// Deletes the vhost (and everything in it) and the device users under `user_prefix`.
-    pub async fn delete(vhost: &str, user_prefix: &str) {
-        let api = |method: reqwest::Method, path: String| {
-            client().request(method, format!("{API}{path}")).basic_auth("guest", Some("guest")).send()
-        };
-        let _ = api(reqwest::Method::DELETE, format!("/vhosts/{vhost}")).await;
-        if let Ok(response) = api(reqwest::Method::GET, "/users?columns=name".into()).await {
-            let users: Vec<Value> = response.json().await.unwrap_or_default();
-            for name in users.iter().filter_map(|u| u["name"].as_str()).filter(|n| n.starts_with(user_prefix)) {
-                let _ = api(reqwest::Method::DELETE, format!("/users/{name}")).await;
-            }
-        }
-    }
-
-    /// Closes every connection of the vhost whose client-given name is `name` (as the
-    /// broker would on a network failure).
-    pub async fn kill_connections(vhost: &str, name: &str) -> usize {
-        let connections = get_json(&format!("/vhosts/{vhost}/connections")).await;
-        let mut killed = 0;
-        for connection in
-            connections.as_array().into_iter().flatten().filter(|c| c["client_properties"]["connection_name"] == name)
-        {
-            let id = myscanner::broker::management::encode(connection["name"].as_str().unwrap());
-            client().delete(format!("{API}/connections/{id}")).basic_auth("guest", Some("guest")).send().await.unwrap();
-            killed += 1;
-        }
-        killed
-    }
-
-    /// Deletes a queue of the vhost, as an operator might by mistake.
-    pub async fn delete_queue(vhost: &str, queue: &str) {
-        let path = format!("{API}/queues/{vhost}/{}", myscanner::broker::management::encode(queue));
-        let response = client().delete(path).basic_auth("guest", Some("guest")).send().await.unwrap();
-        assert!(response.status().is_success(), "delete queue: {}", response.status());
-    }
-
-    /// Messages waiting in a queue of the vhost.
-    pub async fn queue_depth(vhost: &str, queue: &str) -> u64 {
-        let info = get_json(&format!("/queues/{vhost}/{}", myscanner::broker::management::encode(queue))).await;
-        info["messages"].as_u64().unwrap_or(0)
-    }
-
-    async fn get_json(path: &str) -> Value {
-        let response = client().get(format!("{API}{path}")).basic_auth("guest", Some("guest")).send().await.unwrap();
-        response.json().await.unwrap()
-    }
-}
-
+/// The service under test, in this process, on a database and broker vhost of its own; they
+/// are removed when it is dropped.
 pub struct TestApp {
     /// Stays the same across [`TestApp::restart`]; `https://` when the service serves TLS.
     pub base_url: String,
@@ -159,36 +67,6 @@ impl Drop for TestApp {
     }
 }
 
-/// Removes what [`test_config`] made when dropped (see [`remove_test_resources`]).
-pub struct Cleanup(pub Config);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        remove_test_resources(&self.0);
-    }
-}
-
-/// Drops what [`test_config`] made for a test or benchmark: its broker vhost, device users
-/// and database. Blocks, on a thread of its own: the caller's runtime may be shutting down.
-pub fn remove_test_resources(config: &Config) {
-    let vhost = config.broker.url.expose().rsplit('/').next().unwrap().to_owned();
-    let prefix = config.broker.device_user_prefix.clone();
-    let database = config.database.url.expose().rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
-    let _ = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(async {
-            broker::delete(&vhost, &prefix).await;
-            if let Ok(admin) =
-                PgPool::connect_with(myscanner::db::connect_options(&admin_database_url()).unwrap()).await
-            {
-                let drop = format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)");
-                let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&admin).await;
-            }
-        });
-    })
-    .join();
-}
-
 /// Another instance of the service on a [`TestApp`]'s database; stopped on drop.
 pub struct Replica {
     pub base_url: String,
@@ -210,24 +88,6 @@ impl Drop for Replica {
         self.shutdown.cancel();
     }
 }
-
-/// A workgroup set up through the API, with one site, one device and an admin.
-#[derive(Debug, Clone)]
-pub struct Tenant {
-    pub workgroup_id: Uuid,
-    pub site_id: Uuid,
-    pub device_id: Uuid,
-    /// The device's bearer credential.
-    pub device_credential: String,
-    /// A member with every permission, signed in.
-    pub admin_token: String,
-    pub admin_id: Uuid,
-    /// A read-only API token of the workgroup.
-    pub api_token: String,
-    pub api_token_id: Uuid,
-}
-
-pub const PASSWORD: &str = "correct horse battery staple";
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
@@ -420,22 +280,19 @@ impl TestApp {
         response.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
     }
 
+    /// Who `bearer` signs in as (`GET /api/v1/me`, which must answer 200).
+    pub async fn me(&self, bearer: &str) -> Value {
+        expect_json(self.get("/api/v1/me", bearer).await, StatusCode::OK).await
+    }
+
+    /// `PUT /api/v1/me/password` as the holder of `bearer`.
+    pub async fn change_password(&self, bearer: &str, current: &str, new: &str) -> Response {
+        self.put("/api/v1/me/password", bearer, json!({"current_password": current, "new_password": new})).await
+    }
+
     /// The configuration of an agent for a provisioned device, with an outbox in `dir`.
     pub fn agent_config(&self, credential: &str, dir: &std::path::Path) -> myscanner_agent::config::DeviceConfig {
-        myscanner_agent::config::DeviceConfig {
-            credential: credential.to_owned(),
-            api_url: self.base_url.clone(),
-            outbox_dir: Some(dir.to_path_buf()),
-            ca_file: None,
-            allow_insecure: false,
-            settings: myscanner_agent::api::Settings::default(),
-            internal_scan_allowed: vec![],
-            remote_control_target: myscanner_agent::tunnel::DEFAULT_TARGET.parse().unwrap(),
-            sync_dir: None,
-            serial: None,
-            device_id: None,
-            cloud_recheck_secs: 600,
-        }
+        agent_config(&self.base_url, credential, dir)
     }
 
     /// Stores measurements the way the ingest consumer does (same validation and batch
@@ -465,106 +322,24 @@ impl TestApp {
             .await
             .unwrap()
     }
+}
 
-    /// A platform operator, signed in.
-    pub async fn operator(&self) -> String {
-        self.operator_named(&format!("operator-{}@example.com", Uuid::new_v4().simple()), "Operator").await
-    }
-
-    /// A platform operator with this e-mail and name (password [`PASSWORD`]), signed in.
-    pub async fn operator_named(&self, email: &str, name: &str) -> String {
-        myscanner::admin::create_operator(
-            &self.db,
-            email,
-            name,
-            Some(PASSWORD.into()),
-            myscanner::admin::Existing::Refuse,
-        )
-        .await
-        .unwrap();
-        self.login(email, PASSWORD).await
-    }
-
-    /// Adds a new person to a workgroup with `permissions` and returns their id and token.
-    pub async fn member(&self, manager_token: &str, workgroup_id: Uuid, permissions: &[&str]) -> (Uuid, String) {
-        let email = format!("user-{}@example.com", Uuid::new_v4().simple());
-        let response = self
-            .post(
-                &format!("/api/v1/workgroups/{workgroup_id}/members"),
-                manager_token,
-                json!({"email": email, "name": "Test User", "password": PASSWORD, "permissions": permissions}),
-            )
-            .await;
-        let member = expect_json(response, StatusCode::CREATED).await;
-        (uuid(&member["user_id"]), self.login(&email, PASSWORD).await)
-    }
-
-    /// Provisions a device into a site (as an operator) and returns its id and credential.
-    pub async fn provision(&self, operator: &str, workgroup_id: Uuid, site_id: Uuid, kind: &str) -> (Uuid, String) {
-        let serial = format!("T-{}", &Uuid::new_v4().simple().to_string()[..12]);
-        let response = self
-            .post(
-                &format!("/api/v1/workgroups/{workgroup_id}/devices"),
-                operator,
-                json!({"site_id": site_id, "kind": kind, "serial": serial, "name": "Test scanner"}),
-            )
-            .await;
-        let provisioned = expect_json(response, StatusCode::CREATED).await;
-        (uuid(&provisioned["device"]["id"]), provisioned["credential"]["secret"].as_str().unwrap().to_owned())
-    }
-
-    /// Gives the workgroup (as an operator) a subscription for `scanners` scanners, from
-    /// now for a year by the service's clock; returns it.
-    pub async fn subscribe(&self, operator: &str, workgroup_id: Uuid, scanners: i32) -> Value {
-        let body = json!({
-            "plan": "Fleet",
-            "scanners": scanners,
-            "period_start": self.clock.now(),
-            "period_end": self.clock.now() + chrono::Duration::days(365),
-        });
-        let response = self.put(&format!("/api/v1/workgroups/{workgroup_id}/subscription"), operator, body).await;
-        assert!(response.status().is_success(), "subscribe: {}", response.status());
-        response.json().await.unwrap()
-    }
-
-    /// A complete workgroup, set up through the API the way an operator and its admin would,
-    /// with a year's subscription for ten scanners.
-    pub async fn tenant(&self, operator: &str, name: &str) -> Tenant {
-        let workgroup =
-            expect_json(self.post("/api/v1/workgroups", operator, json!({"name": name})).await, StatusCode::CREATED)
-                .await;
-        let workgroup_id = uuid(&workgroup["id"]);
-        self.subscribe(operator, workgroup_id, 10).await;
-        let (admin_id, admin_token) =
-            self.member(operator, workgroup_id, &["view_data", "control_devices", "manage_workgroup"]).await;
-        let site = expect_json(
-            self.post(
-                &format!("/api/v1/workgroups/{workgroup_id}/sites"),
-                &admin_token,
-                json!({"name": format!("{name} site"), "time_zone": "Europe/London"}),
-            )
-            .await,
-            StatusCode::CREATED,
-        )
-        .await;
-        let site_id = uuid(&site["id"]);
-        let (device_id, device_credential) = self.provision(operator, workgroup_id, site_id, "lvs").await;
-        let token = expect_json(
-            self.post(&format!("/api/v1/workgroups/{workgroup_id}/api-tokens"), &admin_token, json!({"name": "ERP"}))
-                .await,
-            StatusCode::CREATED,
-        )
-        .await;
-        Tenant {
-            workgroup_id,
-            site_id,
-            device_id,
-            device_credential,
-            admin_token,
-            admin_id,
-            api_token: token["secret"].as_str().unwrap().to_owned(),
-            api_token_id: uuid(&token["id"]),
-        }
+/// The configuration of an agent for the device with `credential`, reaching the service at
+/// `api_url`, with an outbox in `dir`: every setting off, nothing pinned, nothing scanned.
+pub fn agent_config(api_url: &str, credential: &str, dir: &std::path::Path) -> myscanner_agent::config::DeviceConfig {
+    myscanner_agent::config::DeviceConfig {
+        credential: credential.to_owned(),
+        api_url: api_url.to_owned(),
+        outbox_dir: Some(dir.to_path_buf()),
+        ca_file: None,
+        allow_insecure: false,
+        settings: myscanner_agent::api::Settings::default(),
+        internal_scan_allowed: vec![],
+        remote_control_target: myscanner_agent::tunnel::DEFAULT_TARGET.parse().unwrap(),
+        sync_dir: None,
+        serial: None,
+        device_id: None,
+        cloud_recheck_secs: 600,
     }
 }
 
@@ -591,208 +366,5 @@ where
     while !condition().await {
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A TCP proxy on loopback the test controls: `cut` drops every connection through it and
-/// refuses new ones until `restore` — a database or broker outage on demand; `freeze` holds
-/// every connection open but passes no byte until `thaw` — a process stopped (SIGSTOP).
-pub struct TcpProxy {
-    pub addr: std::net::SocketAddr,
-    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    generation: tokio::sync::watch::Sender<u64>,
-    frozen: tokio::sync::watch::Sender<bool>,
-}
-
-/// Copies `from` to `to`, holding each read back while the proxy is frozen.
-async fn pump(
-    mut from: impl tokio::io::AsyncRead + Unpin,
-    mut to: impl tokio::io::AsyncWrite + Unpin,
-    mut frozen: tokio::sync::watch::Receiver<bool>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut buffer = vec![0u8; 64 * 1024];
-    while let Ok(n @ 1..) = from.read(&mut buffer).await {
-        if frozen.wait_for(|frozen| !frozen).await.is_err() || to.write_all(&buffer[..n]).await.is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown().await;
-}
-
-impl TcpProxy {
-    pub async fn start(target: std::net::SocketAddr) -> TcpProxy {
-        use std::sync::atomic::Ordering;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let (generation, _) = tokio::sync::watch::channel(0u64);
-        let (frozen, _) = tokio::sync::watch::channel(false);
-        let (accept_up, accept_generation, accept_frozen) = (up.clone(), generation.clone(), frozen.clone());
-        tokio::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
-                if !accept_up.load(Ordering::SeqCst) {
-                    continue; // dropped: connection refused, in effect
-                }
-                let mut cut = accept_generation.subscribe();
-                let frozen = accept_frozen.subscribe();
-                tokio::spawn(async move {
-                    let Ok(outbound) = tokio::net::TcpStream::connect(target).await else { return };
-                    let ((in_rx, in_tx), (out_rx, out_tx)) = (inbound.into_split(), outbound.into_split());
-                    tokio::select! {
-                        _ = async { tokio::join!(pump(in_rx, out_tx, frozen.clone()), pump(out_rx, in_tx, frozen)) } => {}
-                        _ = cut.changed() => {}
-                    }
-                });
-            }
-        });
-        TcpProxy { addr, up, generation, frozen }
-    }
-
-    pub fn freeze(&self) {
-        self.frozen.send_replace(true);
-    }
-
-    pub fn thaw(&self) {
-        self.frozen.send_replace(false);
-    }
-
-    pub fn cut(&self) {
-        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
-        self.generation.send_modify(|g| *g += 1);
-    }
-
-    pub fn restore(&self) {
-        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-pub fn uuid(value: &Value) -> Uuid {
-    value.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("not a UUID: {value}"))
-}
-
-/// Asserts the status and returns the JSON body, which must be what the published OpenAPI
-/// document says this path answers with this status ([`contract::check`]).
-pub async fn expect_json(response: Response, status: StatusCode) -> Value {
-    let actual = response.status();
-    let path = response.url().path().to_owned();
-    let json =
-        response.headers().get("content-type").is_some_and(|ct| ct.to_str().unwrap_or_default().contains("json"));
-    let body = response.text().await.unwrap();
-    assert_eq!(actual, status, "unexpected status; body: {body}");
-    let value = serde_json::from_str(&body).unwrap_or(Value::Null);
-    if json {
-        contract::check(&path, status.as_u16(), &value);
-    }
-    value
-}
-
-/// Asserts a problem+json answer with this status and problem code; returns the problem.
-pub async fn expect_problem(response: Response, status: StatusCode, code: &str) -> Value {
-    let content_type = response.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
-    let problem = expect_json(response, status).await;
-    assert_eq!(content_type.as_deref(), Some("application/problem+json"), "{problem}");
-    assert_eq!(problem["type"], format!("urn:myscanner:problem:{code}"), "{problem}");
-    assert_eq!(problem["status"], status.as_u16(), "{problem}");
-    problem
-}
-
-/// Remote control from the user's side, and what sits behind a scanner.
-pub mod remote {
-    use std::net::SocketAddr;
-
-    use futures_util::{SinkExt, StreamExt};
-    use myscanner_protocol::tunnel::{self, ConnectError};
-    use reqwest::StatusCode;
-    use serde_json::Value;
-    use tokio_tungstenite::tungstenite::Message;
-    use uuid::Uuid;
-
-    pub type Session = tunnel::ClientSocket;
-
-    /// A TCP echo server on loopback: the scanner's "VNC" in tests.
-    pub async fn echo_server() -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let (mut rx, mut tx) = socket.split();
-                    let _ = tokio::io::copy(&mut rx, &mut tx).await;
-                });
-            }
-        });
-        addr
-    }
-
-    pub fn session_url(base_url: &str, workgroup_id: Uuid, device_id: Uuid) -> String {
-        tunnel::websocket_url(base_url, &format!("/api/v1/workgroups/{workgroup_id}/devices/{device_id}/remote"))
-    }
-
-    /// Opens a session; a refusal comes back as its status and problem document.
-    pub async fn open(
-        url: &str,
-        token: &str,
-        tls: &std::sync::Arc<rustls::ClientConfig>,
-    ) -> Result<Session, (StatusCode, Value)> {
-        match tunnel::connect(url, token, tls).await {
-            Ok(ws) => Ok(ws),
-            Err(ConnectError::Refused { status, body }) => {
-                Err((StatusCode::from_u16(status).unwrap(), serde_json::from_slice(&body).unwrap_or_default()))
-            }
-            Err(error) => panic!("session to {url}: {error}"),
-        }
-    }
-
-    /// Sends `payload` through the session in binary messages while reading the echo back;
-    /// returns what came back.
-    pub async fn echo(session: &mut Session, payload: &[u8]) -> Vec<u8> {
-        let (mut tx, mut rx) = session.split();
-        let send = async {
-            for chunk in payload.chunks(64 * 1024) {
-                tx.send(Message::Binary(chunk.to_vec().into())).await.unwrap();
-            }
-        };
-        let receive = async {
-            let mut back = Vec::with_capacity(payload.len());
-            while back.len() < payload.len() {
-                match rx.next().await {
-                    Some(Ok(Message::Binary(data))) => back.extend_from_slice(&data),
-                    Some(Ok(Message::Close(frame))) => panic!("session closed mid-transfer: {frame:?}"),
-                    Some(Ok(_)) => {}
-                    other => panic!("session failed mid-transfer: {other:?}"),
-                }
-            }
-            back
-        };
-        let ((), back) = tokio::join!(send, receive);
-        back
-    }
-
-    /// A VNC client's first bytes through `myscanner remote`'s port forwarder (to `target`),
-    /// and their echo back.
-    pub async fn through_forwarder(target: myscanner::remote::forward::Target) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let forwarded = listener.local_addr().unwrap();
-        let forwarder = tokio::spawn(myscanner::remote::forward::serve(listener, target));
-        let mut vnc = tokio::net::TcpStream::connect(forwarded).await.unwrap();
-        vnc.write_all(b"RFB 003.008\n").await.unwrap();
-        let mut back = [0u8; 12];
-        vnc.read_exact(&mut back).await.unwrap();
-        assert_eq!(&back, b"RFB 003.008\n");
-        drop(vnc);
-        forwarder.abort();
-    }
-
-    /// Waits for the session's close frame and returns its reason.
-    pub async fn close_reason(session: &mut Session) -> String {
-        loop {
-            match session.next().await {
-                Some(Ok(Message::Close(frame))) => return frame.map(|f| f.reason.to_string()).unwrap_or_default(),
-                Some(Ok(_)) => {}
-                other => panic!("the session ended without a close frame: {other:?}"),
-            }
-        }
     }
 }

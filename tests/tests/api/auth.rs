@@ -16,13 +16,12 @@ async fn login_gives_a_token_for_me() {
     let app = TestApp::spawn().await;
     let operator = app.operator().await;
     let tenant = app.tenant(&operator, "Acme").await;
-    let me = expect_json(app.get("/api/v1/me", &tenant.admin_token).await, StatusCode::OK).await;
+    let me = app.me(&tenant.admin_token).await;
     assert_eq!(me["id"], tenant.admin_id.to_string());
     assert_eq!(me["is_operator"], false);
     assert_eq!(me["memberships"][0]["workgroup_id"], tenant.workgroup_id.to_string());
     assert_eq!(me["memberships"][0]["permissions"], json!(["view_data", "control_devices", "manage_workgroup"]));
-    let me = expect_json(app.get("/api/v1/me", &operator).await, StatusCode::OK).await;
-    assert_eq!(me["is_operator"], true);
+    assert_eq!(app.me(&operator).await["is_operator"], true);
 }
 
 #[tokio::test]
@@ -30,7 +29,7 @@ async fn wrong_password_and_unknown_account_fail_alike() {
     let app = TestApp::spawn().await;
     let operator = app.operator().await;
     let tenant = app.tenant(&operator, "Acme").await;
-    let me = expect_json(app.get("/api/v1/me", &tenant.admin_token).await, StatusCode::OK).await;
+    let me = app.me(&tenant.admin_token).await;
     let email = me["email"].as_str().unwrap();
 
     let wrong = expect_problem(
@@ -50,24 +49,29 @@ async fn wrong_password_and_unknown_account_fail_alike() {
     app.login(&email.to_uppercase(), PASSWORD).await;
 }
 
+/// The claims of a session token of `user` as the service issues them, with `overrides`.
+fn claims(app: &TestApp, user: uuid::Uuid, overrides: Value) -> Value {
+    let (auth, now) = (&app.config.auth, chrono::Utc::now().timestamp());
+    let mut claims =
+        json!({"sub": user, "iss": auth.jwt_issuer, "aud": auth.jwt_audience, "iat": now, "exp": now + 600});
+    for (k, v) in overrides.as_object().unwrap() {
+        claims[k] = v.clone();
+    }
+    claims
+}
+
+fn sign(alg: Algorithm, key: &[u8], claims: &Value) -> String {
+    jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(key)).unwrap()
+}
+
 #[tokio::test]
 async fn forged_expired_and_foreign_tokens_are_refused() {
     let app = TestApp::spawn().await;
     let operator = app.operator().await;
     let tenant = app.tenant(&operator, "Acme").await;
-    let auth = &app.config.auth;
-    let secret = auth.jwt_secret.expose().as_bytes();
+    let secret = app.config.auth.jwt_secret.expose().as_bytes();
     let now = chrono::Utc::now().timestamp();
-    let claims = |overrides: Value| {
-        let mut claims = json!({"sub": tenant.admin_id, "iss": auth.jwt_issuer, "aud": auth.jwt_audience, "iat": now, "exp": now + 600});
-        for (k, v) in overrides.as_object().unwrap() {
-            claims[k] = v.clone();
-        }
-        claims
-    };
-    let sign = |alg: Algorithm, key: &[u8], claims: &Value| {
-        jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(key)).unwrap()
-    };
+    let claims = |overrides: Value| claims(&app, tenant.admin_id, overrides);
 
     let good = sign(Algorithm::HS256, secret, &claims(json!({})));
     assert_eq!(me_status(&app, &good).await, StatusCode::OK, "the control token works");
@@ -103,14 +107,26 @@ async fn forged_expired_and_foreign_tokens_are_refused() {
         assert_eq!(response.headers()["www-authenticate"], "Bearer", "{what}");
         expect_problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
     }
+}
 
-    // No credential, or not a bearer one, is never anonymous access.
+/// No credential, or not a bearer one, is never anonymous access.
+#[tokio::test]
+async fn requests_without_a_bearer_token_are_refused() {
+    let app = TestApp::spawn().await;
     let anonymous = app.client.get(app.url("/api/v1/me")).send().await.unwrap();
     expect_problem(anonymous, StatusCode::UNAUTHORIZED, "unauthorized").await;
     let basic = app.client.get(app.url("/api/v1/me")).header("authorization", "Basic YTpi").send().await.unwrap();
     expect_problem(basic, StatusCode::UNAUTHORIZED, "unauthorized").await;
+}
 
-    // A token of an account that no longer exists.
+#[tokio::test]
+async fn a_token_of_an_account_that_no_longer_exists_is_refused() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let tenant = app.tenant(&operator, "Acme").await;
+    let secret = app.config.auth.jwt_secret.expose().as_bytes();
+    let good = sign(Algorithm::HS256, secret, &claims(&app, tenant.admin_id, json!({})));
+    assert_eq!(me_status(&app, &good).await, StatusCode::OK);
     sqlx::query("DELETE FROM users WHERE id = $1").bind(tenant.admin_id).execute(&app.db).await.unwrap();
     myscanner_tests::past_remembered_callers().await;
     assert_eq!(me_status(&app, &good).await, StatusCode::UNAUTHORIZED);
@@ -132,14 +148,8 @@ async fn throttled(per_account: i32, per_address: i32) -> (TestApp, myscanner_te
 async fn failed_logins_lock_the_account() {
     let (app, tenant) = throttled(3, 100).await;
     let (_, other_token) = app.member(&tenant.admin_token, tenant.workgroup_id, &[]).await;
-    let email = expect_json(app.get("/api/v1/me", &tenant.admin_token).await, StatusCode::OK).await["email"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let other = expect_json(app.get("/api/v1/me", &other_token).await, StatusCode::OK).await["email"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let email = app.me(&tenant.admin_token).await["email"].as_str().unwrap().to_owned();
+    let other = app.me(&other_token).await["email"].as_str().unwrap().to_owned();
 
     // Two failures, then a success, clear the count.
     for _ in 0..2 {
@@ -161,10 +171,7 @@ async fn failed_logins_lock_the_account() {
 #[tokio::test]
 async fn failed_logins_lock_the_client_address() {
     let (app, tenant) = throttled(100, 4).await;
-    let email = expect_json(app.get("/api/v1/me", &tenant.admin_token).await, StatusCode::OK).await["email"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let email = app.me(&tenant.admin_token).await["email"].as_str().unwrap().to_owned();
     // Guessing across many accounts from one address.
     for i in 0..4 {
         let response = app.login_response(&format!("guess{i}@example.com"), "wrong password!!").await;
@@ -180,30 +187,23 @@ async fn users_change_their_password() {
     let app = TestApp::spawn().await;
     let operator = app.operator().await;
     let tenant = app.tenant(&operator, "Acme").await;
-    let email = expect_json(app.get("/api/v1/me", &tenant.admin_token).await, StatusCode::OK).await["email"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let change = |current: &str, new: &str| {
-        app.request(reqwest::Method::PUT, "/api/v1/me/password", Some(&tenant.admin_token))
-            .json(&json!({"current_password": current, "new_password": new}))
-            .send()
-    };
-    let wrong = change("not my password", "a brand new password").await.unwrap();
+    let email = app.me(&tenant.admin_token).await["email"].as_str().unwrap().to_owned();
+    let change = |current, new| app.change_password(&tenant.admin_token, current, new);
+    let wrong = change("not my password", "a brand new password").await;
     let problem = expect_problem(wrong, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
     assert_eq!(problem["errors"][0]["field"], "current_password");
-    let short = change(PASSWORD, "short").await.unwrap();
+    let short = change(PASSWORD, "short").await;
     let problem = expect_problem(short, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
     assert_eq!(problem["errors"][0]["field"], "new_password");
 
     // The change answers with a new session; every earlier one has ended.
     let other_session = app.login(&email, PASSWORD).await;
-    let changed = expect_json(change(PASSWORD, "a brand new password").await.unwrap(), StatusCode::OK).await;
+    let changed = expect_json(change(PASSWORD, "a brand new password").await, StatusCode::OK).await;
     let fresh = changed["access_token"].as_str().unwrap();
     for old in [&tenant.admin_token, &other_session] {
         expect_problem(app.get("/api/v1/me", old).await, StatusCode::UNAUTHORIZED, "unauthorized").await;
     }
-    expect_json(app.get("/api/v1/me", fresh).await, StatusCode::OK).await;
+    app.me(fresh).await;
     assert_eq!(app.login_response(&email, PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
     app.login(&email, "a brand new password").await;
     let stored: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
@@ -249,16 +249,11 @@ async fn every_spelling_of_an_account_and_every_concurrent_guess_share_one_budge
 #[tokio::test]
 async fn guesses_at_the_current_password_are_throttled_like_sign_ins() {
     let (app, tenant) = throttled(3, 1000).await;
-    let change = |current: &str| {
-        app.request(reqwest::Method::PUT, "/api/v1/me/password", Some(&tenant.admin_token))
-            .json(&json!({"current_password": current, "new_password": "a brand new password"}))
-            .send()
-    };
+    let change = |current| app.change_password(&tenant.admin_token, current, "a brand new password");
     for _ in 0..3 {
-        expect_problem(change("a wrong guess").await.unwrap(), StatusCode::UNPROCESSABLE_ENTITY, "validation-failed")
-            .await;
+        expect_problem(change("a wrong guess").await, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
     }
-    let locked = change(PASSWORD).await.unwrap();
+    let locked = change(PASSWORD).await;
     assert!(locked.headers().contains_key("retry-after"));
     expect_problem(locked, StatusCode::TOO_MANY_REQUESTS, "too-many-requests").await;
 }
@@ -312,9 +307,8 @@ async fn revocations_reach_every_replica_within_a_second() {
     assert_eq!(app.delete(&tokens, &t.admin_token).await.status(), StatusCode::NO_CONTENT);
     let removed = app.delete(&format!("{workgroup}/members/{member}"), &t.admin_token).await;
     assert_eq!(removed.status(), StatusCode::NO_CONTENT);
-    let change = json!({"current_password": myscanner_tests::PASSWORD, "new_password": "a brand new password"});
-    let changed = app.request(reqwest::Method::PUT, "/api/v1/me/password", Some(&t.admin_token)).json(&change);
-    assert_eq!(changed.send().await.unwrap().status(), StatusCode::OK);
+    let changed = app.change_password(&t.admin_token, PASSWORD, "a brand new password").await;
+    assert_eq!(changed.status(), StatusCode::OK);
 
     // At once where the change was made...
     assert_eq!(on(&app.base_url, &workgroup, &t.api_token).await.unwrap().status(), StatusCode::UNAUTHORIZED);

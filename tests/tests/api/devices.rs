@@ -31,7 +31,7 @@ async fn a_provisioned_device_reports_its_settings() {
     assert_eq!(me["settings"]["measurement_transfer"], false, "everything is off until the device reports");
 
     expect_json(report(&app, &a.device_credential).send().await.unwrap(), StatusCode::OK).await;
-    let path = format!("/api/v1/workgroups/{}/devices/{}", a.workgroup_id, a.device_id);
+    let path = a.path(&format!("/devices/{}", a.device_id));
     let device = expect_json(app.get(&path, &a.admin_token).await, StatusCode::OK).await;
     assert_eq!(
         device["settings"],
@@ -57,7 +57,7 @@ async fn rotating_and_revoking_device_credentials() {
     let app = TestApp::spawn().await;
     let operator = app.operator().await;
     let a = app.tenant(&operator, "Acme").await;
-    let base = format!("/api/v1/workgroups/{}/devices/{}/credentials", a.workgroup_id, a.device_id);
+    let base = a.path(&format!("/devices/{}/credentials", a.device_id));
 
     let rotated =
         expect_json(app.post(&format!("{base}/rotate"), &a.admin_token, json!({})).await, StatusCode::CREATED).await;
@@ -93,7 +93,7 @@ async fn provisioning_rules() {
     let operator = app.operator().await;
     let a = app.tenant(&operator, "Acme").await;
     let b = app.tenant(&operator, "Bolt").await;
-    let devices = format!("/api/v1/workgroups/{}/devices", a.workgroup_id);
+    let devices = a.path("/devices");
     let serial = expect_json(app.get(&format!("{devices}/{}", a.device_id), &a.admin_token).await, StatusCode::OK)
         .await["serial"]
         .clone();
@@ -120,12 +120,7 @@ async fn provisioning_rules() {
 
     // Rename and move within the workgroup; never into another one.
     let second_site = expect_json(
-        app.post(
-            &format!("/api/v1/workgroups/{}/sites", a.workgroup_id),
-            &a.admin_token,
-            json!({"name": "South", "time_zone": "UTC"}),
-        )
-        .await,
+        app.post(&a.path("/sites"), &a.admin_token, json!({"name": "South", "time_zone": "UTC"})).await,
         StatusCode::CREATED,
     )
     .await;
@@ -140,12 +135,7 @@ async fn provisioning_rules() {
     expect_problem(escape, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
 
     // A site with devices cannot be deleted.
-    let delete = app
-        .delete(
-            &format!("/api/v1/workgroups/{}/sites/{}", a.workgroup_id, second_site["id"].as_str().unwrap()),
-            &a.admin_token,
-        )
-        .await;
+    let delete = app.delete(&a.path(&format!("/sites/{}", second_site["id"].as_str().unwrap())), &a.admin_token).await;
     expect_problem(delete, StatusCode::CONFLICT, "site-has-devices").await;
 }
 
@@ -212,7 +202,7 @@ async fn a_body_is_an_object_and_time_zones_are_postgresql_s() {
     let operator = app.operator().await;
     let a = app.tenant(&operator, "Acme").await;
     // An array where an object is documented is refused, and changes nothing.
-    let site = format!("/api/v1/workgroups/{}/sites/{}", a.workgroup_id, a.site_id);
+    let site = a.path(&format!("/sites/{}", a.site_id));
     let array = app
         .request(reqwest::Method::PATCH, &site, Some(&a.admin_token))
         .json(&json!(["renamed", null]))
@@ -220,11 +210,7 @@ async fn a_body_is_an_object_and_time_zones_are_postgresql_s() {
         .await
         .unwrap();
     expect_problem(array, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
-    let sites = expect_json(
-        app.get(&format!("/api/v1/workgroups/{}/sites", a.workgroup_id), &a.admin_token).await,
-        StatusCode::OK,
-    )
-    .await;
+    let sites = expect_json(app.get(&a.path("/sites"), &a.admin_token).await, StatusCode::OK).await;
     assert_ne!(sites["items"][0]["name"], "renamed");
 
     // Every zone the document lists is one the database can group days in.
@@ -238,13 +224,8 @@ async fn a_body_is_an_object_and_time_zones_are_postgresql_s() {
     assert!(listed.len() > 400);
     let unknown: Vec<&&str> = listed.iter().filter(|zone| !known.contains(**zone)).collect();
     assert!(unknown.is_empty(), "not in pg_timezone_names: {unknown:?}");
-    let bad = app
-        .post(
-            &format!("/api/v1/workgroups/{}/sites", a.workgroup_id),
-            &a.admin_token,
-            json!({"name": "X", "time_zone": "posix/Europe/London"}),
-        )
-        .await;
+    let bad =
+        app.post(&a.path("/sites"), &a.admin_token, json!({"name": "X", "time_zone": "posix/Europe/London"})).await;
     expect_problem(bad, StatusCode::UNPROCESSABLE_ENTITY, "validation-failed").await;
 }
 

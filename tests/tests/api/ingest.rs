@@ -2,6 +2,13 @@
 //! real RabbitMQ into the real PostgreSQL, and every confirmed measurement is stored
 //! exactly once — through duplicates, bad messages, revocation, a killed broker
 //! connection, a service restart and a database outage.
+//!
+//! Here: agents and raw publishers against the broker's checks and the consumer's.
+//! `ingest/outages.rs`: what ingest survives; `ingest/store.rs`: the batch insert's own
+//! guarantees.
+
+mod outages;
+mod store;
 
 use std::time::Duration;
 
@@ -13,7 +20,7 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use myscanner_agent::Agent;
 use myscanner_agent::simulate::MeasurementFactory;
 use myscanner_protocol::MeasurementV1;
-use myscanner_tests::{TcpProxy, Tenant, TestApp, broker, eventually, expect_json};
+use myscanner_tests::{Tenant, TestApp, broker, eventually, expect_json};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -264,120 +271,12 @@ async fn a_revoked_device_is_cut_off_at_once() {
     let operator = app.operator().await;
     let t = app.tenant(&operator, "Acme").await;
     let (connection, _channel) = device_channel(&app, t.device_id, &t.device_credential).await;
-    let revoke = format!("/api/v1/workgroups/{}/devices/{}/credentials/revoke", t.workgroup_id, t.device_id);
+    let revoke = t.path(&format!("/devices/{}/credentials/revoke", t.device_id));
     assert_eq!(app.post(&revoke, &t.admin_token, json!({})).await.status(), StatusCode::NO_CONTENT);
     eventually(WAIT, "the open AMQP connection to close", || async { !connection.status().connected() }).await;
     let user = format!("{}{}", app.config.broker.device_user_prefix, t.device_id);
     let url = format!("amqp://{user}:{}@127.0.0.1:5672/{}", t.device_credential, app.vhost());
     assert!(Connection::connect(&url, ConnectionProperties::default()).await.is_err(), "no new connection either");
-}
-
-/// Publishes `total` measurements from an agent in chunks, running `disrupt` halfway, and
-/// checks that every one is stored exactly once.
-async fn survives(app: &mut TestApp, t: &Tenant, total: usize, disrupt: impl AsyncFnOnce(&mut TestApp)) {
-    let dir = tempfile::tempdir().unwrap();
-    let agent = start_agent(app, &t.device_credential, &dir).await;
-    let mut make = factory(t, t.device_id, false);
-    let chunk = total / 10;
-    let mut publish_chunks = async |agent: &Agent| {
-        for _ in 0..5 {
-            agent.record(&batch(&mut make, chunk)).unwrap();
-            tokio::time::sleep(Duration::from_millis(30)).await;
-        }
-    };
-    publish_chunks(&agent).await;
-    disrupt(app).await;
-    publish_chunks(&agent).await;
-    assert!(agent.drained(Duration::from_secs(60)).await, "the agent got every confirm");
-    wait_stored(app, t.device_id, total as i64).await;
-    agent.stop().await;
-}
-
-#[tokio::test]
-async fn a_killed_consumer_connection_loses_nothing() {
-    let mut app = TestApp::spawn().await;
-    let operator = app.operator().await;
-    let t = app.tenant(&operator, "Acme").await;
-    survives(&mut app, &t, 2000, async |app| {
-        // The management API lists a connection once its statistics arrive (a few seconds).
-        let vhost = app.vhost();
-        eventually(WAIT, "the consumer's connection to be killed", || async {
-            broker::kill_connections(&vhost, "myscanner-ingest").await == 1
-        })
-        .await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn a_deleted_queue_is_declared_again_and_consumed() {
-    let mut app = TestApp::spawn().await;
-    let operator = app.operator().await;
-    let t = app.tenant(&operator, "Acme").await;
-    survives(&mut app, &t, 2000, async |app| {
-        // Once what was sent so far is stored (what a deleted queue holds is gone), the
-        // queue is deleted: the broker cancels the consumers, and the service reconnects
-        // and declares it again while the agent re-sends what the broker returned.
-        wait_stored(app, t.device_id, 1000).await;
-        broker::delete_queue(&app.vhost(), myscanner::broker::INGEST_QUEUE).await;
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn a_service_restart_loses_nothing() {
-    let mut app = TestApp::spawn().await;
-    let operator = app.operator().await;
-    let t = app.tenant(&operator, "Acme").await;
-    survives(&mut app, &t, 2000, async |app| app.restart().await).await;
-}
-
-#[tokio::test]
-async fn a_database_outage_loses_nothing() {
-    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let port = proxy.addr.port();
-    let mut app = TestApp::spawn_with(|c| {
-        let url = c.database.url.expose().replace("127.0.0.1:5432", &format!("127.0.0.1:{port}"));
-        c.database.url = myscanner::config::Secret::new(url);
-    })
-    .await;
-    let operator = app.operator().await;
-    let t = app.tenant(&operator, "Acme").await;
-    survives(&mut app, &t, 2000, async |_| {
-        proxy.cut();
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        proxy.restore();
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn the_outbox_keeps_measurements_across_an_agent_restart_while_the_broker_is_away() {
-    let broker_proxy = TcpProxy::start("127.0.0.1:5672".parse().unwrap()).await;
-    let port = broker_proxy.addr.port();
-    let app =
-        TestApp::spawn_with(|c| c.broker.device_url = c.broker.device_url.replace(":5672/", &format!(":{port}/")))
-            .await;
-    let operator = app.operator().await;
-    let t = app.tenant(&operator, "Acme").await;
-    let dir = tempfile::tempdir().unwrap();
-    broker_proxy.cut();
-
-    let agent = start_agent(&app, &t.device_credential, &dir).await;
-    let sent = batch(&mut factory(&t, t.device_id, false), 100);
-    agent.record(&sent).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(agent.pending(), 100, "nothing confirmed while the broker is unreachable");
-    agent.stop().await;
-    assert_eq!(app.stored(t.device_id).await, 0);
-
-    // The scanner restarts; the network comes back.
-    broker_proxy.restore();
-    let agent = start_agent(&app, &t.device_credential, &dir).await;
-    assert_eq!(agent.pending(), 100, "the outbox survived the restart");
-    assert!(agent.drained(WAIT).await);
-    wait_stored(&app, t.device_id, 100).await;
-    agent.stop().await;
 }
 
 #[tokio::test]
@@ -390,11 +289,8 @@ async fn nothing_is_uploaded_while_measurement_transfer_is_off() {
     config.settings.measurement_transfer = false;
     let agent = Agent::start(config).await.unwrap();
     assert!(!agent.record(&batch(&mut factory(&t, t.device_id, false), 3)).unwrap(), "not queued");
-    let device = expect_json(
-        app.get(&format!("/api/v1/workgroups/{}/devices/{}", t.workgroup_id, t.device_id), &t.admin_token).await,
-        StatusCode::OK,
-    )
-    .await;
+    let device =
+        expect_json(app.get(&t.path(&format!("/devices/{}", t.device_id)), &t.admin_token).await, StatusCode::OK).await;
     assert_eq!(device["settings"]["measurement_transfer"], false, "the device reported its setting");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.stored(t.device_id).await, 0);
@@ -441,96 +337,4 @@ async fn agents_publish_over_amqps_to_the_brokers_tls_listener_exactly_once_and_
     assert!(agent.drained(WAIT).await);
     wait_stored(&app, t.device_id, 500).await;
     agent.stop().await;
-}
-
-/// Rows as the consumer makes them, for the store's own tests.
-fn rows(t: &Tenant, device_id: Uuid, n: usize) -> Vec<myscanner::measurements::validate::Row> {
-    use myscanner::devices::DeviceKind;
-    use myscanner::measurements::validate;
-    let kinds = std::collections::HashMap::from([(device_id, DeviceKind::Lvs)]);
-    batch(&mut factory(t, device_id, false), n)
-        .into_iter()
-        .map(|m| validate::check(m).and_then(|p| validate::to_row(p, &kinds)).unwrap())
-        .collect()
-}
-
-#[tokio::test]
-async fn concurrent_batches_commit_in_sequence_order() {
-    // The change feed relies on it: a reader that has seen `seq` N never later finds a new
-    // row below N. Writers race on separate connections while a reader follows `seq`
-    // the way the feed does; it must see every row.
-    use myscanner::measurements::store;
-    let app = TestApp::spawn().await;
-    let t = app.tenant(&app.operator().await, "Feed").await;
-    let (writers, batches, size) = (4, 25, 20);
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = vec![];
-    for _ in 0..writers {
-        let (db, rows, done) = (app.db.clone(), rows(&t, t.device_id, batches * size), done.clone());
-        tasks.push(tokio::spawn(async move {
-            for chunk in rows.chunks(size) {
-                store::write(&db, chunk, &[]).await.unwrap();
-            }
-            done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }));
-    }
-    let (mut cursor, mut seen) = (0i64, 0usize);
-    loop {
-        let finished = done.load(std::sync::atomic::Ordering::SeqCst) == writers;
-        let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM measurements WHERE seq > $1 ORDER BY seq")
-            .bind(cursor)
-            .fetch_all(&app.db)
-            .await
-            .unwrap();
-        seen += seqs.len();
-        cursor = seqs.last().copied().unwrap_or(cursor);
-        if finished {
-            break;
-        }
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    assert_eq!(seen, writers * batches * size, "the reader missed rows committed below its cursor");
-}
-
-#[tokio::test]
-async fn a_row_whose_device_is_gone_is_refused_not_lost() {
-    // The store takes a measurement's workgroup from its device's row: a row for a device
-    // that is not there is refused by the database (so the consumer rejects and records
-    // the message) instead of vanishing.
-    use myscanner::measurements::store;
-    let app = TestApp::spawn().await;
-    let t = app.tenant(&app.operator().await, "Gone").await;
-    let error = store::write(&app.db, &rows(&t, Uuid::now_v7(), 1), &[]).await.unwrap_err();
-    assert!(store::is_permanent(&error), "{error}");
-    assert_eq!(app.stored(t.device_id).await, 0);
-}
-
-#[tokio::test]
-async fn api_traffic_never_starves_ingest() {
-    // Four API connections: the remote-control and sync listeners hold one each, and two
-    // exports whose clients stopped reading hold the rest.
-    let app = TestApp::spawn_with(|c| {
-        c.database.max_connections = 4;
-        c.server.stalled_stream_secs = 120;
-    })
-    .await;
-    let operator = app.operator().await;
-    let t = app.tenant(&operator, "Acme").await;
-    let mut seed = factory(&t, t.device_id, false);
-    app.insert_measurements(&batch(&mut seed, 20_000)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let agent = start_agent(&app, &t.device_credential, &dir).await;
-    let export = format!("/api/v1/workgroups/{}/measurements/export", t.workgroup_id);
-    let mut stalled = vec![];
-    for _ in 0..2 {
-        stalled.push(app.stalled_get(&export, &t.api_token).await);
-    }
-    // Measurements still arrive: the consumer has connections of its own.
-    agent.record(&batch(&mut factory(&t, t.device_id, false), 5)).unwrap();
-    assert!(agent.drained(WAIT).await);
-    wait_stored(&app, t.device_id, 20_005).await;
-    agent.stop().await;
-    drop(stalled);
 }

@@ -1,5 +1,8 @@
 //! The measurements API: filters, keyset pages, one measurement and its profile, the
-//! change feed, exports, summaries, rate limits — against a real PostgreSQL.
+//! change feed, access and rate limits — against a real PostgreSQL. What reads many
+//! measurements at once (exports, summaries) is in `measurements/bulk.rs`.
+
+mod bulk;
 
 use std::collections::HashSet;
 
@@ -18,12 +21,7 @@ fn base_time() -> DateTime<Utc> {
 /// A varied, known set: two sites, LVS and MPS, trucks, details, flags, volumes, times.
 async fn seeded(app: &TestApp, operator: &str, t: &Tenant) -> (Vec<MeasurementV1>, Uuid, Uuid) {
     let site2 = expect_json(
-        app.post(
-            &format!("/api/v1/workgroups/{}/sites", t.workgroup_id),
-            &t.admin_token,
-            json!({"name": "South", "time_zone": "Australia/Perth"}),
-        )
-        .await,
+        app.post(&t.path("/sites"), &t.admin_token, json!({"name": "South", "time_zone": "Australia/Perth"})).await,
         StatusCode::CREATED,
     )
     .await;
@@ -84,7 +82,7 @@ async fn filters_and_their_combinations() {
     let operator = app.operator().await;
     let t = app.tenant(&operator, "Acme").await;
     let (all, site2, mps) = seeded(&app, &operator, &t).await;
-    let base = format!("/api/v1/workgroups/{}/measurements", t.workgroup_id);
+    let base = t.path("/measurements");
     let from = base_time() + TimeDelta::hours(10);
     let to = base_time() + TimeDelta::hours(30);
     let rfc = |t: DateTime<Utc>| t.to_rfc3339().replace('+', "%2B");
@@ -139,19 +137,21 @@ async fn filters_and_their_combinations() {
     assert_eq!(one["has_profile"], true);
 }
 
+/// Every malformed question is a 400 (`invalid-request`): on the list, and on the export,
+/// the summary and the change feed beside it.
 #[tokio::test]
 async fn bad_filters_and_cursors_are_400s() {
     let app = TestApp::spawn().await;
     let operator = app.operator().await;
     let t = app.tenant(&operator, "Acme").await;
-    let base = format!("/api/v1/workgroups/{}/measurements", t.workgroup_id);
+    let base = t.path("/measurements");
     let first = expect_json(app.get(&format!("{base}?order=asc&limit=1"), &t.admin_token).await, StatusCode::OK).await;
     assert!(first["next_cursor"].is_null());
     let mut factory = MeasurementFactory::new(t.device_id, t.site_id, false);
     app.insert_measurements(&[factory.next(Utc::now()), factory.next(Utc::now())]).await;
     let page = expect_json(app.get(&format!("{base}?order=asc&limit=1"), &t.admin_token).await, StatusCode::OK).await;
     let asc_cursor = page["next_cursor"].as_str().unwrap().to_owned();
-    for bad in [
+    let mut bad: Vec<String> = [
         "from=yesterday".to_owned(),
         "device_id=not-a-uuid".to_owned(),
         "load_detail=material".to_owned(),
@@ -166,46 +166,41 @@ async fn bad_filters_and_cursors_are_400s() {
         "site_id=".to_owned(),
         "truck_id=".to_owned(),
         "cursor=".to_owned(),
-    ] {
-        let response = app.get(&format!("{base}?{bad}"), &t.admin_token).await;
-        expect_problem(response, StatusCode::BAD_REQUEST, "invalid-request").await;
-    }
+    ]
+    .iter()
+    .map(|query| format!("{base}?{query}"))
+    .collect();
     // The export checks its filter before its status line: a 400, not a broken 200.
-    for bad in ["truck_id=T%00", "limit=0&from=yesterday"] {
-        let response = app.get(&format!("{base}/export?{bad}"), &t.admin_token).await;
-        expect_problem(response, StatusCode::BAD_REQUEST, "invalid-request").await;
+    bad.extend(["truck_id=T%00", "limit=0&from=yesterday", "format=xlsx"].map(|q| format!("{base}/export?{q}")));
+    bad.extend(
+        [
+            "group_by=day",
+            "group_by=weekday&from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z",
+            "group_by=day&from=2020-01-01T00:00:00Z&to=2026-11-02T00:00:00Z",
+        ]
+        .map(|q| format!("{base}/summary?{q}")),
+    );
+    bad.push(format!("{base}/changes?cursor=%%%"));
+    for url in bad {
+        expect_problem(app.get(&url, &t.admin_token).await, StatusCode::BAD_REQUEST, "invalid-request").await;
     }
-    // An empty range is a question with an empty answer, not a malformed one (the document
-    // cannot say "from before to", so a client generated from it may well ask).
+}
+
+/// An empty range is a question with an empty answer, not a malformed one (the document
+/// cannot say "from before to", so a client generated from it may well ask).
+#[tokio::test]
+async fn an_empty_range_is_an_empty_page() {
+    let app = TestApp::spawn().await;
+    let operator = app.operator().await;
+    let t = app.tenant(&operator, "Acme").await;
+    let mut factory = MeasurementFactory::new(t.device_id, t.site_id, false);
+    app.insert_measurements(&[factory.next(base_time()), factory.next(base_time() + TimeDelta::hours(12))]).await;
     for empty in ["from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z", "min_volume_m3=5&max_volume_m3=2"] {
-        let page = expect_json(app.get(&format!("{base}?{empty}"), &t.admin_token).await, StatusCode::OK).await;
-        assert_eq!(page["items"], serde_json::json!([]), "{empty}");
+        let page =
+            expect_json(app.get(&t.path(&format!("/measurements?{empty}")), &t.admin_token).await, StatusCode::OK)
+                .await;
+        assert_eq!(page["items"], json!([]), "{empty}");
     }
-    let summary = format!("{base}/summary");
-    for bad in [
-        "group_by=day",
-        "group_by=weekday&from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z",
-        "group_by=day&from=2020-01-01T00:00:00Z&to=2026-11-02T00:00:00Z",
-    ] {
-        expect_problem(
-            app.get(&format!("{summary}?{bad}"), &t.admin_token).await,
-            StatusCode::BAD_REQUEST,
-            "invalid-request",
-        )
-        .await;
-    }
-    expect_problem(
-        app.get(&format!("{base}/export?format=xlsx"), &t.admin_token).await,
-        StatusCode::BAD_REQUEST,
-        "invalid-request",
-    )
-    .await;
-    expect_problem(
-        app.get(&format!("{base}/changes?cursor=%%%"), &t.admin_token).await,
-        StatusCode::BAD_REQUEST,
-        "invalid-request",
-    )
-    .await;
 }
 
 #[tokio::test]
@@ -217,7 +212,7 @@ async fn walking_pages_while_measurements_arrive_sees_each_exactly_once() {
     let existing: Vec<MeasurementV1> =
         (0..300).map(|i| factory.next(base_time() + TimeDelta::seconds(i * 13))).collect();
     app.insert_measurements(&existing).await;
-    let base = format!("/api/v1/workgroups/{}/measurements", t.workgroup_id);
+    let base = t.path("/measurements");
 
     for order in ["desc", "asc"] {
         // Meanwhile, measurements keep arriving: new ones, and late ones scanned in the
@@ -258,7 +253,7 @@ async fn the_change_feed_delivers_late_uploads() {
     let app = TestApp::spawn().await;
     let operator = app.operator().await;
     let t = app.tenant(&operator, "Acme").await;
-    let feed = format!("/api/v1/workgroups/{}/measurements/changes", t.workgroup_id);
+    let feed = t.path("/measurements/changes");
     let mut factory = MeasurementFactory::new(t.device_id, t.site_id, false);
     let recent: Vec<MeasurementV1> = (0..30).map(|i| factory.next(Utc::now() - TimeDelta::minutes(30 - i))).collect();
     app.insert_measurements(&recent).await;
@@ -290,8 +285,7 @@ async fn the_change_feed_delivers_late_uploads() {
     assert_eq!(ids(next["items"].as_array().unwrap()), [late.measurement_id.to_string()], "the late upload comes next");
     // …whereas a listing of the last day by scan time never shows it.
     let since = (Utc::now() - TimeDelta::days(1)).to_rfc3339().replace('+', "%2B");
-    let listing =
-        walk(&app, &t.api_token, &format!("/api/v1/workgroups/{}/measurements?from={since}", t.workgroup_id)).await;
+    let listing = walk(&app, &t.api_token, &t.path(&format!("/measurements?from={since}"))).await;
     assert!(!ids(&listing).contains(&late.measurement_id.to_string()));
 }
 
@@ -302,8 +296,7 @@ async fn profiles_as_json_and_binary_agree_and_revalidate() {
     let t = app.tenant(&operator, "Acme").await;
     let m = MeasurementFactory::new(t.device_id, t.site_id, false).next(Utc::now());
     app.insert_measurements(std::slice::from_ref(&m)).await;
-    let path =
-        format!("/api/v1/workgroups/{}/devices/{}/measurements/{}", t.workgroup_id, t.device_id, m.measurement_id);
+    let path = t.path(&format!("/devices/{}/measurements/{}", t.device_id, m.measurement_id));
 
     let one = app.get(&path, &t.api_token).await;
     let etag = one.headers()["etag"].to_str().unwrap().to_owned();
@@ -354,113 +347,8 @@ async fn profiles_as_json_and_binary_agree_and_revalidate() {
             .unwrap();
         assert_eq!(cached.status(), StatusCode::NOT_MODIFIED, "{accept}");
     }
-    let missing = format!(
-        "/api/v1/workgroups/{}/devices/{}/measurements/{}/profile",
-        t.workgroup_id,
-        t.device_id,
-        Uuid::now_v7()
-    );
+    let missing = t.path(&format!("/devices/{}/measurements/{}/profile", t.device_id, Uuid::now_v7()));
     expect_problem(app.get(&missing, &t.api_token).await, StatusCode::NOT_FOUND, "not-found").await;
-}
-
-#[tokio::test]
-async fn exports_are_complete_and_streamed() {
-    let app = TestApp::spawn().await;
-    let operator = app.operator().await;
-    let t = app.tenant(&operator, "Acme").await;
-    let mut factory = MeasurementFactory::new(t.device_id, t.site_id, false);
-    let all: Vec<MeasurementV1> = (0..3000).map(|i| factory.next(base_time() + TimeDelta::seconds(i))).collect();
-    app.insert_measurements(&all).await;
-    let base = format!("/api/v1/workgroups/{}/measurements/export", t.workgroup_id);
-    let expected: HashSet<String> = all.iter().map(|m| m.measurement_id.to_string()).collect();
-
-    let ndjson = app.get(&base, &t.api_token).await;
-    assert_eq!(ndjson.headers()["content-type"], "application/x-ndjson");
-    assert!(ndjson.headers().get("content-length").is_none(), "streamed, not buffered");
-    let text = ndjson.text().await.unwrap();
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(lines.len(), 3000);
-    assert_eq!(ids(&lines).into_iter().collect::<HashSet<_>>(), expected);
-    assert!(lines.windows(2).all(|w| w[0]["scanned_at"].as_str() <= w[1]["scanned_at"].as_str()), "oldest first");
-
-    let csv = app.get(&format!("{base}?format=csv&to=2026-11-01T00:10:00Z"), &t.api_token).await;
-    assert!(csv.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
-    let text = csv.text().await.unwrap();
-    let mut rows = text.lines();
-    assert!(rows.next().unwrap().starts_with("device_id,measurement_id,"));
-    assert_eq!(rows.count(), 600, "the same filters apply");
-
-    let gzip = app
-        .request(reqwest::Method::GET, &base, Some(&t.api_token))
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(gzip.headers()["content-encoding"], "gzip");
-    assert!(gzip.bytes().await.unwrap().len() < text.len() * 5, "compressed");
-}
-
-#[tokio::test]
-async fn summaries_group_in_the_site_time_zone() {
-    let app = TestApp::spawn().await;
-    let operator = app.operator().await;
-    let t = app.tenant(&operator, "Acme").await;
-    let (all, site2, mps) = seeded(&app, &operator, &t).await;
-    let base = format!("/api/v1/workgroups/{}/measurements/summary", t.workgroup_id);
-    let range = "from=2026-10-01T00:00:00Z&to=2026-12-01T00:00:00Z";
-
-    let by_device =
-        expect_json(app.get(&format!("{base}?group_by=device&{range}"), &t.admin_token).await, StatusCode::OK).await;
-    let mps_group = by_device["groups"].as_array().unwrap().iter().find(|g| g["key"] == mps.to_string()).unwrap();
-    let mps_volume: f64 = all.iter().filter(|m| m.device_id == mps).map(|m| m.volume_m3).sum();
-    assert_eq!(mps_group["measurements"], 60);
-    assert!((mps_group["volume_m3"].as_f64().unwrap() - mps_volume).abs() < 1e-6);
-    assert!(mps_group["payload_t"].as_f64().unwrap() > 0.0);
-
-    // Days in each site's zone: the MPS site is in Perth (UTC+8), the other in London.
-    let by_day = expect_json(
-        app.get(&format!("{base}?group_by=day&site_id={site2}&{range}"), &t.admin_token).await,
-        StatusCode::OK,
-    )
-    .await;
-    let perth = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
-    let mut expected: std::collections::BTreeMap<String, i64> = Default::default();
-    for m in all.iter().filter(|m| m.device_id == mps) {
-        *expected.entry(m.scanned_at.with_timezone(&perth).format("%Y-%m-%d").to_string()).or_default() += 1;
-    }
-    let actual: std::collections::BTreeMap<String, i64> = by_day["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| (g["key"].as_str().unwrap().to_owned(), g["measurements"].as_i64().unwrap()))
-        .collect();
-    assert_eq!(actual, expected);
-
-    let by_material = expect_json(
-        app.get(&format!("{base}?group_by=load_detail&list=material&{range}"), &t.admin_token).await,
-        StatusCode::OK,
-    )
-    .await;
-    let keys: Vec<&str> =
-        by_material["groups"].as_array().unwrap().iter().map(|g| g["key"].as_str().unwrap()).collect();
-    assert_eq!(keys, ["GRAVEL20", "ROCK", "SAND"]);
-    let total: i64 =
-        by_material["groups"].as_array().unwrap().iter().map(|g| g["measurements"].as_i64().unwrap()).sum();
-    assert_eq!(total, 120);
-    // Without a list, every list's codes, a measurement counted once per load detail.
-    let by_detail =
-        expect_json(app.get(&format!("{base}?group_by=load_detail&{range}"), &t.admin_token).await, StatusCode::OK)
-            .await;
-    let groups = by_detail["groups"].as_array().unwrap();
-    let material: Vec<&str> =
-        groups.iter().filter_map(|g| g["key"].as_str().and_then(|k| k.strip_prefix("material:"))).collect();
-    assert_eq!(material, ["GRAVEL20", "ROCK", "SAND"]);
-    let details: usize = all.iter().map(|m| m.load_details.len().max(1)).sum();
-    let counted: i64 = groups.iter().map(|g| g["measurements"].as_i64().unwrap()).sum();
-    assert_eq!(counted as usize, details);
-    let by_site =
-        expect_json(app.get(&format!("{base}?group_by=site&{range}"), &t.admin_token).await, StatusCode::OK).await;
-    assert_eq!(by_site["groups"].as_array().unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -471,17 +359,16 @@ async fn measurements_need_view_data_and_stay_in_their_workgroup() {
     let b = app.tenant(&operator, "Bolt").await;
     let m = MeasurementFactory::new(a.device_id, a.site_id, false).next(Utc::now());
     app.insert_measurements(std::slice::from_ref(&m)).await;
-    let list = format!("/api/v1/workgroups/{}/measurements", a.workgroup_id);
+    let list = a.path("/measurements");
     let (_, manager_only) = app.member(&a.admin_token, a.workgroup_id, &["manage_workgroup"]).await;
     expect_problem(app.get(&list, &manager_only).await, StatusCode::FORBIDDEN, "forbidden").await;
     expect_problem(app.get(&list, &operator).await, StatusCode::FORBIDDEN, "forbidden").await;
     expect_problem(app.get(&list, &b.api_token).await, StatusCode::NOT_FOUND, "not-found").await;
     // B's own listing shows none of A's, even when B names A's device.
-    let b_list = format!("/api/v1/workgroups/{}/measurements?device_id={}", b.workgroup_id, a.device_id);
+    let b_list = b.path(&format!("/measurements?device_id={}", a.device_id));
     let page = expect_json(app.get(&b_list, &b.api_token).await, StatusCode::OK).await;
     assert_eq!(page["items"], json!([]));
-    let one =
-        format!("/api/v1/workgroups/{}/devices/{}/measurements/{}", b.workgroup_id, a.device_id, m.measurement_id);
+    let one = b.path(&format!("/devices/{}/measurements/{}", a.device_id, m.measurement_id));
     expect_problem(app.get(&one, &b.admin_token).await, StatusCode::NOT_FOUND, "not-found").await;
 }
 
@@ -494,7 +381,7 @@ async fn callers_are_rate_limited() {
     .await;
     let operator = app.operator().await;
     let t = app.tenant(&operator, "Acme").await;
-    let list = format!("/api/v1/workgroups/{}/measurements", t.workgroup_id);
+    let list = t.path("/measurements");
     let mut statuses = vec![];
     for _ in 0..8 {
         statuses.push(app.get(&list, &t.api_token).await.status());
@@ -504,46 +391,6 @@ async fn callers_are_rate_limited() {
     let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry_after));
     expect_problem(limited, StatusCode::TOO_MANY_REQUESTS, "too-many-requests").await;
-}
-
-#[tokio::test]
-async fn a_client_that_stops_reading_gives_its_export_up() {
-    use tokio::io::AsyncReadExt;
-    let app = TestApp::spawn_with(|config| {
-        config.server.max_exports = 1;
-        config.server.stalled_stream_secs = 1;
-    })
-    .await;
-    let operator = app.operator().await;
-    let t = app.tenant(&operator, "Acme").await;
-    let mut factory = MeasurementFactory::new(t.device_id, t.site_id, false);
-    let all: Vec<MeasurementV1> = (0..20_000).map(|i| factory.next(base_time() + TimeDelta::seconds(i))).collect();
-    app.insert_measurements(&all).await;
-    let path = format!("/api/v1/workgroups/{}/measurements/export", t.workgroup_id);
-
-    let mut stalled = app.stalled_get(&path, &t.api_token).await;
-
-    // The one export slot is held: another export is shed, saying when to try again.
-    let busy = app.get(&path, &t.api_token).await;
-    assert!(busy.headers().contains_key("retry-after"));
-    expect_problem(busy, StatusCode::TOO_MANY_REQUESTS, "too-many-requests").await;
-
-    // Once the stalled export is given up, its slot (and database connection) is free.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    let text = loop {
-        let response = app.get(&path, &t.api_token).await;
-        if response.status() == StatusCode::OK {
-            break response.text().await.unwrap();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the stalled export still holds its slot");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    };
-    assert_eq!(text.lines().count(), 20_000);
-
-    // The abandoned body is broken off, never ended as if complete.
-    let mut rest = vec![];
-    stalled.read_to_end(&mut rest).await.unwrap_or_default();
-    assert!(!rest.ends_with(b"\r\n0\r\n\r\n"), "a given-up export must not look whole");
 }
 
 #[tokio::test]
@@ -563,8 +410,7 @@ async fn volumes_come_back_to_the_last_digit() {
         })
         .collect();
     app.insert_measurements(&sent).await;
-    let response =
-        app.get(&format!("/api/v1/workgroups/{}/measurements?order=asc", t.workgroup_id), &t.api_token).await;
+    let response = app.get(&t.path("/measurements?order=asc"), &t.api_token).await;
     let page = expect_json(response, StatusCode::OK).await;
     let read: Vec<f64> = page["items"].as_array().unwrap().iter().map(|m| m["volume_m3"].as_f64().unwrap()).collect();
     assert_eq!(read.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), volumes.map(f64::to_bits));

@@ -32,24 +32,12 @@ fn actions() -> Vec<Action> {
     let none = |_: &Tenant| Value::Null;
     vec![
         Action { name: "read workgroup", method: Method::GET, path: wg, body: none, allowed: &ALL },
-        Action {
-            name: "list sites",
-            method: Method::GET,
-            path: |t| format!("/api/v1/workgroups/{}/sites", t.workgroup_id),
-            body: none,
-            allowed: &ALL,
-        },
-        Action {
-            name: "list devices",
-            method: Method::GET,
-            path: |t| format!("/api/v1/workgroups/{}/devices", t.workgroup_id),
-            body: none,
-            allowed: &ALL,
-        },
+        Action { name: "list sites", method: Method::GET, path: |t| t.path("/sites"), body: none, allowed: &ALL },
+        Action { name: "list devices", method: Method::GET, path: |t| t.path("/devices"), body: none, allowed: &ALL },
         Action {
             name: "create site",
             method: Method::POST,
-            path: |t| format!("/api/v1/workgroups/{}/sites", t.workgroup_id),
+            path: |t| t.path("/sites"),
             body: |_| json!({"name": format!("Site {}", Uuid::now_v7()), "time_zone": "UTC"}),
             allowed: &[ManageWorkgroup, Operator],
         },
@@ -63,14 +51,14 @@ fn actions() -> Vec<Action> {
         Action {
             name: "list members",
             method: Method::GET,
-            path: |t| format!("/api/v1/workgroups/{}/members", t.workgroup_id),
+            path: |t| t.path("/members"),
             body: none,
             allowed: &[ManageWorkgroup, Operator],
         },
         Action {
             name: "create API token",
             method: Method::POST,
-            path: |t| format!("/api/v1/workgroups/{}/api-tokens", t.workgroup_id),
+            path: |t| t.path("/api-tokens"),
             body: |_| json!({"name": "probe"}),
             // A token reads data: it needs `view_data` beside `manage_workgroup`, which no
             // single-permission member, and no operator, holds (docs/OPERATORS.md).
@@ -79,21 +67,21 @@ fn actions() -> Vec<Action> {
         Action {
             name: "rename device",
             method: Method::PATCH,
-            path: |t| format!("/api/v1/workgroups/{}/devices/{}", t.workgroup_id, t.device_id),
+            path: |t| t.path(&format!("/devices/{}", t.device_id)),
             body: |_| json!({"name": "Renamed"}),
             allowed: &[ManageWorkgroup, Operator],
         },
         Action {
             name: "rotate device credential",
             method: Method::POST,
-            path: |t| format!("/api/v1/workgroups/{}/devices/{}/credentials/rotate", t.workgroup_id, t.device_id),
+            path: |t| t.path(&format!("/devices/{}/credentials/rotate", t.device_id)),
             body: none,
             allowed: &[ManageWorkgroup, Operator],
         },
         Action {
             name: "provision device",
             method: Method::POST,
-            path: |t| format!("/api/v1/workgroups/{}/devices", t.workgroup_id),
+            path: |t| t.path("/devices"),
             body: |t| json!({"site_id": t.site_id, "kind": "mps", "serial": format!("P-{}", Uuid::new_v4().simple()), "name": "New"}),
             allowed: &[Operator],
         },
@@ -149,7 +137,7 @@ async fn a_removed_permission_takes_effect_at_once() {
     let operator = app.operator().await;
     let tenant = app.tenant(&operator, "Acme").await;
     let (user_id, token) = app.member(&tenant.admin_token, tenant.workgroup_id, &["manage_workgroup"]).await;
-    let members = format!("/api/v1/workgroups/{}/members", tenant.workgroup_id);
+    let members = tenant.path("/members");
     assert_eq!(app.get(&members, &token).await.status(), StatusCode::OK);
     let demote =
         app.patch(&format!("{members}/{user_id}"), &tenant.admin_token, json!({"permissions": ["view_data"]})).await;
@@ -173,7 +161,7 @@ async fn a_workgroup_keeps_a_manager() {
     let app = TestApp::spawn().await;
     let operator = app.operator().await;
     let tenant = app.tenant(&operator, "Acme").await;
-    let me = format!("/api/v1/workgroups/{}/members/{}", tenant.workgroup_id, tenant.admin_id);
+    let me = tenant.path(&format!("/members/{}", tenant.admin_id));
     let demote = app.patch(&me, &tenant.admin_token, json!({"permissions": ["view_data"]})).await;
     myscanner_tests::expect_problem(demote, StatusCode::CONFLICT, "last-manager").await;
     let leave = app.delete(&me, &tenant.admin_token).await;
@@ -189,12 +177,8 @@ async fn only_operators_add_existing_accounts_to_a_workgroup() {
     let operator = app.operator().await;
     let a = app.tenant(&operator, "Acme").await;
     let b = app.tenant(&operator, "Bolt").await;
-    let email =
-        myscanner_tests::expect_json(app.get("/api/v1/me", &a.admin_token).await, StatusCode::OK).await["email"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-    let members = format!("/api/v1/workgroups/{}/members", b.workgroup_id);
+    let email = app.me(&a.admin_token).await["email"].as_str().unwrap().to_owned();
+    let members = b.path("/members");
     // B's manager cannot pull A's admin's account (nor learn its name or reset its password).
     let body = json!({"email": email.to_uppercase(), "name": "Someone", "password": "chosen-by-b-manager", "permissions": ["view_data"]});
     let refused = app.post(&members, &b.admin_token, body.clone()).await;
@@ -211,12 +195,12 @@ async fn an_operator_never_grants_themselves_a_membership() {
     let app = TestApp::spawn().await;
     let operator = app.operator().await;
     let t = app.tenant(&operator, "Acme").await;
-    let me = myscanner_tests::expect_json(app.get("/api/v1/me", &operator).await, StatusCode::OK).await;
-    let members = format!("/api/v1/workgroups/{}/members", t.workgroup_id);
+    let me = app.me(&operator).await;
+    let members = t.path("/members");
     let own = json!({"email": me["email"], "permissions": ["view_data", "control_devices"]});
     let refused = app.post(&members, &operator, own.clone()).await;
     myscanner_tests::expect_problem(refused, StatusCode::FORBIDDEN, "forbidden").await;
-    let data = format!("/api/v1/workgroups/{}/measurements", t.workgroup_id);
+    let data = t.path("/measurements");
     myscanner_tests::expect_problem(app.get(&data, &operator).await, StatusCode::FORBIDDEN, "forbidden").await;
     // Another operator adds them; then they read data like any member.
     let colleague = app.operator().await;
@@ -233,13 +217,12 @@ async fn create_operator_refuses_an_existing_account_unless_told_and_then_resets
     let t = app.tenant(&operator, "Acme").await;
     // An account a workgroup manager created, with a password the manager chose.
     let (_, session) = app.member(&t.admin_token, t.workgroup_id, &["view_data"]).await;
-    let me = myscanner_tests::expect_json(app.get("/api/v1/me", &session).await, StatusCode::OK).await;
+    let me = app.me(&session).await;
     let email = me["email"].as_str().unwrap();
 
     let refused = create_operator(&app.db, email, "Ops", None, Existing::Refuse).await.unwrap_err();
     assert!(refused.to_string().contains("--promote-existing"), "{refused}");
-    let me = myscanner_tests::expect_json(app.get("/api/v1/me", &session).await, StatusCode::OK).await;
-    assert_eq!(me["is_operator"], false);
+    assert_eq!(app.me(&session).await["is_operator"], false);
 
     create_operator(
         &app.db,
@@ -257,8 +240,7 @@ async fn create_operator_refuses_an_existing_account_unless_told_and_then_resets
         .await;
     assert_eq!(app.login_response(email, myscanner_tests::PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
     let promoted = app.login(email, "the operator's own password").await;
-    let me = myscanner_tests::expect_json(app.get("/api/v1/me", &promoted).await, StatusCode::OK).await;
-    assert_eq!(me["is_operator"], true);
+    assert_eq!(app.me(&promoted).await["is_operator"], true);
     // Again, for an operator: nothing to refuse, the password stays.
     create_operator(&app.db, email, "Ops", None, Existing::Refuse).await.unwrap();
     app.login(email, "the operator's own password").await;

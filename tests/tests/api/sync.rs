@@ -101,7 +101,7 @@ async fn edits_reach_every_scanner_and_concurrent_edits_resolve_the_same_everywh
     };
     eventually(Duration::from_secs(10), "the three scanners to agree", || async { agree().is_some() }).await;
     let settled = agree().unwrap();
-    let path = format!("/api/v1/workgroups/{}/sites/{}/sync/load-lists", t.workgroup_id, t.site_id);
+    let path = t.path(&format!("/sites/{}/sync/load-lists", t.site_id));
     let stored = expect_json(app.get(&path, &t.admin_token).await, StatusCode::OK).await;
     assert_eq!(stored["records"].as_array().unwrap().len(), 1);
     assert_eq!(serde_json::from_value::<Record>(stored["records"][0]["record"].clone()).ok(), settled);
@@ -122,7 +122,7 @@ async fn edits_reach_every_scanner_and_concurrent_edits_resolve_the_same_everywh
     holds(&agents[2].sync(Collection::ReferenceScans).unwrap(), truck, Some(&scan)).await;
 
     // The dashboard sees when each scanner last synced.
-    let status = format!("/api/v1/workgroups/{}/sites/{}/sync-status", t.workgroup_id, t.site_id);
+    let status = t.path(&format!("/sites/{}/sync-status", t.site_id));
     let status = expect_json(app.get(&status, &t.admin_token).await, StatusCode::OK).await;
     let pulled = status["devices"].as_array().unwrap().iter().filter(|d| !d["last_pull_at"].is_null()).count();
     assert_eq!(pulled, 6, "three scanners × two collections: {status}");
@@ -182,69 +182,97 @@ async fn a_scanner_offline_catches_up_and_its_stale_edits_never_resurrect_a_dele
     }
 }
 
-#[tokio::test]
-async fn new_scanners_restore_the_site_syncs_are_gated_and_sites_are_apart() {
+/// A site whose first scanner has synced three lists (the first since deleted) and two
+/// reference scans.
+struct Site {
+    app: TestApp,
+    operator: String,
+    t: Tenant,
+    first: Agent,
+    lists: Arc<SyncReplica>,
+    list_ids: Vec<Uuid>,
+    trucks: Vec<Uuid>,
+    _dir: tempfile::TempDir,
+}
+
+/// Reports `settings` as the scanner with `credential` would at its start, without an agent.
+async fn report_settings(app: &TestApp, credential: &str, settings: Settings) {
+    let mut settings = json!(settings);
+    settings["agent_version"] = json!("test");
+    app.put("/api/v1/agent/settings", credential, settings).await;
+}
+
+/// The ids of the site's live records of `collection`, as the dashboard lists them, sorted.
+async fn in_the_cloud(app: &TestApp, t: &Tenant, collection: &str) -> Vec<Uuid> {
+    let path = t.path(&format!("/sites/{}/sync/{collection}", t.site_id));
+    let page = expect_json(app.get(&path, &t.admin_token).await, StatusCode::OK).await;
+    let mut ids: Vec<Uuid> =
+        page["records"].as_array().unwrap().iter().map(|r| myscanner_tests::uuid(&r["id"])).collect();
+    ids.sort();
+    ids
+}
+
+async fn synced_site() -> Site {
     let app = TestApp::spawn().await;
     let operator = app.operator().await;
     let t = app.tenant(&operator, "Acme").await;
     let dir = tempfile::tempdir().unwrap();
-    let a = start(&app, &app.base_url, &t.device_credential, BOTH, &dir).await;
-    let (la, ra) = (lists(&a), a.sync(Collection::ReferenceScans).unwrap());
-    let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
-    for (i, id) in ids.iter().enumerate() {
-        la.put(*id, list(&format!("List {i}"), &["X"])).unwrap();
+    let first = start(&app, &app.base_url, &t.device_credential, BOTH, &dir).await;
+    let (lists, references) = (self::lists(&first), first.sync(Collection::ReferenceScans).unwrap());
+    let list_ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    for (i, id) in list_ids.iter().enumerate() {
+        lists.put(*id, list(&format!("List {i}"), &["X"])).unwrap();
     }
     let trucks: Vec<Uuid> = (0..2).map(|_| Uuid::now_v7()).collect();
     for (i, id) in trucks.iter().enumerate() {
-        ra.put(*id, reference_scan(&format!("TRK-{i}"))).unwrap();
+        references.put(*id, reference_scan(&format!("TRK-{i}"))).unwrap();
     }
-    la.delete(ids[0]).unwrap();
-    // A user edits a list in the dashboard.
-    let path = |id: Uuid| format!("/api/v1/workgroups/{}/sites/{}/sync/load-lists/{id}", t.workgroup_id, t.site_id);
-    let by_user = Uuid::now_v7();
-    let body = json!({"list": {"name": "Destinations", "items": [{"code": "D1", "label": "Dump 1", "active": true, "order": 0}]}});
-    let outcome = expect_json(
-        app.request(reqwest::Method::PUT, &path(by_user), Some(&t.admin_token)).json(&body).send().await.unwrap(),
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(outcome["current"]["changed_by_user"], t.admin_id.to_string());
-    holds(&la, by_user, serde_json::from_value(body["list"].clone()).ok().map(Record::LoadList).as_ref()).await;
+    lists.delete(list_ids[0]).unwrap();
+    let mut live_lists = list_ids[1..].to_vec();
+    live_lists.sort();
     eventually(Duration::from_secs(10), "the first scanner's edits in the cloud", || async {
-        let records = format!("/api/v1/workgroups/{}/sites/{}/sync/load-lists", t.workgroup_id, t.site_id);
-        expect_json(app.get(&records, &t.admin_token).await, StatusCode::OK).await["records"].as_array().unwrap().len()
-            == 3
+        in_the_cloud(&app, &t, "load-lists").await == live_lists
+            && in_the_cloud(&app, &t, "reference-scans").await.len() == 2
     })
     .await;
-    // A stale edit, a viewer, and an invalid list are refused, changing nothing.
+    Site { app, operator, t, first, lists, list_ids, trucks, _dir: dir }
+}
+
+/// A list edited in the dashboard reaches the scanners, marked as the user's; a stale
+/// edit, a viewer's and an invalid list are refused, changing nothing.
+#[tokio::test]
+async fn dashboard_edits_reach_the_scanners_and_bad_ones_are_refused() {
+    let Site { app, t, first, lists, .. } = synced_site().await;
+    let path = |id: Uuid| t.path(&format!("/sites/{}/sync/load-lists/{id}", t.site_id));
+    let by_user = Uuid::now_v7();
+    let body = json!({"list": {"name": "Destinations", "items": [{"code": "D1", "label": "Dump 1", "active": true, "order": 0}]}});
+    let outcome = expect_json(app.put(&path(by_user), &t.admin_token, body.clone()).await, StatusCode::OK).await;
+    assert_eq!(outcome["current"]["changed_by_user"], t.admin_id.to_string());
+    holds(&lists, by_user, serde_json::from_value(body["list"].clone()).ok().map(Record::LoadList).as_ref()).await;
+
     let stale = json!({"list": body["list"], "base_revision": 0});
-    expect_problem(
-        app.request(reqwest::Method::PUT, &path(by_user), Some(&t.admin_token)).json(&stale).send().await.unwrap(),
-        StatusCode::CONFLICT,
-        "sync-conflict",
-    )
-    .await;
+    expect_problem(app.put(&path(by_user), &t.admin_token, stale).await, StatusCode::CONFLICT, "sync-conflict").await;
     let (_, viewer) = app.member(&t.admin_token, t.workgroup_id, &["view_data"]).await;
-    expect_problem(
-        app.request(reqwest::Method::PUT, &path(by_user), Some(&viewer)).json(&body).send().await.unwrap(),
-        StatusCode::FORBIDDEN,
-        "forbidden",
-    )
-    .await;
+    expect_problem(app.put(&path(by_user), &viewer, body).await, StatusCode::FORBIDDEN, "forbidden").await;
     let duplicate = json!({"list": {"name": "Bad", "items": [
         {"code": "A", "label": "a", "active": true, "order": 0}, {"code": "A", "label": "b", "active": true, "order": 1}]}});
     expect_problem(
-        app.request(reqwest::Method::PUT, &path(Uuid::now_v7()), Some(&t.admin_token))
-            .json(&duplicate)
-            .send()
-            .await
-            .unwrap(),
+        app.put(&path(Uuid::now_v7()), &t.admin_token, duplicate).await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation-failed",
     )
     .await;
+    // An invalid edit is refused on the scanner itself, before it is queued.
+    assert!(lists.put(Uuid::now_v7(), list("", &["X"])).is_err());
+    first.stop().await;
+}
 
-    // A push sent again (its answer lost on the way back) is recognised, not refused as stale.
+/// A push sent again (its answer lost on the way back) is recognised, not refused as stale.
+#[tokio::test]
+async fn a_push_sent_again_is_recognised() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant(&app.operator().await, "Acme").await;
+    report_settings(&app, &t.device_credential, BOTH).await;
     let edit = json!({"edits": [{"edit_id": Uuid::now_v7(), "id": Uuid::now_v7(), "base_revision": 0,
         "record": {"name": "Resent", "items": []}}]});
     let first = expect_json(
@@ -256,32 +284,37 @@ async fn new_scanners_restore_the_site_syncs_are_gated_and_sites_are_apart() {
         expect_json(app.post("/api/v1/agent/sync/load-lists", &t.device_credential, edit).await, StatusCode::OK).await;
     assert_eq!(again["outcomes"][0]["applied"], true);
     assert_eq!(again["outcomes"][0]["current"]["revision"], first["outcomes"][0]["current"]["revision"]);
-    let resent_id: Uuid = first["outcomes"][0]["current"]["id"].as_str().unwrap().parse().unwrap();
-    // An invalid edit is refused on the scanner itself, before it is queued.
-    assert!(la.put(Uuid::now_v7(), list("", &["X"])).is_err());
+}
 
-    // A new scanner on the site restores everything live, and nothing deleted.
+#[tokio::test]
+async fn a_new_scanner_restores_everything_live_and_nothing_deleted() {
+    let Site { app, operator, t, first, lists, list_ids, trucks, .. } = synced_site().await;
     let (_, fresh) = app.provision(&operator, t.workgroup_id, t.site_id, "mps").await;
     let fresh_dir = tempfile::tempdir().unwrap();
     let n = start(&app, &app.base_url, &fresh, BOTH, &fresh_dir).await;
-    let (ln, rn) = (lists(&n), n.sync(Collection::ReferenceScans).unwrap());
-    holds(&ln, by_user, la.get(by_user).as_ref()).await;
+    let (ln, rn) = (self::lists(&n), n.sync(Collection::ReferenceScans).unwrap());
+    holds(&ln, list_ids[2], lists.get(list_ids[2]).as_ref()).await;
     let mut restored: Vec<Uuid> = ln.records().into_iter().map(|(id, _)| id).collect();
     restored.sort();
-    let mut expected = vec![ids[1], ids[2], by_user, resent_id];
-    expected.sort();
-    assert_eq!(restored, expected);
+    assert_eq!(restored, [list_ids[1], list_ids[2]]);
     holds(&rn, trucks[1], Some(&reference_scan("TRK-1"))).await;
     assert_eq!(rn.records().len(), 2);
+    for agent in [first, n] {
+        agent.stop().await;
+    }
+}
 
-    // Gated independently: a scanner with list sync only has no reference scans, and the
-    // cloud refuses them to it.
+/// List sync and reference-scan sync are gated independently: a scanner with list sync only
+/// has no reference scans, and the cloud refuses them to it.
+#[tokio::test]
+async fn list_and_reference_scan_sync_are_gated_apart() {
+    let Site { app, operator, t, first, lists, list_ids, .. } = synced_site().await;
     let lists_only = Settings { reference_scan_sync: false, ..BOTH };
     let (_, gated) = app.provision(&operator, t.workgroup_id, t.site_id, "lvs").await;
     let gated_dir = tempfile::tempdir().unwrap();
     let g = start(&app, &app.base_url, &gated, lists_only, &gated_dir).await;
     assert!(g.sync(Collection::ReferenceScans).is_none());
-    holds(&lists(&g), ids[1], la.get(ids[1]).as_ref()).await;
+    holds(&self::lists(&g), list_ids[1], lists.get(list_ids[1]).as_ref()).await;
     let refused = app.get("/api/v1/agent/sync/reference-scans?wait=0", &gated).await;
     expect_problem(refused, StatusCode::CONFLICT, "sync-disabled").await;
     let push =
@@ -292,28 +325,24 @@ async fn new_scanners_restore_the_site_syncs_are_gated_and_sites_are_apart() {
         "sync-disabled",
     )
     .await;
+    for agent in [first, g] {
+        agent.stop().await;
+    }
+}
 
-    // Another site of the workgroup, and another workgroup, see nothing of this site.
+/// Another site of the workgroup, and another workgroup, see nothing of this site.
+#[tokio::test]
+async fn other_sites_and_workgroups_see_nothing_of_a_site() {
+    let Site { app, operator, t, first, .. } = synced_site().await;
     let other_site = expect_json(
-        app.post(
-            &format!("/api/v1/workgroups/{}/sites", t.workgroup_id),
-            &t.admin_token,
-            json!({"name": "North", "time_zone": "UTC"}),
-        )
-        .await,
+        app.post(&t.path("/sites"), &t.admin_token, json!({"name": "North", "time_zone": "UTC"})).await,
         StatusCode::CREATED,
     )
     .await;
     let (_, north) = app.provision(&operator, t.workgroup_id, myscanner_tests::uuid(&other_site["id"]), "lvs").await;
     let rival = app.tenant(&operator, "Rival").await;
     for credential in [&north, &rival.device_credential] {
-        let mut settings = json!(BOTH);
-        settings["agent_version"] = json!("test");
-        app.request(reqwest::Method::PUT, "/api/v1/agent/settings", Some(credential))
-            .json(&settings)
-            .send()
-            .await
-            .unwrap();
+        report_settings(&app, credential, BOTH).await;
         let changes: Value =
             expect_json(app.get("/api/v1/agent/sync/load-lists?wait=0", credential).await, StatusCode::OK).await;
         assert!(changes["changes"].as_array().unwrap().is_empty(), "{changes}");
@@ -321,7 +350,5 @@ async fn new_scanners_restore_the_site_syncs_are_gated_and_sites_are_apart() {
             expect_json(app.get("/api/v1/agent/sync/reference-scans/snapshot", credential).await, StatusCode::OK).await;
         assert!(snapshot["records"].as_array().unwrap().is_empty());
     }
-    for agent in [a, n, g] {
-        agent.stop().await;
-    }
+    first.stop().await;
 }

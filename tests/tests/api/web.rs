@@ -6,6 +6,9 @@
 //!
 //! `deploy/scripts/test.sh` installs Chromium and builds the app first; without them this
 //! test fails (it never skips).
+//!
+//! One file of about 400 lines: most of it is the one scene the Playwright tests read, and
+//! the checks after it are of the same built app and its generated API types.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

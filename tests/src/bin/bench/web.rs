@@ -29,8 +29,8 @@ fn heap() -> Vec<u8> {
 
 pub async fn run(loads: usize) {
     println!("bench web: {loads} loads of the measurements page in headless Chromium");
-    let fleet = super::fleet(4).await;
-    super::seed(&fleet, 20_000).await;
+    let fleet = crate::fleet::fleet(4).await;
+    crate::fleet::seed(&fleet, 20_000).await;
     // Two profiled measurements: the newest keeps its 40 × 25 profile, the next gets 512 × 512.
     let profiled: Vec<(Uuid, Uuid)> = sqlx::query_as(
         "SELECT device_id, measurement_id FROM measurements WHERE has_profile ORDER BY scanned_at DESC LIMIT 2",
