@@ -7,7 +7,7 @@ use utoipa_axum::routes;
 
 use super::{health, openapi};
 use crate::auth::{api_tokens, login};
-use crate::devices::{self, agent, credentials};
+use crate::devices::{api as devices, credentials, device as agent};
 use crate::measurements::{api, changes, export, rejections, summary};
 use crate::remote::{api as remote, peer, session, tunnel};
 use crate::security::api as security;
@@ -15,7 +15,7 @@ use crate::security::device as security_device;
 use crate::state::AppState;
 use crate::subscriptions::{CloudFeature, api as subscriptions};
 use crate::sync::{api as sync, device as sync_device};
-use crate::workgroups::{self, members, sites};
+use crate::workgroups::{api as workgroups, members, sites};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
