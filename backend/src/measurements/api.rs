@@ -17,9 +17,17 @@ use crate::auth::{Caller, Permission};
 use crate::http::{Error, FieldError, Json, Page, PageParams, Path, Query, Result};
 use crate::state::AppState;
 
-/// The columns of [`MeasurementRow`], shared by listings, exports and the change feed.
-pub const COLUMNS: &str = "device_id, measurement_id, workgroup_id, site_id, seq, scanned_at, received_at, truck_id, \
-     truck_name, reference_scan_id, volume_m3, payload_t, carry_back_m3, load_details, quality_flags, has_profile";
+/// The columns of [`MeasurementRow`], shared by listings, exports and the change feed: a
+/// macro for static statements (`concat!`), [`COLUMNS`] for built ones (`QueryBuilder`).
+macro_rules! measurement_columns {
+    () => {
+        "device_id, measurement_id, workgroup_id, site_id, seq, scanned_at, received_at, truck_id, truck_name, \
+         reference_scan_id, volume_m3, payload_t, carry_back_m3, load_details, quality_flags, has_profile"
+    };
+}
+pub(crate) use measurement_columns;
+
+pub const COLUMNS: &str = measurement_columns!();
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LoadDetailValue {
@@ -231,9 +239,11 @@ pub async fn get(
 ) -> Result<Response> {
     caller.access(&state.db, workgroup_id).await?.require(Permission::ViewData)?;
     let tag = etag("m", device_id, measurement_id);
-    let row: MeasurementRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM measurements WHERE workgroup_id = $1 AND device_id = $2 AND measurement_id = $3"
-    )))
+    let row: MeasurementRow = sqlx::query_as(concat!(
+        "SELECT ",
+        measurement_columns!(),
+        " FROM measurements WHERE workgroup_id = $1 AND device_id = $2 AND measurement_id = $3"
+    ))
     .bind(workgroup_id)
     .bind(device_id)
     .bind(measurement_id)

@@ -52,8 +52,57 @@ struct Row {
     running: Option<i64>,
 }
 
-const COLUMNS: &str =
-    "id, revision, deleted, data, heights, changed_by_device, changed_by_user, changed_at, last_edit_id";
+macro_rules! record_columns {
+    () => {
+        "id, revision, deleted, data, heights, changed_by_device, changed_by_user, changed_at, last_edit_id"
+    };
+}
+
+/// The bytes a record weighs in a page.
+macro_rules! record_size {
+    () => {
+        "(coalesce(octet_length(heights), 0) + coalesce(octet_length(data::text), 0))"
+    };
+}
+
+/// A page of records matching `$filter`, in `$order`, each with the page's running byte
+/// count (`$1` site, `$2` collection, `$3` after this revision, `$4` after this id, `$5`
+/// rows at most, `$6` bytes).
+macro_rules! page_of_records {
+    ($filter:literal, $order:literal) => {
+        concat!(
+            "SELECT * FROM (SELECT ",
+            record_columns!(),
+            ", sum(",
+            record_size!(),
+            ") OVER (ORDER BY ",
+            $order,
+            ") AS running, ",
+            record_size!(),
+            " AS size FROM sync_records
+             WHERE site_id = $1 AND collection = $2 AND revision > $3 AND ($4::uuid IS NULL OR id > $4) AND ",
+            $filter,
+            " LIMIT $5) page WHERE running - size < $6 ORDER BY ",
+            $order
+        )
+    };
+}
+
+/// Which pages of records: the changes since a revision, or the live records by id.
+#[derive(Debug, Clone, Copy)]
+enum Pages {
+    Changes,
+    Snapshot,
+}
+
+impl Pages {
+    fn statement(self) -> &'static str {
+        match self {
+            Pages::Changes => page_of_records!("true", "revision"),
+            Pages::Snapshot => page_of_records!("NOT deleted", "id"),
+        }
+    }
+}
 
 /// A page of records stops once it holds this many bytes (a reference scan's profile can
 /// be most of a megabyte): pages stay small enough to build, send and time out on.
@@ -157,9 +206,11 @@ async fn apply_one(
     stored: Option<(serde_json::Value, Option<Vec<u8>>)>,
     author: Author,
 ) -> Result<Outcome> {
-    let current = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM sync_records WHERE site_id = $1 AND collection = $2 AND id = $3"
-    )))
+    let current = sqlx::query_as::<_, Row>(concat!(
+        "SELECT ",
+        record_columns!(),
+        " FROM sync_records WHERE site_id = $1 AND collection = $2 AND id = $3"
+    ))
     .bind(site_id)
     .bind(collection.as_str())
     .bind(edit.id)
@@ -180,7 +231,7 @@ async fn apply_one(
         Author::User(id) => (None, Some(id)),
     };
     let (data, heights) = stored.unzip();
-    let row = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
+    let row = sqlx::query_as::<_, Row>(concat!(
         "WITH next AS (UPDATE site_sync_revisions SET revision = revision + 1 WHERE site_id = $1 RETURNING revision)
          INSERT INTO sync_records (site_id, collection, id, workgroup_id, revision, deleted, data, heights,
                                    changed_by_device, changed_by_user, changed_at, last_edit_id)
@@ -189,8 +240,9 @@ async fn apply_one(
              deleted = EXCLUDED.deleted, data = EXCLUDED.data, heights = EXCLUDED.heights,
              changed_by_device = EXCLUDED.changed_by_device, changed_by_user = EXCLUDED.changed_by_user,
              changed_at = EXCLUDED.changed_at, last_edit_id = EXCLUDED.last_edit_id
-         RETURNING {COLUMNS}"
-    )))
+         RETURNING ",
+        record_columns!()
+    ))
     .bind(site_id)
     .bind(collection.as_str())
     .bind(edit.id)
@@ -214,7 +266,7 @@ pub async fn changes(
     since: i64,
     limit: i64,
 ) -> Result<(Vec<Versioned>, bool)> {
-    let rows = page(db, "true ORDER BY revision", site_id, collection, since, None, limit).await?;
+    let rows = page(db, Pages::Changes, site_id, collection, since, None, limit).await?;
     let (rows, more) = bounded(rows, limit);
     Ok((rows.into_iter().map(|r| r.into_versioned(collection)).collect::<Result<_>>()?, more))
 }
@@ -228,43 +280,34 @@ pub async fn snapshot(
     limit: i64,
 ) -> Result<Snapshot> {
     let revision = head(db, site_id).await?;
-    let rows = page(db, "NOT deleted ORDER BY id", site_id, collection, 0, after, limit).await?;
+    let rows = page(db, Pages::Snapshot, site_id, collection, 0, after, limit).await?;
     let (rows, more) = bounded(rows, limit);
     let next_after = if more { rows.last().map(|r| r.id) } else { None };
     let records = rows.into_iter().map(|r| r.into_versioned(collection)).collect::<Result<_>>()?;
     Ok(Snapshot { records, revision, next_after })
 }
 
-/// Up to `limit + 1` rows after revision `since` and id `after` matching `filter_and_order`, each with the page's running byte
-/// count; rows that would start beyond [`PAGE_BYTES`] are left for the next page.
+/// Up to `limit + 1` rows of `pages` after revision `since` and id `after`, each with the
+/// page's running byte count; rows that would start beyond [`PAGE_BYTES`] are left for the
+/// next page.
 async fn page(
     db: &PgPool,
-    filter_and_order: &'static str,
+    pages: Pages,
     site_id: Uuid,
     collection: Collection,
     since: i64,
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Row>> {
-    let size = "coalesce(octet_length(heights), 0) + coalesce(octet_length(data::text), 0)";
-    let order = filter_and_order.rsplit_once("ORDER BY").map_or("id", |(_, o)| o);
-    Ok(sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
-        "SELECT * FROM (
-             SELECT {COLUMNS}, sum({size}) OVER (ORDER BY {order}) AS running, {size} AS size
-             FROM sync_records
-             WHERE site_id = $1 AND collection = $2 AND revision > $3 AND ($4::uuid IS NULL OR id > $4)
-               AND {filter_and_order}
-             LIMIT $5) page
-         WHERE running - size < $6 ORDER BY {order}"
-    )))
-    .bind(site_id)
-    .bind(collection.as_str())
-    .bind(since)
-    .bind(after)
-    .bind(limit + 1)
-    .bind(PAGE_BYTES)
-    .fetch_all(db)
-    .await?)
+    Ok(sqlx::query_as::<_, Row>(pages.statement())
+        .bind(site_id)
+        .bind(collection.as_str())
+        .bind(since)
+        .bind(after)
+        .bind(limit + 1)
+        .bind(PAGE_BYTES)
+        .fetch_all(db)
+        .await?)
 }
 
 /// The rows of a page and whether more wait: beyond `limit`, or cut at the byte budget.

@@ -75,8 +75,16 @@ pub struct Finding {
     pub description: Option<String>,
 }
 
-pub(super) const FINDING_COLUMNS: &str = "id, scan_id, device_id, kind, seen_at, port, protocol, state, service, banner, \
-                               host(ip) AS ip, mac::text AS mac, description";
+/// The columns of [`Finding`]: a macro for static statements, [`FINDING_COLUMNS`] for built ones.
+macro_rules! finding_columns {
+    () => {
+        "id, scan_id, device_id, kind, seen_at, port, protocol, state, service, banner, host(ip) AS ip, \
+         mac::text AS mac, description"
+    };
+}
+pub(super) use finding_columns;
+
+pub(super) const FINDING_COLUMNS: &str = finding_columns!();
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

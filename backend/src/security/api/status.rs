@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::history::{FINDING_COLUMNS, Finding, ScanChanges, SecurityScan};
+use super::history::{Finding, ScanChanges, SecurityScan, finding_columns};
 use crate::auth::{Caller, Permission};
 use crate::http::{Json, Page, PageParams, Path, Query, Result};
 use crate::security::queue::ScanKind;
@@ -237,9 +237,11 @@ pub async fn latest(
     .bind(kind)
     .fetch_one(&state.db)
     .await?;
-    let findings: Vec<Finding> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {FINDING_COLUMNS} FROM security_scan_findings WHERE workgroup_id = $1 AND scan_id = $2 ORDER BY port, ip"
-    )))
+    let findings: Vec<Finding> = sqlx::query_as(concat!(
+        "SELECT ",
+        finding_columns!(),
+        " FROM security_scan_findings WHERE workgroup_id = $1 AND scan_id = $2 ORDER BY port, ip"
+    ))
     .bind(workgroup_id)
     .bind(scan.id)
     .fetch_all(&state.db)
