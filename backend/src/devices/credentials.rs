@@ -68,11 +68,7 @@ pub async fn within_covered_scanners(tx: &mut sqlx::PgConnection, workgroup_id: 
     // Locked first and counted after, in a statement of its own: a statement's snapshot is
     // taken when it starts, so a count in the locking statement would miss the credential
     // a concurrent provisioning committed while this one waited for the lock.
-    sqlx::query("SELECT 1 FROM workgroups WHERE id = $1 FOR NO KEY UPDATE")
-        .bind(workgroup_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(Error::NotFound)?;
+    crate::workgroups::api::lock(tx, workgroup_id).await?;
     let (covered, in_use): (i32, i64) = sqlx::query_as(
         "SELECT coalesce((SELECT scanners FROM subscriptions WHERE workgroup_id = $1), 0),
                 (SELECT count(*) FROM device_credentials WHERE workgroup_id = $1 AND revoked_at IS NULL)",

@@ -50,9 +50,9 @@ pub async fn set(
     Path(workgroup_id): Path<Uuid>,
     Json(fields): Json<SubscriptionFields>,
 ) -> Result<(StatusCode, Json<Subscription>)> {
-    let action = change(&state, &user, workgroup_id, Change::Set(fields)).await?;
+    let (action, subscription) = change(&state, &user, workgroup_id, Change::Set(fields)).await?;
     let status = if action == Some(Action::Created) { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(current(&state, workgroup_id).await?)))
+    Ok((status, Json(subscription)))
 }
 
 /// Renew the subscription to a new period end (platform operators): a period that still
@@ -69,8 +69,7 @@ pub async fn renew(
     Path(workgroup_id): Path<Uuid>,
     Json(renewal): Json<Renewal>,
 ) -> Result<Json<Subscription>> {
-    change(&state, &user, workgroup_id, Change::Renew(renewal)).await?;
-    current(&state, workgroup_id).await.map(Json)
+    Ok(Json(change(&state, &user, workgroup_id, Change::Renew(renewal)).await?.1))
 }
 
 /// Cancel the subscription now (platform operators): cloud features stop at once and open
@@ -85,13 +84,17 @@ pub async fn cancel(
     user: CurrentUser,
     Path(workgroup_id): Path<Uuid>,
 ) -> Result<Json<Subscription>> {
-    change(&state, &user, workgroup_id, Change::Cancel).await?;
-    current(&state, workgroup_id).await.map(Json)
+    Ok(Json(change(&state, &user, workgroup_id, Change::Cancel).await?.1))
 }
 
-/// An operator's change, applied and recorded; a subscription that no longer provides the
-/// cloud features ends the workgroup's remote sessions at once.
-async fn change(state: &AppState, user: &CurrentUser, workgroup_id: Uuid, change: Change) -> Result<Option<Action>> {
+/// An operator's change, applied and recorded, and the subscription after it; one that no
+/// longer provides the cloud features ends the workgroup's remote sessions at once.
+async fn change(
+    state: &AppState,
+    user: &CurrentUser,
+    workgroup_id: Uuid,
+    change: Change,
+) -> Result<(Option<Action>, Subscription)> {
     user.access(&state.db, workgroup_id).await?;
     if !user.is_operator {
         return Err(Error::Forbidden("platform_operator"));
@@ -100,10 +103,11 @@ async fn change(state: &AppState, user: &CurrentUser, workgroup_id: Uuid, change
     let grace_days = state.config.subscriptions.grace_days;
     let action = terms::apply(&state.db, workgroup_id, change, &actor, state.clock.now(), grace_days).await?;
     state.auth.forget_workgroup(workgroup_id);
-    if !current(state, workgroup_id).await?.features_available {
+    let subscription = current(state, workgroup_id).await?;
+    if !subscription.features_available {
         state.remote.subscription_ended(workgroup_id).await?;
     }
-    Ok(action)
+    Ok((action, subscription))
 }
 
 /// One change of a subscription: who, when, what.

@@ -124,11 +124,7 @@ pub async fn apply_in(
     default_grace_days: i32,
 ) -> Result<Option<Action>> {
     // The workgroup's row serialises changes (and provisioning, which counts scanners).
-    sqlx::query("SELECT 1 FROM workgroups WHERE id = $1 FOR NO KEY UPDATE")
-        .bind(workgroup_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(Error::NotFound)?;
+    crate::workgroups::api::lock(tx, workgroup_id).await?;
     let before: Option<Terms> = sqlx::query_as(
         "SELECT plan, scanners, trial, period_start, period_end, grace_days, cancelled_at
          FROM subscriptions WHERE workgroup_id = $1",

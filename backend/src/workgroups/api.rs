@@ -156,3 +156,15 @@ pub async fn update(
             .await?;
     Ok(Json(workgroup))
 }
+
+/// Locks the workgroup's row until the transaction ends, so that changes counted against
+/// it — its subscription, the scanners it covers — happen one after another; 404 when there
+/// is no such workgroup. `NO KEY`: inserts referring to the workgroup go on meanwhile.
+pub async fn lock(tx: &mut sqlx::PgConnection, workgroup_id: Uuid) -> Result<()> {
+    sqlx::query("SELECT 1 FROM workgroups WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(workgroup_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|_| ())
+        .ok_or(Error::NotFound)
+}
