@@ -46,24 +46,23 @@ pub async fn create_operator(
     password: Option<String>,
     existing: Existing,
 ) -> anyhow::Result<()> {
-    let account: Option<(Uuid, bool)> = sqlx::query_as(
-        "SELECT u.id, EXISTS (SELECT 1 FROM platform_operators o WHERE o.user_id = u.id)
-         FROM users u WHERE lower(email) = lower($1)",
+    let is_operator = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM platform_operators o WHERE o.user_id = u.id) AS "is_operator!"
+           FROM users u WHERE lower(email) = lower($1)"#,
+        email,
     )
-    .bind(email)
     .fetch_optional(db)
     .await?;
-    let password = match account {
-        Some((_, false)) if existing == Existing::Refuse => anyhow::bail!(
+    let password = match is_operator {
+        Some(false) if existing == Existing::Refuse => anyhow::bail!(
             "{email} already has an account, which is not an operator's; to promote it (its password is \
              reset), run again with --promote-existing"
         ),
-        Some((_, false)) => Some(password.unwrap_or_else(|| generated(email))),
+        Some(false) => Some(password.unwrap_or_else(|| generated(email))),
         _ => password,
     };
     let user_id = ensure_user(db, email, name, password).await?;
-    sqlx::query("INSERT INTO platform_operators (user_id) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(user_id)
+    sqlx::query!("INSERT INTO platform_operators (user_id) VALUES ($1) ON CONFLICT DO NOTHING", user_id)
         .execute(db)
         .await?;
     println!("platform operator: {email}");
@@ -81,10 +80,8 @@ fn generated(email: &str) -> String {
 /// password ends the account's earlier sessions).
 async fn ensure_user(db: &PgPool, email: &str, name: &str, password: Option<String>) -> anyhow::Result<Uuid> {
     anyhow::ensure!(crate::workgroups::members::valid_email(email), "not an e-mail address: {email}");
-    let existing: Option<Uuid> = sqlx::query_scalar("SELECT id FROM users WHERE lower(email) = lower($1)")
-        .bind(email)
-        .fetch_optional(db)
-        .await?;
+    let existing =
+        sqlx::query_scalar!("SELECT id FROM users WHERE lower(email) = lower($1)", email).fetch_optional(db).await?;
     let password = match (password, existing) {
         (None, None) => Some(generated(email)),
         (password, _) => password,
@@ -98,26 +95,28 @@ async fn ensure_user(db: &PgPool, email: &str, name: &str, password: Option<Stri
     };
     let id = match existing {
         Some(id) => {
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE users SET password_hash = coalesce($2, password_hash),
-                     session_epoch = session_epoch + CASE WHEN $2 IS NULL THEN 0 ELSE 1 END
+                     session_epoch = session_epoch + CASE WHEN $2::text IS NULL THEN 0 ELSE 1 END
                  WHERE id = $1",
+                id,
+                hash,
             )
-            .bind(id)
-            .bind(hash)
             .execute(db)
             .await?;
             id
         }
         None => {
             let id = Uuid::now_v7();
-            sqlx::query("INSERT INTO users (id, email, name, password_hash) VALUES ($1, $2, $3, $4)")
-                .bind(id)
-                .bind(email)
-                .bind(name)
-                .bind(hash)
-                .execute(db)
-                .await?;
+            sqlx::query!(
+                "INSERT INTO users (id, email, name, password_hash) VALUES ($1, $2, $3, $4)",
+                id,
+                email,
+                name,
+                hash,
+            )
+            .execute(db)
+            .await?;
             id
         }
     };
@@ -153,48 +152,50 @@ pub async fn demo(
     // The demo's workgroup is the one its scanners are in, whatever it has been renamed to
     // since; then one of the demo's name; else a new one.
     let serials: Vec<&str> = DEMO_DEVICES.iter().map(|(serial, _, _)| *serial).collect();
-    let workgroup_id: Uuid = match sqlx::query_scalar(
-        "SELECT workgroup_id FROM (
+    let workgroup_id = match sqlx::query_scalar!(
+        r#"SELECT workgroup_id AS "workgroup_id!" FROM (
              (SELECT workgroup_id, 0 AS rank FROM devices WHERE serial = ANY($1) ORDER BY serial LIMIT 1)
              UNION ALL
              (SELECT id, 1 FROM workgroups WHERE name = $2 ORDER BY id LIMIT 1)
-         ) found ORDER BY rank LIMIT 1",
+         ) found ORDER BY rank LIMIT 1"#,
+        &serials as &[&str],
+        DEMO_WORKGROUP,
     )
-    .bind(&serials)
-    .bind(DEMO_WORKGROUP)
     .fetch_optional(&mut *tx)
     .await?
     {
         Some(id) => id,
         None => {
-            sqlx::query_scalar("INSERT INTO workgroups (id, name) VALUES ($1, $2) RETURNING id")
-                .bind(Uuid::now_v7())
-                .bind(DEMO_WORKGROUP)
-                .fetch_one(&mut *tx)
-                .await?
+            sqlx::query_scalar!(
+                "INSERT INTO workgroups (id, name) VALUES ($1, $2) RETURNING id",
+                Uuid::now_v7(),
+                DEMO_WORKGROUP
+            )
+            .fetch_one(&mut *tx)
+            .await?
         }
     };
-    let site_id: Uuid = sqlx::query_scalar(
+    let site_id = sqlx::query_scalar!(
         "INSERT INTO sites (id, workgroup_id, name, time_zone) VALUES ($1, $2, $3, 'Australia/Perth')
          ON CONFLICT ON CONSTRAINT sites_name_key DO UPDATE SET name = EXCLUDED.name RETURNING id",
+        Uuid::now_v7(),
+        workgroup_id,
+        DEMO_SITE,
     )
-    .bind(Uuid::now_v7())
-    .bind(workgroup_id)
-    .bind(DEMO_SITE)
     .fetch_one(&mut *tx)
     .await?;
     std::fs::create_dir_all(devices_dir).with_context(|| format!("creating {}", devices_dir.display()))?;
     for (serial, kind, name) in DEMO_DEVICES {
-        let device_id: Uuid = sqlx::query_scalar(
+        let device_id = sqlx::query_scalar!(
             "INSERT INTO devices (id, workgroup_id, site_id, kind, serial, name) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT ON CONSTRAINT devices_serial_key DO UPDATE SET name = devices.name RETURNING id",
+            Uuid::now_v7(),
+            workgroup_id,
+            site_id,
+            kind,
+            serial,
+            name,
         )
-        .bind(Uuid::now_v7())
-        .bind(workgroup_id)
-        .bind(site_id)
-        .bind(kind)
-        .bind(serial)
-        .bind(name)
         .fetch_one(&mut *tx)
         .await?;
         let credential =
@@ -220,13 +221,13 @@ pub async fn demo(
     }
     tx.commit().await?;
     let admin = ensure_user(db, DEMO_ADMIN, "Demo admin", password).await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO memberships (workgroup_id, user_id, permissions) VALUES ($1, $2, $3)
          ON CONFLICT (workgroup_id, user_id) DO UPDATE SET permissions = EXCLUDED.permissions",
+        workgroup_id,
+        admin,
+        &["control_devices", "manage_workgroup", "view_data"] as &[&str],
     )
-    .bind(workgroup_id)
-    .bind(admin)
-    .bind(vec!["control_devices", "manage_workgroup", "view_data"])
     .execute(db)
     .await?;
     // Its cloud features work: a year's subscription, unless it has one that runs.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against real PostgreSQL and RabbitMQ, installing and starting
 # them if needed (and Chromium, TigerVNC's Xvnc, Node.js's packages and the web dashboard's build): formatting,
+# the freshness of the SQL checked at compile time (sqlx.sh check),
 # lint and type checks, then every test of the workspace, the browser tests of the dashboard
 # among them (tests/tests/api/web.rs runs Playwright). Each test creates its own database
 # (myscanner_test_*), so tests run in parallel.
@@ -20,6 +21,7 @@ drop_test_leftovers
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
+deploy/scripts/sqlx.sh check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "web: type check (svelte-check)"

@@ -12,14 +12,7 @@ use uuid::Uuid;
 use super::cache::Standing;
 use super::principal::{Caller, CurrentUser};
 use crate::http::Error;
-use crate::subscriptions::{Gate, MaybePeriod, SubscriptionStatus, period_columns, status_at};
-
-#[derive(sqlx::FromRow)]
-struct StandingRow {
-    permissions: Option<Vec<String>>,
-    #[sqlx(flatten)]
-    subscription: MaybePeriod,
-}
+use crate::subscriptions::{Gate, Period, SubscriptionStatus, status_at};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -85,21 +78,22 @@ impl CurrentUser {
             .cache
             .standings
             .get_or_load((self.id, workgroup_id), || async {
-                let row: Option<StandingRow> = sqlx::query_as(concat!(
-                    "SELECT m.permissions, ",
-                    period_columns!(),
-                    " FROM workgroups w
-                     LEFT JOIN memberships m ON m.workgroup_id = w.id AND m.user_id = $2
-                     LEFT JOIN subscriptions s ON s.workgroup_id = w.id
-                     WHERE w.id = $1"
-                ))
-                .bind(workgroup_id)
-                .bind(self.id)
+                let row = sqlx::query!(
+                    r#"SELECT m.permissions AS "permissions?", s.trial AS "trial?", s.period_end AS "period_end?",
+                              s.grace_days AS "grace_days?", s.cancelled_at
+                       FROM workgroups w
+                       LEFT JOIN memberships m ON m.workgroup_id = w.id AND m.user_id = $2
+                       LEFT JOIN subscriptions s ON s.workgroup_id = w.id
+                       WHERE w.id = $1"#,
+                    workgroup_id,
+                    self.id,
+                )
                 .fetch_optional(db)
                 .await?;
-                Ok::<_, Error>(
-                    row.map(|row| Standing { permissions: row.permissions, subscription: row.subscription.0 }),
-                )
+                Ok::<_, Error>(row.map(|row| Standing {
+                    permissions: row.permissions,
+                    subscription: Period::from_outer_join(row.trial, row.period_end, row.grace_days, row.cancelled_at),
+                }))
             })
             .await?
             .ok_or(Error::NotFound)?;

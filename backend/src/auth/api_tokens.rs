@@ -15,7 +15,7 @@ use crate::http::fields::Name;
 use crate::http::{Error, Json, Page, PageParams, Path, Query, Result, Validator};
 use crate::state::AppState;
 
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ApiToken {
     pub id: Uuid,
     pub workgroup_id: Uuid,
@@ -41,9 +41,14 @@ pub struct CreatedApiToken {
     pub secret: String,
 }
 
-macro_rules! token_columns {
-    () => {
-        "id, workgroup_id, name, created_by, created_at, last_used_at, revoked_at"
+/// A checked statement reading [`ApiToken`]s: `before` + the columns + `after`.
+macro_rules! query_tokens {
+    ($before:literal, $after:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            ApiToken,
+            $before + "id, workgroup_id, name, created_by, created_at, last_used_at, revoked_at" + $after
+            $(, $arg)*
+        )
     };
 }
 
@@ -60,15 +65,13 @@ pub async fn list(
 ) -> Result<Json<Page<ApiToken>>> {
     caller.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
     let limit = page.limit()?;
-    let rows = sqlx::query_as::<_, ApiToken>(concat!(
+    let rows = query_tokens!(
         "SELECT ",
-        token_columns!(),
-        " FROM api_tokens WHERE workgroup_id = $1 AND ($2::uuid IS NULL OR id > $2)
-         ORDER BY id LIMIT $3"
-    ))
-    .bind(workgroup_id)
-    .bind(page.after::<Uuid>()?)
-    .bind(limit + 1)
+        " FROM api_tokens WHERE workgroup_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
+        workgroup_id,
+        page.after::<Uuid>()?,
+        limit + 1,
+    )
     .fetch_all(&state.db)
     .await?;
     Ok(Json(Page::from_rows(rows, limit, |t| t.id)))
@@ -92,16 +95,16 @@ pub async fn create(
     access.require(Permission::ViewData)?;
     Validator::default().name("name", &new.name).finish()?;
     let issued = secret::issue(API_TOKEN_PREFIX);
-    let token = sqlx::query_as::<_, ApiToken>(concat!(
+    let token = query_tokens!(
         "INSERT INTO api_tokens (id, workgroup_id, name, secret_hash, created_by)
          VALUES ($1, $2, $3, $4, $5) RETURNING ",
-        token_columns!()
-    ))
-    .bind(issued.id)
-    .bind(workgroup_id)
-    .bind(new.name.trim())
-    .bind(&issued.hash)
-    .bind(user.id)
+        "",
+        issued.id,
+        workgroup_id,
+        new.name.trim(),
+        &issued.hash,
+        user.id,
+    )
     .fetch_one(&state.db)
     .await?;
     Ok((StatusCode::CREATED, Json(CreatedApiToken { token, secret: issued.token })))
@@ -118,11 +121,11 @@ pub async fn revoke(
     Path((workgroup_id, token_id)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
     user.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
-    let found = sqlx::query(
+    let found = sqlx::query!(
         "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 AND workgroup_id = $2",
+        token_id,
+        workgroup_id,
     )
-    .bind(token_id)
-    .bind(workgroup_id)
     .execute(&state.db)
     .await?;
     if found.rows_affected() == 0 {

@@ -48,13 +48,14 @@ pub async fn login(
 ) -> Result<Json<LoginResponse>> {
     let keys = throttle::Keys::sign_in(&state.db, &request.email, address).await?;
     let attempt = throttle::attempt(&state.db, &keys, &state.config.auth.login_throttle).await?;
-    let user: Option<(Uuid, String, i32)> =
-        sqlx::query_as("SELECT id, password_hash, session_epoch FROM users WHERE lower(email) = lower($1)")
-            .bind(request.email.trim())
-            .fetch_optional(&state.db)
-            .await?;
+    let user = sqlx::query!(
+        "SELECT id, password_hash, session_epoch FROM users WHERE lower(email) = lower($1)",
+        request.email.trim(),
+    )
+    .fetch_optional(&state.db)
+    .await?;
     let (account, hash) = match user {
-        Some((id, hash, epoch)) => (Some((id, epoch)), Some(hash)),
+        Some(u) => (Some((u.id, u.session_epoch)), Some(u.password_hash)),
         None => (None, None),
     };
     let valid = match state.passwords.verify(request.password, hash).await {
@@ -83,11 +84,10 @@ pub struct Me {
     pub memberships: Vec<MyMembership>,
 }
 
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MyMembership {
     pub workgroup_id: Uuid,
     pub workgroup_name: String,
-    #[sqlx(try_from = "Vec<String>")]
     pub permissions: Permissions,
 }
 
@@ -104,6 +104,20 @@ impl TryFrom<Vec<String>> for Permissions {
             .map(|n| Permission::parse(n).ok_or_else(|| format!("unknown permission {n}")))
             .collect::<std::result::Result<_, _>>()
             .map(Permissions)
+    }
+}
+
+/// Read straight from a `text[]` column (`permissions AS "permissions: Permissions"`).
+impl sqlx::Type<sqlx::Postgres> for Permissions {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <Vec<String> as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Permissions {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> std::result::Result<Self, sqlx::error::BoxDynError> {
+        let names = <Vec<String> as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        Ok(Permissions::try_from(names)?)
     }
 }
 
@@ -125,16 +139,17 @@ impl Permissions {
     security(("user_jwt" = [])),
     responses((status = 200, body = Me)))]
 pub async fn me(State(state): State<AppState>, user: CurrentUser) -> Result<Json<Me>> {
-    let (email, name): (String, String) =
-        sqlx::query_as("SELECT email, name FROM users WHERE id = $1").bind(user.id).fetch_one(&state.db).await?;
-    let memberships = sqlx::query_as::<_, MyMembership>(
-        "SELECT m.workgroup_id, w.name AS workgroup_name, m.permissions
-         FROM memberships m JOIN workgroups w ON w.id = m.workgroup_id
-         WHERE m.user_id = $1 ORDER BY w.name",
+    let account = sqlx::query!("SELECT email, name FROM users WHERE id = $1", user.id).fetch_one(&state.db).await?;
+    let memberships = sqlx::query_as!(
+        MyMembership,
+        r#"SELECT m.workgroup_id, w.name AS workgroup_name, m.permissions AS "permissions: Permissions"
+           FROM memberships m JOIN workgroups w ON w.id = m.workgroup_id
+           WHERE m.user_id = $1 ORDER BY w.name"#,
+        user.id,
     )
-    .bind(user.id)
     .fetch_all(&state.db)
     .await?;
+    let (email, name) = (account.email, account.name);
     Ok(Json(Me { id: user.id, email, name, is_operator: user.is_operator, memberships }))
 }
 
@@ -167,8 +182,8 @@ pub async fn change_password(
     password::check_strength("new_password", &request.new_password)?;
     let keys = throttle::Keys::user(&state.db, user.id, address).await?;
     let attempt = throttle::attempt(&state.db, &keys, &state.config.auth.login_throttle).await?;
-    let stored: String =
-        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1").bind(user.id).fetch_one(&state.db).await?;
+    let stored =
+        sqlx::query_scalar!("SELECT password_hash FROM users WHERE id = $1", user.id).fetch_one(&state.db).await?;
     let valid = match state.passwords.verify(request.current_password, Some(stored)).await {
         Ok(valid) => valid,
         Err(shed) => {
@@ -181,11 +196,11 @@ pub async fn change_password(
     }
     attempt.succeeded(&state.db).await?;
     let hash = state.passwords.hash(request.new_password).await?;
-    let epoch: i32 = sqlx::query_scalar(
+    let epoch = sqlx::query_scalar!(
         "UPDATE users SET password_hash = $2, session_epoch = session_epoch + 1 WHERE id = $1 RETURNING session_epoch",
+        user.id,
+        hash,
     )
-    .bind(user.id)
-    .bind(hash)
     .fetch_one(&state.db)
     .await?;
     state.auth.forget_user(user.id);

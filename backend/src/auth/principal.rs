@@ -12,7 +12,7 @@ use super::client_addr::ClientAddr;
 use super::secret::{self, API_TOKEN_PREFIX, DEVICE_PREFIX};
 use crate::http::Error;
 use crate::state::AppState;
-use crate::subscriptions::{Gate, MaybePeriod, SubscriptionStatus, period_columns, status_at};
+use crate::subscriptions::{Gate, Period, SubscriptionStatus, status_at};
 
 /// A signed-in dashboard user (JWT).
 #[derive(Debug, Clone)]
@@ -94,14 +94,16 @@ impl FromRequestParts<AppState> for CurrentUser {
             .auth
             .accounts
             .get_or_load(claims.sub, || async {
-                let row: Option<(bool, i32)> = sqlx::query_as(
-                    "SELECT EXISTS (SELECT 1 FROM platform_operators WHERE user_id = u.id), u.session_epoch
-                     FROM users u WHERE u.id = $1",
+                let account = sqlx::query_as!(
+                    Account,
+                    r#"SELECT EXISTS (SELECT 1 FROM platform_operators WHERE user_id = u.id) AS "is_operator!",
+                              u.session_epoch
+                       FROM users u WHERE u.id = $1"#,
+                    claims.sub,
                 )
-                .bind(claims.sub)
                 .fetch_optional(&state.db)
                 .await?;
-                Ok::<_, Error>(row.map(|(is_operator, session_epoch)| Account { is_operator, session_epoch }))
+                Ok::<_, Error>(account)
             })
             .await?
             .ok_or(Error::Unauthorized("the account no longer exists"))?;
@@ -127,14 +129,6 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct TokenRow {
-    workgroup_id: Uuid,
-    secret_hash: Vec<u8>,
-    #[sqlx(flatten)]
-    subscription: MaybePeriod,
-}
-
 async fn api_token(state: &AppState, token: &str, gate: Option<Gate>) -> Result<ApiTokenCaller, Error> {
     const INVALID: Error = Error::Unauthorized("invalid or revoked API token");
     let (id, presented) = secret::parse(API_TOKEN_PREFIX, token).ok_or(INVALID)?;
@@ -142,19 +136,19 @@ async fn api_token(state: &AppState, token: &str, gate: Option<Gate>) -> Result<
         .auth
         .tokens
         .get_or_load(id, || async {
-            let row: Option<TokenRow> = sqlx::query_as(concat!(
-                "SELECT t.workgroup_id, t.secret_hash, ",
-                period_columns!(),
-                " FROM api_tokens t LEFT JOIN subscriptions s ON s.workgroup_id = t.workgroup_id
-                 WHERE t.id = $1 AND t.revoked_at IS NULL"
-            ))
-            .bind(id)
+            let row = sqlx::query!(
+                r#"SELECT t.workgroup_id, t.secret_hash, s.trial AS "trial?", s.period_end AS "period_end?",
+                          s.grace_days AS "grace_days?", s.cancelled_at
+                   FROM api_tokens t LEFT JOIN subscriptions s ON s.workgroup_id = t.workgroup_id
+                   WHERE t.id = $1 AND t.revoked_at IS NULL"#,
+                id,
+            )
             .fetch_optional(&state.db)
             .await?;
             Ok::<_, Error>(row.map(|row| Token {
                 workgroup_id: row.workgroup_id,
                 secret_hash: row.secret_hash,
-                subscription: row.subscription.0,
+                subscription: Period::from_outer_join(row.trial, row.period_end, row.grace_days, row.cancelled_at),
             }))
         })
         .await?;
@@ -181,17 +175,20 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
         const INVALID: Error = Error::Unauthorized("invalid or revoked device credential");
         let (credential_id, presented) = secret::parse(DEVICE_PREFIX, bearer(parts)?).ok_or(INVALID)?;
-        let row: Option<(Uuid, Uuid, Uuid, Vec<u8>, SubscriptionStatus)> = sqlx::query_as(
-            "SELECT d.id, d.workgroup_id, d.site_id, c.secret_hash, subscription_status(s, $2)
-             FROM device_credentials c JOIN devices d ON d.id = c.device_id
-             LEFT JOIN subscriptions s ON s.workgroup_id = d.workgroup_id
-             WHERE c.id = $1 AND c.revoked_at IS NULL",
+        let row = sqlx::query!(
+            r#"SELECT d.id, d.workgroup_id, d.site_id, c.secret_hash,
+                      subscription_status(s, $2) AS "subscription!: SubscriptionStatus"
+               FROM device_credentials c JOIN devices d ON d.id = c.device_id
+               LEFT JOIN subscriptions s ON s.workgroup_id = d.workgroup_id
+               WHERE c.id = $1 AND c.revoked_at IS NULL"#,
+            credential_id,
+            state.clock.now(),
         )
-        .bind(credential_id)
-        .bind(state.clock.now())
         .fetch_optional(&state.db)
-        .await?;
-        let (device_id, workgroup_id, site_id, stored, subscription) = row.ok_or(INVALID)?;
+        .await?
+        .ok_or(INVALID)?;
+        let (device_id, workgroup_id, site_id, stored) = (row.id, row.workgroup_id, row.site_id, row.secret_hash);
+        let subscription = row.subscription;
         if !secret::matches(presented, &stored) {
             return Err(INVALID);
         }
@@ -199,13 +196,13 @@ impl FromRequestParts<AppState> for AuthenticatedDevice {
         let address = ClientAddr::from_request_parts(parts, state).await?.0;
         // Every authenticated call is a sign of life and shows the device's public address
         // (what external security scans target). Written at most every 30 s unless it moved.
-        sqlx::query(
+        sqlx::query!(
             "UPDATE devices SET last_seen_at = now(), public_address = $2
              WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at < now() - interval '30 seconds'
                                 OR public_address IS DISTINCT FROM $2)",
+            device_id,
+            ipnet::IpNet::from(address),
         )
-        .bind(device_id)
-        .bind(ipnet::IpNet::from(address))
         .execute(&state.db)
         .await?;
         record_use(&state.db, Credential::Device, credential_id).await?;
@@ -227,16 +224,25 @@ enum Credential {
 /// Records that a credential was used, at most once a minute: usage is for people reviewing
 /// credentials.
 async fn record_use(db: &sqlx::PgPool, credential: Credential, id: Uuid) -> Result<(), Error> {
-    let statement = match credential {
+    match credential {
         Credential::ApiToken => {
-            "UPDATE api_tokens SET last_used_at = now()
-             WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')"
+            sqlx::query!(
+                "UPDATE api_tokens SET last_used_at = now()
+                 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+                id,
+            )
+            .execute(db)
+            .await?
         }
         Credential::Device => {
-            "UPDATE device_credentials SET last_used_at = now()
-             WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')"
+            sqlx::query!(
+                "UPDATE device_credentials SET last_used_at = now()
+                 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+                id,
+            )
+            .execute(db)
+            .await?
         }
     };
-    sqlx::query(statement).bind(id).execute(db).await?;
     Ok(())
 }

@@ -26,14 +26,15 @@ pub struct Keys {
 impl Keys {
     /// The keys of a sign-in with `email` (as typed) from `address`.
     pub async fn sign_in(db: &PgPool, email: &str, address: IpAddr) -> Result<Keys, Error> {
-        let folded: String = sqlx::query_scalar("SELECT lower($1)").bind(email.trim()).fetch_one(db).await?;
+        let folded = sqlx::query_scalar!(r#"SELECT lower($1) AS "folded!""#, email.trim()).fetch_one(db).await?;
         Ok(Keys { account: format!("account:{folded}"), address: format!("address:{address}") })
     }
 
     /// The keys of a signed-in user's guess at their own password.
     pub async fn user(db: &PgPool, user_id: Uuid, address: IpAddr) -> Result<Keys, Error> {
-        let folded: String =
-            sqlx::query_scalar("SELECT lower(email) FROM users WHERE id = $1").bind(user_id).fetch_one(db).await?;
+        let folded = sqlx::query_scalar!(r#"SELECT lower(email) AS "folded!" FROM users WHERE id = $1"#, user_id)
+            .fetch_one(db)
+            .await?;
         Ok(Keys { account: format!("account:{folded}"), address: format!("address:{address}") })
     }
 }
@@ -48,25 +49,25 @@ pub struct Attempt<'a> {
 /// when either is past its limit.
 pub async fn attempt<'a>(db: &PgPool, keys: &'a Keys, config: &LoginThrottleConfig) -> Result<Attempt<'a>, Error> {
     // A window that has passed starts again at this attempt.
-    let counts: Vec<(i32, f64)> = sqlx::query_as(
-        "INSERT INTO login_throttle AS t (key, failures, window_started_at)
+    let counts = sqlx::query!(
+        r#"INSERT INTO login_throttle AS t (key, failures, window_started_at)
          VALUES ($1, 1, now()), ($2, 1, now())
          ON CONFLICT (key) DO UPDATE SET
            failures = CASE WHEN t.window_started_at < now() - make_interval(secs => $3)
                            THEN 1 ELSE t.failures + 1 END,
            window_started_at = CASE WHEN t.window_started_at < now() - make_interval(secs => $3)
                                     THEN now() ELSE t.window_started_at END
-         RETURNING failures - CASE key WHEN $1 THEN $4 ELSE $5 END,
-                   extract(epoch FROM t.window_started_at + make_interval(secs => $3) - now())::float8",
+         RETURNING failures - CASE key WHEN $1 THEN $4::int4 ELSE $5::int4 END AS "over!",
+                   extract(epoch FROM t.window_started_at + make_interval(secs => $3) - now())::float8 AS "left!""#,
+        &keys.account,
+        &keys.address,
+        config.window_secs as f64,
+        config.max_failures_per_account,
+        config.max_failures_per_address,
     )
-    .bind(&keys.account)
-    .bind(&keys.address)
-    .bind(config.window_secs as f64)
-    .bind(config.max_failures_per_account)
-    .bind(config.max_failures_per_address)
     .fetch_all(db)
     .await?;
-    let wait = counts.iter().filter(|(over, _)| *over > 0).map(|(_, left)| left.ceil()).reduce(f64::max);
+    let wait = counts.iter().filter(|c| c.over > 0).map(|c| c.left.ceil()).reduce(f64::max);
     match wait {
         Some(secs) => Err(Error::TooManyRequests { retry_after: secs.max(1.0) as u64 }),
         None => Ok(Attempt { keys }),
@@ -77,23 +78,25 @@ impl Attempt<'_> {
     /// The password could not be checked (the service shed the request): the attempt is
     /// given back to both keys.
     pub async fn not_made(self, db: &PgPool) -> Result<(), Error> {
-        sqlx::query("UPDATE login_throttle SET failures = greatest(failures - 1, 0) WHERE key IN ($1, $2)")
-            .bind(&self.keys.account)
-            .bind(&self.keys.address)
-            .execute(db)
-            .await?;
+        sqlx::query!(
+            "UPDATE login_throttle SET failures = greatest(failures - 1, 0) WHERE key IN ($1, $2)",
+            &self.keys.account,
+            &self.keys.address,
+        )
+        .execute(db)
+        .await?;
         Ok(())
     }
 
     /// The password was right: the account starts afresh, and the address gets its attempt
     /// back (a right password is not a guess).
     pub async fn succeeded(self, db: &PgPool) -> Result<(), Error> {
-        sqlx::query(
+        sqlx::query!(
             "WITH cleared AS (DELETE FROM login_throttle WHERE key = $1)
              UPDATE login_throttle SET failures = greatest(failures - 1, 0) WHERE key = $2",
+            &self.keys.account,
+            &self.keys.address,
         )
-        .bind(&self.keys.account)
-        .bind(&self.keys.address)
         .execute(db)
         .await?;
         Ok(())

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{Device, DeviceKind, credentials, device_columns, fetch};
+use super::{Device, DeviceKind, credentials, fetch, query_devices};
 use crate::auth::{Caller, CurrentUser, Permission};
 use crate::http::fields::Name;
 use crate::http::{Error, Json, Page, PageParams, Path, Query, Result, ResultExt, Validator};
@@ -38,19 +38,19 @@ pub async fn list(
     caller.access(&state.db, workgroup_id).await?;
     let page = PageParams { limit: filter.limit, cursor: filter.cursor };
     let limit = page.limit()?;
-    let rows = sqlx::query_as::<_, Device>(concat!(
+    let rows = query_devices!(
         "SELECT ",
-        device_columns!(),
         " FROM devices
          WHERE workgroup_id = $1 AND ($2::uuid IS NULL OR site_id = $2) AND ($3::uuid IS NULL OR id > $3)
-         ORDER BY id LIMIT $4"
-    ))
-    .bind(workgroup_id)
-    .bind(filter.site_id)
-    .bind(page.after::<Uuid>()?)
-    .bind(limit + 1)
+         ORDER BY id LIMIT $4",
+        workgroup_id,
+        filter.site_id,
+        page.after::<Uuid>()?,
+        limit + 1,
+    )
     .fetch_all(&state.db)
     .await?;
+    let rows: Vec<Device> = rows.into_iter().map(Device::from).collect();
     Ok(Json(Page::from_rows(rows, limit, |d| d.id)))
 }
 
@@ -121,17 +121,19 @@ pub async fn provision(
     let mut tx = state.db.begin().await?;
     credentials::within_covered_scanners(&mut tx, workgroup_id).await?;
     let id = Uuid::now_v7();
-    sqlx::query("INSERT INTO devices (id, workgroup_id, site_id, kind, serial, name) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(id)
-        .bind(workgroup_id)
-        .bind(new.site_id)
-        .bind(new.kind)
-        .bind(&new.serial)
-        .bind(new.name.trim())
-        .execute(&mut *tx)
-        .await
-        .on_constraint("devices_serial_key", || Error::conflict("serial-taken", "a device with this serial exists"))
-        .on_constraint("devices_site_fkey", site_not_in_workgroup)?;
+    sqlx::query!(
+        "INSERT INTO devices (id, workgroup_id, site_id, kind, serial, name) VALUES ($1, $2, $3, $4, $5, $6)",
+        id,
+        workgroup_id,
+        new.site_id,
+        new.kind as DeviceKind,
+        &new.serial,
+        new.name.trim(),
+    )
+    .execute(&mut *tx)
+    .await
+    .on_constraint("devices_serial_key", || Error::conflict("serial-taken", "a device with this serial exists"))
+    .on_constraint("devices_site_fkey", site_not_in_workgroup)?;
     let credential = credentials::issue(&mut tx, &state.broker, workgroup_id, id).await?;
     tx.commit().await?;
     tracing::info!(device.id = %id, workgroup.id = %workgroup_id, "device provisioned");
@@ -163,17 +165,17 @@ pub async fn update(
     if let Some(name) = &changes.name {
         Validator::default().name("name", name).finish()?;
     }
-    let device = sqlx::query_as::<_, Device>(concat!(
+    let device = query_devices!(
         "UPDATE devices SET name = coalesce($3, name), site_id = coalesce($4, site_id)
          WHERE workgroup_id = $1 AND id = $2 RETURNING ",
-        device_columns!()
-    ))
-    .bind(workgroup_id)
-    .bind(device_id)
-    .bind(changes.name.as_deref().map(str::trim))
-    .bind(changes.site_id)
+        "",
+        workgroup_id,
+        device_id,
+        changes.name.as_deref().map(str::trim),
+        changes.site_id,
+    )
     .fetch_one(&state.db)
     .await
     .on_constraint("devices_site_fkey", site_not_in_workgroup)?;
-    Ok(Json(device))
+    Ok(Json(device.into()))
 }

@@ -29,20 +29,30 @@ pub async fn issue(
     workgroup_id: Uuid,
     device_id: Uuid,
 ) -> Result<IssuedCredential> {
-    sqlx::query("UPDATE device_credentials SET revoked_at = now() WHERE device_id = $1 AND revoked_at IS NULL")
-        .bind(device_id)
-        .execute(&mut *tx)
-        .await?;
+    end_live_credential(&mut *tx, device_id).await?;
     let issued = secret::issue(DEVICE_PREFIX);
-    sqlx::query("INSERT INTO device_credentials (id, workgroup_id, device_id, secret_hash) VALUES ($1, $2, $3, $4)")
-        .bind(issued.id)
-        .bind(workgroup_id)
-        .bind(device_id)
-        .bind(&issued.hash)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO device_credentials (id, workgroup_id, device_id, secret_hash) VALUES ($1, $2, $3, $4)",
+        issued.id,
+        workgroup_id,
+        device_id,
+        &issued.hash,
+    )
+    .execute(&mut *tx)
+    .await?;
     broker.put_device_user(device_id, &issued.token).await.map_err(broker_unavailable)?;
     Ok(IssuedCredential { credential_id: issued.id, secret: issued.token })
+}
+
+/// Ends the device's live credential, if it has one.
+async fn end_live_credential(tx: &mut sqlx::PgConnection, device_id: Uuid) -> Result<()> {
+    sqlx::query!(
+        "UPDATE device_credentials SET revoked_at = now() WHERE device_id = $1 AND revoked_at IS NULL",
+        device_id
+    )
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 fn broker_unavailable(error: anyhow::Error) -> Error {
@@ -52,13 +62,15 @@ fn broker_unavailable(error: anyhow::Error) -> Error {
 
 async fn exists(tx: &mut sqlx::PgConnection, workgroup_id: Uuid, device_id: Uuid) -> Result<()> {
     // Locks the device so that concurrent rotations serialise.
-    sqlx::query("SELECT 1 FROM devices WHERE workgroup_id = $1 AND id = $2 FOR UPDATE")
-        .bind(workgroup_id)
-        .bind(device_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|_| ())
-        .ok_or(Error::NotFound)
+    sqlx::query!(
+        "SELECT 1 AS found FROM devices WHERE workgroup_id = $1 AND id = $2 FOR UPDATE",
+        workgroup_id,
+        device_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(|_| ())
+    .ok_or(Error::NotFound)
 }
 
 /// Refuses a scanner beyond those the workgroup's subscription covers: devices holding a live
@@ -69,13 +81,14 @@ pub async fn within_covered_scanners(tx: &mut sqlx::PgConnection, workgroup_id: 
     // taken when it starts, so a count in the locking statement would miss the credential
     // a concurrent provisioning committed while this one waited for the lock.
     crate::workgroups::api::lock(tx, workgroup_id).await?;
-    let (covered, in_use): (i32, i64) = sqlx::query_as(
-        "SELECT coalesce((SELECT scanners FROM subscriptions WHERE workgroup_id = $1), 0),
-                (SELECT count(*) FROM device_credentials WHERE workgroup_id = $1 AND revoked_at IS NULL)",
+    let row = sqlx::query!(
+        r#"SELECT coalesce((SELECT scanners FROM subscriptions WHERE workgroup_id = $1), 0) AS "covered!",
+                  (SELECT count(*) FROM device_credentials WHERE workgroup_id = $1 AND revoked_at IS NULL) AS "in_use!""#,
+        workgroup_id,
     )
-    .bind(workgroup_id)
     .fetch_one(&mut *tx)
     .await?;
+    let (covered, in_use) = (row.covered, row.in_use);
     if in_use >= i64::from(covered) {
         return Err(Error::ScannerLimit { covered });
     }
@@ -100,10 +113,10 @@ pub async fn rotate(
     user.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
     let mut tx = state.db.begin().await?;
     exists(&mut tx, workgroup_id, device_id).await?;
-    let live: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM device_credentials WHERE device_id = $1 AND revoked_at IS NULL)",
+    let live = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM device_credentials WHERE device_id = $1 AND revoked_at IS NULL) AS "live!""#,
+        device_id,
     )
-    .bind(device_id)
     .fetch_one(&mut *tx)
     .await?;
     if !live {
@@ -132,10 +145,7 @@ pub async fn revoke(
     user.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
     let mut tx = state.db.begin().await?;
     exists(&mut tx, workgroup_id, device_id).await?;
-    sqlx::query("UPDATE device_credentials SET revoked_at = now() WHERE device_id = $1 AND revoked_at IS NULL")
-        .bind(device_id)
-        .execute(&mut *tx)
-        .await?;
+    end_live_credential(&mut tx, device_id).await?;
     state.broker.delete_device_user(device_id).await.map_err(broker_unavailable)?;
     tx.commit().await?;
     // Its remote-control tunnel goes too, wherever it is held.

@@ -6,13 +6,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Device, DeviceKind, DeviceSettings, device_columns};
+use super::{Device, DeviceKind, DeviceSettings, query_devices};
 use crate::auth::AuthenticatedDevice;
 use crate::http::{Json, Result, Validator};
 use crate::state::AppState;
 use crate::subscriptions::SubscriptionStatus;
 
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AgentIdentity {
     pub device_id: Uuid,
     pub workgroup_id: Uuid,
@@ -22,14 +22,11 @@ pub struct AgentIdentity {
     pub name: String,
     /// The site's IANA time zone.
     pub site_time_zone: String,
-    #[sqlx(flatten)]
     pub settings: DeviceSettings,
     /// Where and as whom the device publishes its measurements; its AMQP password is its
     /// device credential.
-    #[sqlx(skip)]
     pub broker: BrokerAccess,
     /// Whether its cloud features work now, for the scanner to show.
-    #[sqlx(skip)]
     pub cloud_features: CloudFeatures,
 }
 
@@ -62,12 +59,12 @@ pub struct BrokerAccess {
     security(("device_credential" = [])),
     responses((status = 200, body = AgentIdentity)))]
 pub async fn me(State(state): State<AppState>, device: AuthenticatedDevice) -> Result<Json<AgentIdentity>> {
-    let identity = sqlx::query_as::<_, AgentIdentity>(
-        "SELECT d.id AS device_id, d.workgroup_id, d.site_id, d.kind, d.serial, d.name, s.time_zone AS site_time_zone,
-                d.measurement_transfer, d.allow_remote_control, d.reference_scan_sync, d.load_list_sync
-         FROM devices d JOIN sites s ON s.id = d.site_id WHERE d.id = $1",
+    let d = sqlx::query!(
+        r#"SELECT d.workgroup_id, d.site_id, d.kind AS "kind: DeviceKind", d.serial, d.name, s.time_zone,
+                  d.measurement_transfer, d.allow_remote_control, d.reference_scan_sync, d.load_list_sync
+           FROM devices d JOIN sites s ON s.id = d.site_id WHERE d.id = $1"#,
+        device.device_id,
     )
-    .bind(device.device_id)
     .fetch_one(&state.db)
     .await?;
     let broker = BrokerAccess {
@@ -85,7 +82,24 @@ pub async fn me(State(state): State<AppState>, device: AuthenticatedDevice) -> R
         format!("MyScanner cloud features are paused: {why}; measurements are still stored; contact {contact}")
     };
     let cloud_features = CloudFeatures { available: status.available(), subscription_status: status, message };
-    Ok(Json(AgentIdentity { broker, cloud_features, ..identity }))
+    let settings = DeviceSettings {
+        measurement_transfer: d.measurement_transfer,
+        allow_remote_control: d.allow_remote_control,
+        reference_scan_sync: d.reference_scan_sync,
+        load_list_sync: d.load_list_sync,
+    };
+    Ok(Json(AgentIdentity {
+        device_id: device.device_id,
+        workgroup_id: d.workgroup_id,
+        site_id: d.site_id,
+        kind: d.kind,
+        serial: d.serial,
+        name: d.name,
+        site_time_zone: d.time_zone,
+        settings,
+        broker,
+        cloud_features,
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -120,20 +134,21 @@ pub async fn report_settings(
         )
         .finish()?;
     let s = &report;
-    let device = sqlx::query_as::<_, Device>(concat!(
+    let device: Device = query_devices!(
         "UPDATE devices SET measurement_transfer = $2, allow_remote_control = $3, reference_scan_sync = $4,
                 load_list_sync = $5, agent_version = $6, settings_reported_at = now()
          WHERE id = $1 RETURNING ",
-        device_columns!()
-    ))
-    .bind(device.device_id)
-    .bind(s.measurement_transfer)
-    .bind(s.allow_remote_control)
-    .bind(s.reference_scan_sync)
-    .bind(s.load_list_sync)
-    .bind(version)
+        "",
+        device.device_id,
+        s.measurement_transfer,
+        s.allow_remote_control,
+        s.reference_scan_sync,
+        s.load_list_sync,
+        version,
+    )
     .fetch_one(&state.db)
-    .await?;
+    .await?
+    .into();
     if !device.settings.allow_remote_control {
         // Refused from now on (the flag above); what runs ends at once, on every replica.
         state.remote.remote_control_disabled(device.id).await?;

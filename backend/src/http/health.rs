@@ -26,7 +26,8 @@ pub async fn healthz() -> Json<Health> {
     responses((status = 200, body = Health),
         (status = 503, description = "A dependency is unreachable")))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>> {
-    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), sqlx::query("SELECT 1").execute(&state.db));
+    let ping =
+        tokio::time::timeout(std::time::Duration::from_secs(2), sqlx::query!("SELECT 1 AS alive").fetch_one(&state.db));
     if !matches!(ping.await, Ok(Ok(_))) {
         return Err(Error::Unavailable("database unreachable".into()));
     }

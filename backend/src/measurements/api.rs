@@ -17,17 +17,28 @@ use crate::auth::{Caller, Permission};
 use crate::http::{Error, FieldError, Json, Page, PageParams, Path, Query, Result};
 use crate::state::AppState;
 
-/// The columns of [`MeasurementRow`], shared by listings, exports and the change feed: a
-/// macro for static statements (`concat!`), [`COLUMNS`] for built ones (`QueryBuilder`).
-macro_rules! measurement_columns {
-    () => {
-        "device_id, measurement_id, workgroup_id, site_id, seq, scanned_at, received_at, truck_id, truck_name, \
-         reference_scan_id, volume_m3, payload_t, carry_back_m3, load_details, quality_flags, has_profile"
+/// A checked statement reading [`MeasurementRow`]s: `query_measurements!(before, after, args…)`
+/// is `before` + the columns + `after` (`"SELECT "`/`" FROM measurements WHERE …"`).
+macro_rules! query_measurements {
+    ($before:literal, $after:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            $crate::measurements::api::MeasurementRow,
+            $before
+                + r#"device_id, measurement_id, workgroup_id, site_id, seq, scanned_at, received_at, truck_id,
+                     truck_name, reference_scan_id, volume_m3, payload_t, carry_back_m3,
+                     load_details AS "load_details: crate::measurements::api::LoadDetailsJson",
+                     quality_flags, has_profile"#
+                + $after
+            $(, $arg)*
+        )
     };
 }
-pub(crate) use measurement_columns;
+pub(crate) use query_measurements;
 
-pub const COLUMNS: &str = measurement_columns!();
+/// The columns of [`MeasurementRow`] for statements built at run time (`QueryBuilder`,
+/// which cannot use [`query_measurements!`]): the same columns, untyped.
+pub const COLUMNS: &str = "device_id, measurement_id, workgroup_id, site_id, seq, scanned_at, received_at, truck_id, \
+     truck_name, reference_scan_id, volume_m3, payload_t, carry_back_m3, load_details, quality_flags, has_profile";
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LoadDetailValue {
@@ -75,24 +86,30 @@ pub struct Measurement {
     pub has_profile: bool,
 }
 
+/// A measurement's load details as stored (a short name: a column's type override must fit
+/// in PostgreSQL's 63-byte identifiers).
+pub type LoadDetailsJson = SqlJson<Vec<LoadDetailValue>>;
+
+/// [`Measurement`] as its row reads. Its fields are visible to the sibling modules, where
+/// [`query_measurements!`] builds it; built statements decode it by name (`FromRow`).
 #[derive(Debug, sqlx::FromRow)]
 pub struct MeasurementRow {
-    device_id: Uuid,
-    measurement_id: Uuid,
-    workgroup_id: Uuid,
-    site_id: Uuid,
-    seq: i64,
-    scanned_at: DateTime<Utc>,
-    received_at: DateTime<Utc>,
-    truck_id: String,
-    truck_name: Option<String>,
-    reference_scan_id: Option<Uuid>,
-    volume_m3: f64,
-    payload_t: Option<f64>,
-    carry_back_m3: Option<f64>,
-    load_details: SqlJson<Vec<LoadDetailValue>>,
-    quality_flags: Vec<String>,
-    has_profile: bool,
+    pub(super) device_id: Uuid,
+    pub(super) measurement_id: Uuid,
+    pub(super) workgroup_id: Uuid,
+    pub(super) site_id: Uuid,
+    pub(super) seq: i64,
+    pub(super) scanned_at: DateTime<Utc>,
+    pub(super) received_at: DateTime<Utc>,
+    pub(super) truck_id: String,
+    pub(super) truck_name: Option<String>,
+    pub(super) reference_scan_id: Option<Uuid>,
+    pub(super) volume_m3: f64,
+    pub(super) payload_t: Option<f64>,
+    pub(super) carry_back_m3: Option<f64>,
+    pub(super) load_details: LoadDetailsJson,
+    pub(super) quality_flags: Vec<String>,
+    pub(super) has_profile: bool,
 }
 
 impl From<MeasurementRow> for Measurement {
@@ -239,14 +256,13 @@ pub async fn get(
 ) -> Result<Response> {
     caller.access(&state.db, workgroup_id).await?.require(Permission::ViewData)?;
     let tag = etag("m", device_id, measurement_id);
-    let row: MeasurementRow = sqlx::query_as(concat!(
+    let row = query_measurements!(
         "SELECT ",
-        measurement_columns!(),
-        " FROM measurements WHERE workgroup_id = $1 AND device_id = $2 AND measurement_id = $3"
-    ))
-    .bind(workgroup_id)
-    .bind(device_id)
-    .bind(measurement_id)
+        " FROM measurements WHERE workgroup_id = $1 AND device_id = $2 AND measurement_id = $3",
+        workgroup_id,
+        device_id,
+        measurement_id,
+    )
     .fetch_one(&state.db)
     .await?;
     if let Some(response) = not_modified(&headers, &tag) {
@@ -300,15 +316,16 @@ pub async fn profile(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains(PROFILE_BINARY) || accept.contains("application/octet-stream"));
     let tag = etag(if binary { "pb" } else { "pj" }, device_id, measurement_id);
-    let (rows, cols, cell_size_mm, heights): (i16, i16, i32, Vec<u8>) = sqlx::query_as(
+    let profile = sqlx::query!(
         "SELECT rows, cols, cell_size_mm, heights FROM load_profiles
          WHERE workgroup_id = $1 AND device_id = $2 AND measurement_id = $3",
+        workgroup_id,
+        device_id,
+        measurement_id,
     )
-    .bind(workgroup_id)
-    .bind(device_id)
-    .bind(measurement_id)
     .fetch_one(&state.db)
     .await?;
+    let (rows, cols, cell_size_mm, heights) = (profile.rows, profile.cols, profile.cell_size_mm, profile.heights);
     let vary = (header::VARY, HeaderValue::from_static("accept"));
     if let Some(mut response) = not_modified(&headers, &tag) {
         response.headers_mut().insert(vary.0, vary.1);
@@ -333,4 +350,21 @@ pub async fn profile(
     let width = usize::try_from(cols).unwrap_or(1).max(1);
     let heights_mm = values.chunks(width).map(<[u16]>::to_vec).collect();
     Ok(([(header::ETAG, tag), vary], Json(LoadProfileView { rows, cols, cell_size_mm, heights_mm })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Execute as _;
+
+    /// [`super::COLUMNS`] must name what `query_measurements!` reads, in its order, or the
+    /// built statements would fail at run time where the checked ones still compile.
+    #[test]
+    fn built_statements_read_the_checked_columns() {
+        let checked = query_measurements!("SELECT ", " FROM measurements").sql();
+        let list = checked.as_str().strip_prefix("SELECT ").and_then(|s| s.strip_suffix(" FROM measurements"));
+        let names = |list: &str| -> Vec<String> {
+            list.split(',').map(|column| column.split_whitespace().next().unwrap_or_default().to_owned()).collect()
+        };
+        assert_eq!(names(list.expect("the statement as written")), names(super::COLUMNS));
+    }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::api::{Measurement, MeasurementRow, measurement_columns};
+use super::api::{Measurement, query_measurements};
 use crate::auth::{Caller, Permission};
 use crate::http::page::encode_cursor;
 use crate::http::{Json, PageParams, Path, Query, Result};
@@ -57,14 +57,13 @@ pub async fn changes(
     let page = PageParams { limit: params.limit, cursor: params.cursor };
     let limit = page.limit()?;
     let after = page.after::<FeedCursor>()?.map_or(0, |c| c.seq);
-    let mut rows: Vec<MeasurementRow> = sqlx::query_as(concat!(
+    let mut rows = query_measurements!(
         "SELECT ",
-        measurement_columns!(),
-        " FROM measurements WHERE workgroup_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
-    ))
-    .bind(workgroup_id)
-    .bind(after)
-    .bind(limit + 1)
+        " FROM measurements WHERE workgroup_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        workgroup_id,
+        after,
+        limit + 1,
+    )
     .fetch_all(&state.db)
     .await?;
     let more = rows.len() as i64 > limit;

@@ -10,7 +10,7 @@ use crate::auth::CurrentUser;
 use crate::http::{Error, Json, Page, PageParams, Query, Result};
 use crate::state::AppState;
 
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct IngestRejection {
     pub id: Uuid,
     pub rejected_at: DateTime<Utc>,
@@ -27,7 +27,6 @@ pub struct IngestRejection {
     pub payload_excerpt: String,
 }
 
-#[derive(sqlx::FromRow)]
 struct RejectionRow {
     id: Uuid,
     rejected_at: DateTime<Utc>,
@@ -53,12 +52,13 @@ pub async fn list(
         return Err(Error::Forbidden("platform_operator"));
     }
     let limit = page.limit()?;
-    let rows = sqlx::query_as::<_, RejectionRow>(
+    let rows = sqlx::query_as!(
+        RejectionRow,
         "SELECT id, rejected_at, reason, routing_key, broker_user, claimed_device_id, payload_size, payload_excerpt
          FROM ingest_rejections WHERE ($1::uuid IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
+        page.after::<Uuid>()?,
+        limit + 1,
     )
-    .bind(page.after::<Uuid>()?)
-    .bind(limit + 1)
     .fetch_all(&state.db)
     .await?;
     let items = rows

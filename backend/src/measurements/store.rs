@@ -16,9 +16,10 @@ const SEQ_LOCK: i64 = 0x6d79_7363_6e72_0001;
 /// The kind of each of these devices that exists.
 #[tracing::instrument(skip_all, fields(devices = ids.len()))]
 pub async fn known_devices(db: &PgPool, ids: &[Uuid]) -> sqlx::Result<HashMap<Uuid, DeviceKind>> {
-    let rows: Vec<(Uuid, DeviceKind)> =
-        sqlx::query_as("SELECT id, kind FROM devices WHERE id = ANY($1)").bind(ids).fetch_all(db).await?;
-    Ok(rows.into_iter().collect())
+    let rows = sqlx::query!(r#"SELECT id, kind AS "kind: DeviceKind" FROM devices WHERE id = ANY($1)"#, ids)
+        .fetch_all(db)
+        .await?;
+    Ok(rows.into_iter().map(|device| (device.id, device.kind)).collect())
 }
 
 /// Whether the database refused the data itself (a data exception or a violated
@@ -57,8 +58,10 @@ pub async fn write(db: &PgPool, rows: &[Row], rejected: &[RejectedMessage<'_>]) 
     // `seq` must be taken in commit order (see migrations/0002), so the statement first
     // takes the transaction-scoped lock that serialises ingest: `nextval` depends on the
     // `locked` row, so it cannot run before the lock is held, which lasts until commit.
-    let count: i64 = sqlx::query_scalar(
-        "WITH locked AS MATERIALIZED (
+    // Arrays go by reference; those of `Option`s or of borrowed values `as _`, as the
+    // macro's check knows only arrays of owned values (the statement's casts fix their types).
+    let count = sqlx::query_scalar!(
+        r#"WITH locked AS MATERIALIZED (
             SELECT true AS held FROM (SELECT pg_advisory_xact_lock($1)) AS l
          ), inserted AS (
             INSERT INTO measurements (device_id, measurement_id, workgroup_id, site_id, seq, scanned_at, received_at,
@@ -88,37 +91,37 @@ pub async fn write(db: &PgPool, rows: &[Row], rejected: &[RejectedMessage<'_>]) 
                                  $26::int4[], $27::bytea[])
             ON CONFLICT ON CONSTRAINT ingest_rejections_payload_key DO NOTHING
          )
-         SELECT count(*) FROM inserted",
+         SELECT count(*) AS "count!" FROM inserted"#,
+        SEQ_LOCK,
+        &rows.iter().map(|r| r.device_id).collect::<Vec<_>>(),
+        &rows.iter().map(|r| r.measurement_id).collect::<Vec<_>>(),
+        &rows.iter().map(|r| r.scanned_at).collect::<Vec<_>>(),
+        rows.iter().map(|r| r.truck_id.as_str()).collect::<Vec<_>>() as _,
+        rows.iter().map(|r| r.truck_name.as_deref()).collect::<Vec<_>>() as _,
+        rows.iter().map(|r| r.reference_scan_id).collect::<Vec<_>>() as _,
+        &rows.iter().map(|r| r.volume_m3).collect::<Vec<_>>(),
+        rows.iter().map(|r| r.payload_t).collect::<Vec<_>>() as _,
+        rows.iter().map(|r| r.carry_back_m3).collect::<Vec<_>>() as _,
+        rows.iter().map(|r| &r.load_details).collect::<Vec<_>>() as _,
+        &rows.iter().map(|r| serde_json::json!(r.quality_flags)).collect::<Vec<_>>(),
+        &rows.iter().map(|r| r.profile.is_some()).collect::<Vec<_>>(),
+        &profiles.iter().map(|(r, _)| r.device_id).collect::<Vec<_>>(),
+        &profiles.iter().map(|(r, _)| r.measurement_id).collect::<Vec<_>>(),
+        &profiles.iter().map(|(_, p)| p.rows).collect::<Vec<_>>(),
+        &profiles.iter().map(|(_, p)| p.cols).collect::<Vec<_>>(),
+        &profiles.iter().map(|(_, p)| p.cell_size_mm).collect::<Vec<_>>(),
+        profiles.iter().map(|(_, p)| p.heights.as_slice()).collect::<Vec<_>>() as _,
+        &rejected.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>(),
+        &rejected.iter().map(|r| Sha256::digest(r.body).to_vec()).collect::<Vec<_>>(),
+        rejected.iter().map(|r| r.rejection.reason.as_str()).collect::<Vec<_>>() as _,
+        // Quoted from the message's envelope: made printable like the reasons, or a stray
+        // control character would have the database refuse the record of a rejection.
+        &rejected.iter().map(|r| printable(r.routing_key)).collect::<Vec<_>>(),
+        rejected.iter().map(|r| r.broker_user.map(printable)).collect::<Vec<_>>() as _,
+        rejected.iter().map(|r| r.rejection.claimed_device_id).collect::<Vec<_>>() as _,
+        &rejected.iter().map(|r| r.body.len() as i32).collect::<Vec<_>>(),
+        rejected.iter().map(|r| &r.body[..r.body.len().min(EXCERPT)]).collect::<Vec<_>>() as _,
     )
-    .bind(SEQ_LOCK)
-    .bind(rows.iter().map(|r| r.device_id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.measurement_id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.scanned_at).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.truck_id.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.truck_name.as_deref()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.reference_scan_id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.volume_m3).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.payload_t).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.carry_back_m3).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| &r.load_details).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| serde_json::json!(r.quality_flags)).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.profile.is_some()).collect::<Vec<_>>())
-    .bind(profiles.iter().map(|(r, _)| r.device_id).collect::<Vec<_>>())
-    .bind(profiles.iter().map(|(r, _)| r.measurement_id).collect::<Vec<_>>())
-    .bind(profiles.iter().map(|(_, p)| p.rows).collect::<Vec<_>>())
-    .bind(profiles.iter().map(|(_, p)| p.cols).collect::<Vec<_>>())
-    .bind(profiles.iter().map(|(_, p)| p.cell_size_mm).collect::<Vec<_>>())
-    .bind(profiles.iter().map(|(_, p)| p.heights.as_slice()).collect::<Vec<_>>())
-    .bind(rejected.iter().map(|_| Uuid::now_v7()).collect::<Vec<_>>())
-    .bind(rejected.iter().map(|r| Sha256::digest(r.body).to_vec()).collect::<Vec<_>>())
-    .bind(rejected.iter().map(|r| r.rejection.reason.as_str()).collect::<Vec<_>>())
-    // Quoted from the message's envelope: made printable like the reasons, or a stray
-    // control character would have the database refuse the record of a rejection.
-    .bind(rejected.iter().map(|r| printable(r.routing_key)).collect::<Vec<_>>())
-    .bind(rejected.iter().map(|r| r.broker_user.map(printable)).collect::<Vec<_>>())
-    .bind(rejected.iter().map(|r| r.rejection.claimed_device_id).collect::<Vec<_>>())
-    .bind(rejected.iter().map(|r| r.body.len() as i32).collect::<Vec<_>>())
-    .bind(rejected.iter().map(|r| &r.body[..r.body.len().min(EXCERPT)]).collect::<Vec<_>>())
     .fetch_one(db)
     .await?;
     Ok(count as u64)

@@ -15,7 +15,7 @@ use crate::auth::{CurrentUser, Permission};
 use crate::http::{Error, Json, Page, PageParams, Path, Query, Result};
 use crate::state::AppState;
 
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OnlineDevice {
     pub device_id: Uuid,
     pub name: String,
@@ -39,20 +39,21 @@ pub async fn online(
     Path(workgroup_id): Path<Uuid>,
 ) -> Result<Json<Vec<OnlineDevice>>> {
     user.access(&state.db, workgroup_id).await?.require(Permission::ControlDevices)?;
-    let devices = sqlx::query_as::<_, OnlineDevice>(
-        "SELECT d.id AS device_id, d.name, t.connected_at, t.remote_address, t.replica_id
-         FROM device_tunnels t JOIN devices d ON d.id = t.device_id
-         WHERE d.workgroup_id = $1 AND t.heartbeat_at > now() - $2 * interval '1 second'
-         ORDER BY d.name, d.id",
+    let devices = sqlx::query_as!(
+        OnlineDevice,
+        r#"SELECT d.id AS device_id, d.name, t.connected_at, t.remote_address AS "remote_address: IpAddr", t.replica_id
+           FROM device_tunnels t JOIN devices d ON d.id = t.device_id
+           WHERE d.workgroup_id = $1 AND t.heartbeat_at > now() - $2 * interval '1 second'
+           ORDER BY d.name, d.id"#,
+        workgroup_id,
+        state.remote.stale_after_secs(),
     )
-    .bind(workgroup_id)
-    .bind(state.remote.stale_after_secs())
     .fetch_all(&state.db)
     .await?;
     Ok(Json(devices))
 }
 
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct RemoteSession {
     pub id: Uuid,
     pub device_id: Uuid,
@@ -71,11 +72,20 @@ pub struct RemoteSession {
     pub end_requested_at: Option<DateTime<Utc>>,
 }
 
-/// The columns of [`RemoteSession`] (`s` = remote_sessions, `u` = users).
-macro_rules! session_columns {
-    () => {
-        "s.id, s.device_id, s.user_id, u.email AS user_email, s.client_address, s.started_at, s.ended_at,
-         s.close_reason, s.bytes_to_device, s.bytes_from_device, s.end_requested_at"
+/// A checked statement reading [`RemoteSession`]s: `query_sessions!(before, after, args…)` is
+/// `before` + the columns (`s` = remote_sessions, `u` = users) + `after`.
+macro_rules! query_sessions {
+    ($before:literal, $after:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            $crate::remote::api::RemoteSession,
+            $before
+                + r#"s.id, s.device_id, s.user_id, u.email AS user_email,
+                     s.client_address AS "client_address: std::net::IpAddr", s.started_at, s.ended_at,
+                     s.close_reason AS "close_reason: crate::remote::CloseReason", s.bytes_to_device,
+                     s.bytes_from_device, s.end_requested_at"#
+                + $after
+            $(, $arg)*
+        )
     };
 }
 
@@ -107,19 +117,18 @@ pub async fn list(
     let page = PageParams { limit: filter.limit, cursor: filter.cursor };
     let limit = page.limit()?;
     // Ids are UUIDv7: newest first is id order, and the id alone is the cursor.
-    let rows = sqlx::query_as::<_, RemoteSession>(concat!(
+    let rows = query_sessions!(
         "SELECT ",
-        session_columns!(),
         " FROM remote_sessions s JOIN users u ON u.id = s.user_id
          WHERE s.workgroup_id = $1 AND ($2::uuid IS NULL OR s.device_id = $2)
            AND ($3::boolean IS NULL OR (s.ended_at IS NULL) = $3) AND ($4::uuid IS NULL OR s.id < $4)
-         ORDER BY s.id DESC LIMIT $5"
-    ))
-    .bind(workgroup_id)
-    .bind(filter.device_id)
-    .bind(filter.active)
-    .bind(page.after::<Uuid>()?)
-    .bind(limit + 1)
+         ORDER BY s.id DESC LIMIT $5",
+        workgroup_id,
+        filter.device_id,
+        filter.active,
+        page.after::<Uuid>()?,
+        limit + 1,
+    )
     .fetch_all(&state.db)
     .await?;
     Ok(Json(Page::from_rows(rows, limit, |s| s.id)))
@@ -138,26 +147,26 @@ pub async fn end(
     Path((workgroup_id, session_id)): Path<(Uuid, Uuid)>,
 ) -> Result<(StatusCode, Json<RemoteSession>)> {
     user.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
-    let session = sqlx::query_as::<_, RemoteSession>(concat!(
+    let session = query_sessions!(
         "WITH requested AS (
              UPDATE remote_sessions SET end_requested_at = COALESCE(end_requested_at, now()), end_requested_by = $3
              WHERE workgroup_id = $1 AND id = $2 AND ended_at IS NULL RETURNING *)
          SELECT ",
-        session_columns!(),
-        " FROM requested s JOIN users u ON u.id = s.user_id"
-    ))
-    .bind(workgroup_id)
-    .bind(session_id)
-    .bind(user.id)
+        " FROM requested s JOIN users u ON u.id = s.user_id",
+        workgroup_id,
+        session_id,
+        user.id,
+    )
     .fetch_optional(&state.db)
     .await?;
     let Some(session) = session else {
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM remote_sessions WHERE workgroup_id = $1 AND id = $2)")
-                .bind(workgroup_id)
-                .bind(session_id)
-                .fetch_one(&state.db)
-                .await?;
+        let exists = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM remote_sessions WHERE workgroup_id = $1 AND id = $2) AS "exists!""#,
+            workgroup_id,
+            session_id,
+        )
+        .fetch_one(&state.db)
+        .await?;
         return Err(if exists {
             Error::conflict("session-ended", "the session has already ended")
         } else {

@@ -53,12 +53,12 @@ pub async fn relay(
 ) -> Result<Response> {
     let upgrade = upgrade.map_err(|_| Error::UpgradeRequired)?;
     // One relay per session: a token seen twice (replayed) finds the session taken.
-    let claimed = sqlx::query(
+    let claimed = sqlx::query!(
         "UPDATE remote_sessions SET relayed_at = now()
          WHERE id = $1 AND device_id = $2 AND ended_at IS NULL AND relayed_at IS NULL",
+        session_id,
+        device_id,
     )
-    .bind(session_id)
-    .bind(device_id)
     .execute(&state.db)
     .await?;
     if claimed.rows_affected() != 1 {

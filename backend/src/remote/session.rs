@@ -66,23 +66,23 @@ pub async fn connect(
     let upgrade = upgrade.map_err(|_| Error::UpgradeRequired)?;
     let session_id = Uuid::now_v7();
     // Recorded before the scanner is reached: a routed session's holder checks it exists.
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO remote_sessions (id, workgroup_id, device_id, user_id, client_address, replica_id)
          VALUES ($1, $2, $3, $4, $5, $6)",
+        session_id,
+        workgroup_id,
+        device_id,
+        user.id,
+        ipnet::IpNet::from(address),
+        state.remote.replica_id(),
     )
-    .bind(session_id)
-    .bind(workgroup_id)
-    .bind(device_id)
-    .bind(user.id)
-    .bind(address)
-    .bind(state.remote.replica_id())
     .execute(&state.db)
     .await?;
     let stream = match open_device_stream(&state, device_id, session_id).await {
         Ok(stream) => stream,
         Err(refused) => {
             // Never started: not a session.
-            sqlx::query("DELETE FROM remote_sessions WHERE id = $1").bind(session_id).execute(&state.db).await?;
+            sqlx::query!("DELETE FROM remote_sessions WHERE id = $1", session_id).execute(&state.db).await?;
             return Err(refused);
         }
     };
@@ -127,15 +127,15 @@ async fn finish(state: &AppState, session_id: Uuid, control: &SessionControl, re
 }
 
 async fn record_end(db: &PgPool, id: Uuid, reason: CloseReason, to: i64, from: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE remote_sessions SET ended_at = COALESCE(ended_at, now()), close_reason = COALESCE(close_reason, $2),
              bytes_to_device = $3, bytes_from_device = $4, heartbeat_at = now()
          WHERE id = $1",
+        id,
+        reason.as_str(),
+        to,
+        from,
     )
-    .bind(id)
-    .bind(reason)
-    .bind(to)
-    .bind(from)
     .execute(db)
     .await?;
     Ok(())

@@ -50,8 +50,7 @@ pub async fn open(
     ClientAddr(address): ClientAddr,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response> {
-    let allowed: bool = sqlx::query_scalar("SELECT allow_remote_control FROM devices WHERE id = $1")
-        .bind(device.device_id)
+    let allowed = sqlx::query_scalar!("SELECT allow_remote_control FROM devices WHERE id = $1", device.device_id)
         .fetch_one(&state.db)
         .await?;
     if !allowed {

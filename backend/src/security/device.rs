@@ -64,15 +64,15 @@ pub async fn claim(
 
 /// The job as the device holds it, if it is the device's own.
 async fn held(state: &AppState, device: &AuthenticatedDevice, job_id: Uuid, attempt: i32) -> Result<Claimed> {
-    let row: Option<(chrono::DateTime<chrono::Utc>,)> = sqlx::query_as(
-        "SELECT coalesce(started_at, enqueued_at) FROM security_scan_jobs
-         WHERE id = $1 AND device_id = $2 AND kind = 'internal'",
+    let started_at = sqlx::query_scalar!(
+        r#"SELECT coalesce(started_at, enqueued_at) AS "started_at!" FROM security_scan_jobs
+           WHERE id = $1 AND device_id = $2 AND kind = 'internal'"#,
+        job_id,
+        device.device_id,
     )
-    .bind(job_id)
-    .bind(device.device_id)
     .fetch_optional(&state.db)
-    .await?;
-    let (started_at,) = row.ok_or(Error::NotFound)?;
+    .await?
+    .ok_or(Error::NotFound)?;
     Ok(Claimed {
         id: job_id,
         workgroup_id: device.workgroup_id,

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::terms::{self, Action, Actor, Change, Renewal, SubscriptionFields, Terms};
-use super::{Row, Subscription, SubscriptionStatus, subscription_columns};
+use super::{Row, Subscription, SubscriptionStatus, query_subscriptions};
 use crate::auth::{Caller, CurrentUser, Permission};
 use crate::http::page::bounded;
 use crate::http::{Error, Json, Page, PageParams, Path, Query, Result};
@@ -111,7 +111,7 @@ async fn change(
 }
 
 /// One change of a subscription: who, when, what.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SubscriptionChange {
     pub id: Uuid,
     pub action: Action,
@@ -122,9 +122,7 @@ pub struct SubscriptionChange {
     pub actor: String,
     pub changed_at: DateTime<Utc>,
     /// The terms before; null for a creation.
-    #[sqlx(json(nullable))]
     pub before: Option<Terms>,
-    #[sqlx(json)]
     pub after: Terms,
 }
 
@@ -141,16 +139,27 @@ pub async fn history(
 ) -> Result<Json<Page<SubscriptionChange>>> {
     user.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
     let limit = page.limit()?;
-    let rows = sqlx::query_as::<_, SubscriptionChange>(
-        "SELECT id, action, changed_by, actor, changed_at, before, after FROM subscription_changes
-         WHERE workgroup_id = $1 AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3",
+    let rows = sqlx::query!(
+        r#"SELECT id, action AS "action: Action", changed_by, actor, changed_at,
+                  before AS "before: sqlx::types::Json<Terms>", after AS "after: sqlx::types::Json<Terms>"
+           FROM subscription_changes
+           WHERE workgroup_id = $1 AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"#,
+        workgroup_id,
+        page.after::<Uuid>()?,
+        limit + 1,
     )
-    .bind(workgroup_id)
-    .bind(page.after::<Uuid>()?)
-    .bind(limit + 1)
     .fetch_all(&state.db)
     .await?;
-    Ok(Json(Page::from_rows(rows, limit, |c| c.id)))
+    let changes = rows.into_iter().map(|r| SubscriptionChange {
+        id: r.id,
+        action: r.action,
+        changed_by: r.changed_by,
+        actor: r.actor,
+        changed_at: r.changed_at,
+        before: r.before.map(|terms| terms.0),
+        after: r.after.0,
+    });
+    Ok(Json(Page::from_rows(changes.collect(), limit, |c| c.id)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -189,22 +198,20 @@ pub async fn list(
         days => Some(bounded("ending_within_days", days, 1, 1..=366)?),
     };
     let now = state.clock.now();
-    let rows = sqlx::query_as::<_, Row>(concat!(
-        "SELECT ",
-        subscription_columns!(),
-        " FROM workgroups w LEFT JOIN subscriptions s ON s.workgroup_id = w.id
+    let rows = query_subscriptions!(
+        "
          WHERE ($2::text IS NULL OR subscription_status(s, $1) = $2)
            AND ($3::int8 IS NULL OR (subscription_available(s, $1) AND s.period_end
                + CASE WHEN subscription_status(s, $1) = 'grace' THEN s.grace_days ELSE 0 END * interval '86400 seconds'
                < $1 + $3 * interval '86400 seconds'))
            AND ($4::uuid IS NULL OR w.id > $4)
-         ORDER BY w.id LIMIT $5"
-    ))
-    .bind(now)
-    .bind(filter.status)
-    .bind(within)
-    .bind(page.after::<Uuid>()?)
-    .bind(limit + 1)
+         ORDER BY w.id LIMIT $5",
+        now,
+        filter.status.map(SubscriptionStatus::as_str),
+        within,
+        page.after::<Uuid>()?,
+        limit + 1,
+    )
     .fetch_all(&state.db)
     .await?;
     let page = Page::from_rows(rows, limit, Row::id);

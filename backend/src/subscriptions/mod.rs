@@ -67,14 +67,6 @@ impl SubscriptionStatus {
     }
 }
 
-/// The [`Period`] of `subscriptions s` (all NULL without a subscription).
-macro_rules! period_columns {
-    () => {
-        "s.trial, s.period_end, s.grace_days, s.cancelled_at"
-    };
-}
-pub(crate) use period_columns;
-
 /// What a subscription's status depends on, besides the moment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Period {
@@ -84,23 +76,17 @@ pub struct Period {
     pub cancelled_at: Option<DateTime<Utc>>,
 }
 
-/// A workgroup's [`Period`], read from the [`period_columns`] of a row: none without a
-/// subscription (a LEFT JOIN's NULLs).
-#[derive(Debug, Clone, Default)]
-pub struct MaybePeriod(pub Option<Period>);
-
-impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for MaybePeriod {
-    fn from_row(row: &'r sqlx::postgres::PgRow) -> sqlx::Result<Self> {
-        use sqlx::Row;
-        let Some(period_end) = row.try_get::<Option<DateTime<Utc>>, _>("period_end")? else {
-            return Ok(MaybePeriod(None));
-        };
-        Ok(MaybePeriod(Some(Period {
-            trial: row.try_get("trial")?,
-            period_end,
-            grace_days: row.try_get("grace_days")?,
-            cancelled_at: row.try_get("cancelled_at")?,
-        })))
+impl Period {
+    /// A workgroup's period from the columns of `LEFT JOIN subscriptions s`, read as
+    /// `s.trial AS "trial?", s.period_end AS "period_end?", s.grace_days AS "grace_days?",
+    /// s.cancelled_at`: none without a subscription (the join's NULLs).
+    pub fn from_outer_join(
+        trial: Option<bool>,
+        period_end: Option<DateTime<Utc>>,
+        grace_days: Option<i32>,
+        cancelled_at: Option<DateTime<Utc>>,
+    ) -> Option<Period> {
+        Some(Period { trial: trial?, period_end: period_end?, grace_days: grace_days?, cancelled_at })
     }
 }
 
@@ -186,20 +172,28 @@ pub struct Subscription {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-/// The columns a [`Row`] reads, from `workgroups w LEFT JOIN subscriptions s`; `$1` is the
-/// moment the status is judged at.
-macro_rules! subscription_columns {
-    () => {
-        "w.id AS workgroup_id, w.name AS workgroup_name, subscription_status(s, $1) AS status, s.plan,
-         coalesce(s.scanners, 0) AS scanners,
-         (SELECT count(*) FROM device_credentials c WHERE c.workgroup_id = w.id AND c.revoked_at IS NULL)
-             AS scanners_in_use,
-         coalesce(s.trial, false) AS trial, s.period_start, s.period_end, s.grace_days, s.cancelled_at, s.updated_at"
+/// A checked statement reading [`Row`]s from `workgroups w LEFT JOIN subscriptions s`:
+/// `query_subscriptions!(" WHERE …", now, args…)`; `$1` is the moment the status is judged at.
+macro_rules! query_subscriptions {
+    ($filter:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            $crate::subscriptions::Row,
+            r#"SELECT w.id AS workgroup_id, w.name AS workgroup_name,
+                      subscription_status(s, $1) AS "status!: crate::subscriptions::SubscriptionStatus",
+                      s.plan AS "plan?", coalesce(s.scanners, 0) AS "scanners!",
+                      (SELECT count(*) FROM device_credentials c WHERE c.workgroup_id = w.id AND c.revoked_at IS NULL)
+                          AS "scanners_in_use!",
+                      coalesce(s.trial, false) AS "trial!", s.period_start AS "period_start?",
+                      s.period_end AS "period_end?", s.grace_days AS "grace_days?", s.cancelled_at,
+                      s.updated_at AS "updated_at?"
+               FROM workgroups w LEFT JOIN subscriptions s ON s.workgroup_id = w.id"# + $filter
+            $(, $arg)*
+        )
     };
 }
-pub(crate) use subscription_columns;
+pub(crate) use query_subscriptions;
 
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct Row {
     workgroup_id: Uuid,
     workgroup_name: String,
@@ -253,13 +247,5 @@ impl Row {
 
 /// The workgroup's subscription at `now`; `None` when the workgroup does not exist.
 pub async fn fetch(db: &PgPool, workgroup_id: Uuid, now: DateTime<Utc>) -> sqlx::Result<Option<Row>> {
-    sqlx::query_as::<_, Row>(concat!(
-        "SELECT ",
-        subscription_columns!(),
-        " FROM workgroups w LEFT JOIN subscriptions s ON s.workgroup_id = w.id WHERE w.id = $2"
-    ))
-    .bind(now)
-    .bind(workgroup_id)
-    .fetch_optional(db)
-    .await
+    query_subscriptions!(" WHERE w.id = $2", now, workgroup_id).fetch_optional(db).await
 }

@@ -16,7 +16,7 @@ pub const MAX_GRACE_DAYS: i32 = 365;
 pub const MAX_SCANNERS: i32 = 100_000;
 
 /// The terms of a subscription, as stored and as its history records them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Terms {
     pub plan: String,
     pub scanners: i32,
@@ -78,8 +78,7 @@ pub struct Actor {
 impl Actor {
     /// A signed-in operator, as known by their e-mail address now.
     pub async fn operator<'e>(db: impl sqlx::PgExecutor<'e>, user_id: Uuid) -> Result<Actor> {
-        let email: String =
-            sqlx::query_scalar("SELECT email FROM users WHERE id = $1").bind(user_id).fetch_one(db).await?;
+        let email = sqlx::query_scalar!("SELECT email FROM users WHERE id = $1", user_id).fetch_one(db).await?;
         Ok(Actor { user_id: Some(user_id), name: email })
     }
 
@@ -125,46 +124,47 @@ pub async fn apply_in(
 ) -> Result<Option<Action>> {
     // The workgroup's row serialises changes (and provisioning, which counts scanners).
     crate::workgroups::api::lock(tx, workgroup_id).await?;
-    let before: Option<Terms> = sqlx::query_as(
+    let before = sqlx::query_as!(
+        Terms,
         "SELECT plan, scanners, trial, period_start, period_end, grace_days, cancelled_at
          FROM subscriptions WHERE workgroup_id = $1",
+        workgroup_id,
     )
-    .bind(workgroup_id)
     .fetch_optional(&mut *tx)
     .await?;
     let Some((action, after)) = next(before.as_ref(), change, now, default_grace_days)? else {
         return Ok(None);
     };
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO subscriptions (workgroup_id, plan, scanners, trial, period_start, period_end, grace_days,
              cancelled_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
          ON CONFLICT (workgroup_id) DO UPDATE SET plan = $2, scanners = $3, trial = $4, period_start = $5,
              period_end = $6, grace_days = $7, cancelled_at = $8, updated_at = $9",
+        workgroup_id,
+        &after.plan,
+        after.scanners,
+        after.trial,
+        after.period_start,
+        after.period_end,
+        after.grace_days,
+        after.cancelled_at,
+        now,
     )
-    .bind(workgroup_id)
-    .bind(&after.plan)
-    .bind(after.scanners)
-    .bind(after.trial)
-    .bind(after.period_start)
-    .bind(after.period_end)
-    .bind(after.grace_days)
-    .bind(after.cancelled_at)
-    .bind(now)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO subscription_changes (id, workgroup_id, action, changed_by, actor, changed_at, before, after)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        Uuid::now_v7(),
+        workgroup_id,
+        action as Action,
+        actor.user_id,
+        &actor.name,
+        now,
+        before.map(sqlx::types::Json) as _,
+        sqlx::types::Json(&after) as _,
     )
-    .bind(Uuid::now_v7())
-    .bind(workgroup_id)
-    .bind(action)
-    .bind(actor.user_id)
-    .bind(&actor.name)
-    .bind(now)
-    .bind(before.map(sqlx::types::Json))
-    .bind(sqlx::types::Json(&after))
     .execute(&mut *tx)
     .await?;
     tracing::info!(workgroup.id = %workgroup_id, action = ?action, actor = %actor.name, "subscription changed");

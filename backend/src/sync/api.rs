@@ -17,9 +17,7 @@ use crate::state::AppState;
 
 /// The site, if it is the workgroup's.
 async fn site_of(state: &AppState, workgroup_id: Uuid, site_id: Uuid) -> Result<()> {
-    let found: Option<Uuid> = sqlx::query_scalar("SELECT id FROM sites WHERE workgroup_id = $1 AND id = $2")
-        .bind(workgroup_id)
-        .bind(site_id)
+    let found = sqlx::query_scalar!("SELECT id FROM sites WHERE workgroup_id = $1 AND id = $2", workgroup_id, site_id)
         .fetch_optional(&state.db)
         .await?;
     found.map(|_| ()).ok_or(Error::NotFound)
@@ -116,7 +114,7 @@ pub async fn delete_list(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DeviceSync {
     pub device_id: Uuid,
     pub name: String,
@@ -149,17 +147,21 @@ pub async fn status(
 ) -> Result<Json<SyncStatus>> {
     user.access(&state.db, workgroup_id).await?.require(Permission::ViewData)?;
     site_of(&state, workgroup_id, site_id).await?;
-    let devices = sqlx::query_as::<_, DeviceSync>(
-        "SELECT d.id AS device_id, d.name, c.collection,
-                CASE c.collection WHEN 'reference-scans' THEN d.reference_scan_sync ELSE d.load_list_sync END AS enabled,
+    // Every device has both collections, from the VALUES list; the CASE picks one of two
+    // NOT NULL settings.
+    let devices = sqlx::query_as!(
+        DeviceSync,
+        r#"SELECT d.id AS device_id, d.name, c.collection AS "collection!",
+                CASE c.collection WHEN 'reference-scans' THEN d.reference_scan_sync ELSE d.load_list_sync END
+                    AS "enabled!",
                 s.last_pull_at, s.last_revision, s.last_push_at
          FROM devices d CROSS JOIN (VALUES ('reference-scans'), ('load-lists')) AS c (collection)
          LEFT JOIN sync_devices s ON s.device_id = d.id AND s.collection = c.collection
          WHERE d.workgroup_id = $1 AND d.site_id = $2
-         ORDER BY d.name, d.id, c.collection",
+         ORDER BY d.name, d.id, c.collection"#,
+        workgroup_id,
+        site_id,
     )
-    .bind(workgroup_id)
-    .bind(site_id)
     .fetch_all(&state.db)
     .await?;
     Ok(Json(SyncStatus { revision: super::head(&state.db, site_id).await?, devices }))

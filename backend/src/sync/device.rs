@@ -21,14 +21,13 @@ const MAX_WAIT_SECS: u64 = 25;
 /// The collection named in the path, if the device has its sync enabled.
 pub(super) async fn enabled(state: &AppState, device: &AuthenticatedDevice, collection: &str) -> Result<Collection> {
     let collection = Collection::parse(collection).ok_or(Error::NotFound)?;
-    let (references, lists): (bool, bool) =
-        sqlx::query_as("SELECT reference_scan_sync, load_list_sync FROM devices WHERE id = $1")
-            .bind(device.device_id)
+    let settings =
+        sqlx::query!("SELECT reference_scan_sync, load_list_sync FROM devices WHERE id = $1", device.device_id)
             .fetch_one(&state.db)
             .await?;
     let on = match collection {
-        Collection::ReferenceScans => references,
-        Collection::LoadLists => lists,
+        Collection::ReferenceScans => settings.reference_scan_sync,
+        Collection::LoadLists => settings.load_list_sync,
     };
     if !on {
         return Err(Error::conflict(
@@ -40,17 +39,17 @@ pub(super) async fn enabled(state: &AppState, device: &AuthenticatedDevice, coll
 }
 
 async fn record_sync(state: &AppState, device_id: Uuid, collection: Collection, pulled: Option<i64>) -> Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO sync_devices (device_id, collection, last_pull_at, last_revision, last_push_at)
          VALUES ($1, $2, CASE WHEN $3::int8 IS NOT NULL THEN now() END, $3, CASE WHEN $3::int8 IS NULL THEN now() END)
          ON CONFLICT (device_id, collection) DO UPDATE SET
              last_pull_at = COALESCE(EXCLUDED.last_pull_at, sync_devices.last_pull_at),
              last_revision = COALESCE(EXCLUDED.last_revision, sync_devices.last_revision),
              last_push_at = COALESCE(EXCLUDED.last_push_at, sync_devices.last_push_at)",
+        device_id,
+        collection.as_str(),
+        pulled,
     )
-    .bind(device_id)
-    .bind(collection.as_str())
-    .bind(pulled)
     .execute(&state.db)
     .await?;
     Ok(())

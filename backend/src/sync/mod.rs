@@ -36,7 +36,7 @@ pub enum Author {
     User(Uuid),
 }
 
-#[derive(sqlx::FromRow)]
+/// A record as stored, as the statements of [`query_records!`] read it.
 struct Row {
     id: Uuid,
     revision: i64,
@@ -47,43 +47,21 @@ struct Row {
     changed_by_user: Option<Uuid>,
     changed_at: DateTime<Utc>,
     last_edit_id: Option<Uuid>,
-    /// Bytes of the page up to and including this row (pages are bounded in bytes).
-    #[sqlx(default)]
+    /// Bytes of the page up to and including this row (pages are bounded in bytes); none
+    /// outside pages.
     running: Option<i64>,
 }
 
-macro_rules! record_columns {
-    () => {
-        "id, revision, deleted, data, heights, changed_by_device, changed_by_user, changed_at, last_edit_id"
-    };
-}
-
-/// The bytes a record weighs in a page.
-macro_rules! record_size {
-    () => {
-        "(coalesce(octet_length(heights), 0) + coalesce(octet_length(data::text), 0))"
-    };
-}
-
-/// A page of records matching `$filter`, in `$order`, each with the page's running byte
-/// count (`$1` site, `$2` collection, `$3` after this revision, `$4` after this id, `$5`
-/// rows at most, `$6` bytes).
-macro_rules! page_of_records {
-    ($filter:literal, $order:literal) => {
-        concat!(
-            "SELECT * FROM (SELECT ",
-            record_columns!(),
-            ", sum(",
-            record_size!(),
-            ") OVER (ORDER BY ",
-            $order,
-            ") AS running, ",
-            record_size!(),
-            " AS size FROM sync_records
-             WHERE site_id = $1 AND collection = $2 AND revision > $3 AND ($4::uuid IS NULL OR id > $4) AND ",
-            $filter,
-            " LIMIT $5) page WHERE running - size < $6 ORDER BY ",
-            $order
+/// A checked statement reading [`Row`]s: `query_records!(before, after, args…)` is
+/// `before` + the record columns + `after`, which adds `running` (NULL outside pages).
+macro_rules! query_records {
+    ($before:literal, $after:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            Row,
+            $before
+                + "id, revision, deleted, data, heights, changed_by_device, changed_by_user, changed_at, last_edit_id"
+                + $after
+            $(, $arg)*
         )
     };
 }
@@ -93,15 +71,6 @@ macro_rules! page_of_records {
 enum Pages {
     Changes,
     Snapshot,
-}
-
-impl Pages {
-    fn statement(self) -> &'static str {
-        match self {
-            Pages::Changes => page_of_records!("true", "revision"),
-            Pages::Snapshot => page_of_records!("NOT deleted", "id"),
-        }
-    }
 }
 
 /// A page of records stops once it holds this many bytes (a reference scan's profile can
@@ -178,12 +147,12 @@ pub async fn apply(
         edits.iter().map(|e| e.record.as_ref().map(|r| storable(collection, r)).transpose()).collect::<Result<_>>()?;
     let mut tx = db.begin().await?;
     // The site's counter row, locked for the transaction: writers of a site take turns.
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO site_sync_revisions (site_id, workgroup_id) VALUES ($1, $2)
          ON CONFLICT (site_id) DO UPDATE SET revision = site_sync_revisions.revision",
+        site_id,
+        workgroup_id,
     )
-    .bind(site_id)
-    .bind(workgroup_id)
     .execute(&mut *tx)
     .await?;
     let mut outcomes = Vec::with_capacity(edits.len());
@@ -191,7 +160,7 @@ pub async fn apply(
         outcomes.push(apply_one(&mut tx, workgroup_id, site_id, collection, edit, stored, author).await?);
     }
     if outcomes.iter().any(|o| o.applied) {
-        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(site_id.to_string()).execute(&mut *tx).await?;
+        sqlx::query!("SELECT pg_notify($1, $2)", CHANNEL, site_id.to_string()).execute(&mut *tx).await?;
     }
     tx.commit().await?;
     Ok(outcomes)
@@ -206,14 +175,13 @@ async fn apply_one(
     stored: Option<(serde_json::Value, Option<Vec<u8>>)>,
     author: Author,
 ) -> Result<Outcome> {
-    let current = sqlx::query_as::<_, Row>(concat!(
+    let current = query_records!(
         "SELECT ",
-        record_columns!(),
-        " FROM sync_records WHERE site_id = $1 AND collection = $2 AND id = $3"
-    ))
-    .bind(site_id)
-    .bind(collection.as_str())
-    .bind(edit.id)
+        ", NULL::int8 AS running FROM sync_records WHERE site_id = $1 AND collection = $2 AND id = $3",
+        site_id,
+        collection.as_str(),
+        edit.id,
+    )
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(current) = current {
@@ -231,27 +199,27 @@ async fn apply_one(
         Author::User(id) => (None, Some(id)),
     };
     let (data, heights) = stored.unzip();
-    let row = sqlx::query_as::<_, Row>(concat!(
+    let row = query_records!(
         "WITH next AS (UPDATE site_sync_revisions SET revision = revision + 1 WHERE site_id = $1 RETURNING revision)
          INSERT INTO sync_records (site_id, collection, id, workgroup_id, revision, deleted, data, heights,
                                    changed_by_device, changed_by_user, changed_at, last_edit_id)
-         SELECT $1, $2, $3, $4, next.revision, $5 IS NULL, $5, $6, $7, $8, now(), $9 FROM next
+         SELECT $1, $2, $3, $4, next.revision, $5::jsonb IS NULL, $5, $6, $7, $8, now(), $9 FROM next
          ON CONFLICT (site_id, collection, id) DO UPDATE SET revision = EXCLUDED.revision,
              deleted = EXCLUDED.deleted, data = EXCLUDED.data, heights = EXCLUDED.heights,
              changed_by_device = EXCLUDED.changed_by_device, changed_by_user = EXCLUDED.changed_by_user,
              changed_at = EXCLUDED.changed_at, last_edit_id = EXCLUDED.last_edit_id
          RETURNING ",
-        record_columns!()
-    ))
-    .bind(site_id)
-    .bind(collection.as_str())
-    .bind(edit.id)
-    .bind(workgroup_id)
-    .bind(data)
-    .bind(heights.flatten())
-    .bind(device)
-    .bind(user)
-    .bind(edit.edit_id)
+        ", NULL::int8 AS running",
+        site_id,
+        collection.as_str(),
+        edit.id,
+        workgroup_id,
+        data,
+        heights.flatten(),
+        device,
+        user,
+        edit.edit_id,
+    )
     .fetch_one(&mut *tx)
     .await?;
     Ok(Outcome { applied: true, current: row.into_versioned(collection)? })
@@ -299,15 +267,53 @@ async fn page(
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<Row>> {
-    Ok(sqlx::query_as::<_, Row>(pages.statement())
-        .bind(site_id)
-        .bind(collection.as_str())
-        .bind(since)
-        .bind(after)
-        .bind(limit + 1)
-        .bind(PAGE_BYTES)
-        .fetch_all(db)
-        .await?)
+    // `$1` site, `$2` collection, `$3` after this revision, `$4` after this id, `$5` rows at most, `$6` bytes.
+    let (collection, limit) = (collection.as_str(), limit + 1);
+    Ok(match pages {
+        Pages::Changes => {
+            query_records!(
+                "SELECT ",
+                ", running FROM (
+                     SELECT *, sum(size) OVER (ORDER BY revision) AS running
+                     FROM sync_records,
+                         LATERAL (SELECT coalesce(octet_length(heights), 0) + coalesce(octet_length(data::text), 0)
+                                  AS size) AS weight
+                     WHERE site_id = $1 AND collection = $2 AND revision > $3 AND ($4::uuid IS NULL OR id > $4)
+                     LIMIT $5
+                 ) page WHERE running - size < $6 ORDER BY revision",
+                site_id,
+                collection,
+                since,
+                after,
+                limit,
+                PAGE_BYTES,
+            )
+            .fetch_all(db)
+            .await?
+        }
+        Pages::Snapshot => {
+            query_records!(
+                "SELECT ",
+                ", running FROM (
+                     SELECT *, sum(size) OVER (ORDER BY id) AS running
+                     FROM sync_records,
+                         LATERAL (SELECT coalesce(octet_length(heights), 0) + coalesce(octet_length(data::text), 0)
+                                  AS size) AS weight
+                     WHERE site_id = $1 AND collection = $2 AND revision > $3 AND ($4::uuid IS NULL OR id > $4)
+                         AND NOT deleted
+                     LIMIT $5
+                 ) page WHERE running - size < $6 ORDER BY id",
+                site_id,
+                collection,
+                since,
+                after,
+                limit,
+                PAGE_BYTES,
+            )
+            .fetch_all(db)
+            .await?
+        }
+    })
 }
 
 /// The rows of a page and whether more wait: beyond `limit`, or cut at the byte budget.
@@ -322,8 +328,7 @@ fn bounded(mut rows: Vec<Row>, limit: i64) -> (Vec<Row>, bool) {
 
 /// The site's latest revision.
 pub async fn head(db: &PgPool, site_id: Uuid) -> Result<i64> {
-    Ok(sqlx::query_scalar("SELECT revision FROM site_sync_revisions WHERE site_id = $1")
-        .bind(site_id)
+    Ok(sqlx::query_scalar!("SELECT revision FROM site_sync_revisions WHERE site_id = $1", site_id)
         .fetch_optional(db)
         .await?
         .unwrap_or(0))

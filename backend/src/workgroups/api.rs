@@ -14,7 +14,7 @@ use crate::http::{Error, Json, Page, PageParams, Path, Query, Result, Validator}
 use crate::state::AppState;
 use crate::subscriptions::terms::{self, Actor, Change, SubscriptionFields};
 
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Workgroup {
     pub id: Uuid,
     #[schema(example = "Northern Quarries Ltd")]
@@ -52,11 +52,12 @@ pub async fn create(
     }
     Validator::default().name("name", &new.name).finish()?;
     let mut tx = state.db.begin().await?;
-    let workgroup = sqlx::query_as::<_, Workgroup>(
+    let workgroup = sqlx::query_as!(
+        Workgroup,
         "INSERT INTO workgroups (id, name) VALUES ($1, $2) RETURNING id, name, created_at",
+        Uuid::now_v7(),
+        new.name.trim(),
     )
-    .bind(Uuid::now_v7())
-    .bind(new.name.trim())
     .fetch_one(&mut *tx)
     .await?;
     if let Some(subscription) = new.subscription {
@@ -100,17 +101,18 @@ pub async fn list(
         Caller::User(user) => (Some(user.id), None),
         Caller::ApiToken(token) => (None, Some(token.workgroup_id)),
     };
-    let rows = sqlx::query_as::<_, Workgroup>(
+    let rows = sqlx::query_as!(
+        Workgroup,
         "SELECT id, name, created_at FROM workgroups w
          WHERE ($1::uuid IS NULL OR EXISTS (SELECT 1 FROM memberships m WHERE m.workgroup_id = w.id AND m.user_id = $1))
            AND ($2::uuid IS NULL OR w.id = $2)
            AND ($3::uuid IS NULL OR w.id > $3)
          ORDER BY id LIMIT $4",
+        member,
+        only,
+        page.after::<Uuid>()?,
+        limit + 1,
     )
-    .bind(member)
-    .bind(only)
-    .bind(page.after::<Uuid>()?)
-    .bind(limit + 1)
     .fetch_all(&state.db)
     .await?;
     Ok(Json(Page::from_rows(rows, limit, |w| w.id)))
@@ -127,10 +129,10 @@ pub async fn get(
     Path(workgroup_id): Path<Uuid>,
 ) -> Result<Json<Workgroup>> {
     caller.access(&state.db, workgroup_id).await?;
-    let workgroup = sqlx::query_as::<_, Workgroup>("SELECT id, name, created_at FROM workgroups WHERE id = $1")
-        .bind(workgroup_id)
-        .fetch_one(&state.db)
-        .await?;
+    let workgroup =
+        sqlx::query_as!(Workgroup, "SELECT id, name, created_at FROM workgroups WHERE id = $1", workgroup_id)
+            .fetch_one(&state.db)
+            .await?;
     Ok(Json(workgroup))
 }
 
@@ -148,12 +150,14 @@ pub async fn update(
 ) -> Result<Json<Workgroup>> {
     user.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
     Validator::default().name("name", &fields.name).finish()?;
-    let workgroup =
-        sqlx::query_as::<_, Workgroup>("UPDATE workgroups SET name = $2 WHERE id = $1 RETURNING id, name, created_at")
-            .bind(workgroup_id)
-            .bind(fields.name.trim())
-            .fetch_one(&state.db)
-            .await?;
+    let workgroup = sqlx::query_as!(
+        Workgroup,
+        "UPDATE workgroups SET name = $2 WHERE id = $1 RETURNING id, name, created_at",
+        workgroup_id,
+        fields.name.trim(),
+    )
+    .fetch_one(&state.db)
+    .await?;
     Ok(Json(workgroup))
 }
 
@@ -161,8 +165,7 @@ pub async fn update(
 /// it — its subscription, the scanners it covers — happen one after another; 404 when there
 /// is no such workgroup. `NO KEY`: inserts referring to the workgroup go on meanwhile.
 pub async fn lock(tx: &mut sqlx::PgConnection, workgroup_id: Uuid) -> Result<()> {
-    sqlx::query("SELECT 1 FROM workgroups WHERE id = $1 FOR NO KEY UPDATE")
-        .bind(workgroup_id)
+    sqlx::query!("SELECT 1 AS locked FROM workgroups WHERE id = $1 FOR NO KEY UPDATE", workgroup_id)
         .fetch_optional(&mut *tx)
         .await?
         .map(|_| ())

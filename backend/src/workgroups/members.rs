@@ -15,13 +15,12 @@ use crate::http::fields::Name;
 use crate::http::{Error, Json, Page, PageParams, Path, Query, Result, ResultExt, Validator};
 use crate::state::AppState;
 
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Member {
     pub user_id: Uuid,
     pub workgroup_id: Uuid,
     pub email: String,
     pub name: String,
-    #[sqlx(try_from = "Vec<String>")]
     pub permissions: Permissions,
     pub created_at: DateTime<Utc>,
 }
@@ -53,19 +52,20 @@ pub struct MemberChanges {
     pub permissions: Permissions,
 }
 
+/// A checked statement reading [`Member`]s: `select_members!(" WHERE …", args…)`.
 macro_rules! select_members {
-    () => {
-        "SELECT m.user_id, m.workgroup_id, u.email, u.name, m.permissions, m.created_at
-         FROM memberships m JOIN users u ON u.id = m.user_id"
+    ($filter:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            Member,
+            r#"SELECT m.user_id, m.workgroup_id, u.email, u.name, m.permissions AS "permissions: Permissions", m.created_at
+               FROM memberships m JOIN users u ON u.id = m.user_id"# + $filter
+            $(, $arg)*
+        )
     };
 }
 
 async fn fetch(db: &PgPool, workgroup_id: Uuid, user_id: Uuid) -> Result<Member> {
-    Ok(sqlx::query_as::<_, Member>(concat!(select_members!(), " WHERE m.workgroup_id = $1 AND m.user_id = $2"))
-        .bind(workgroup_id)
-        .bind(user_id)
-        .fetch_one(db)
-        .await?)
+    Ok(select_members!(" WHERE m.workgroup_id = $1 AND m.user_id = $2", workgroup_id, user_id).fetch_one(db).await?)
 }
 
 /// What the service takes for an e-mail address (the document's pattern for it): one `@`,
@@ -92,13 +92,12 @@ pub async fn list(
 ) -> Result<Json<Page<Member>>> {
     caller.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
     let limit = page.limit()?;
-    let rows = sqlx::query_as::<_, Member>(concat!(
-        select_members!(),
-        " WHERE m.workgroup_id = $1 AND ($2::uuid IS NULL OR m.user_id > $2) ORDER BY m.user_id LIMIT $3"
-    ))
-    .bind(workgroup_id)
-    .bind(page.after::<Uuid>()?)
-    .bind(limit + 1)
+    let rows = select_members!(
+        " WHERE m.workgroup_id = $1 AND ($2::uuid IS NULL OR m.user_id > $2) ORDER BY m.user_id LIMIT $3",
+        workgroup_id,
+        page.after::<Uuid>()?,
+        limit + 1,
+    )
     .fetch_all(&state.db)
     .await?;
     Ok(Json(Page::from_rows(rows, limit, |m| m.user_id)))
@@ -121,8 +120,7 @@ pub async fn add(
     access.require(Permission::ManageWorkgroup)?;
     Validator::default().check(valid_email(&new.email), "email", "must be an e-mail address").finish()?;
     let email = new.email.as_str();
-    let existing: Option<Uuid> = sqlx::query_scalar("SELECT id FROM users WHERE lower(email) = lower($1)")
-        .bind(email)
+    let existing = sqlx::query_scalar!("SELECT id FROM users WHERE lower(email) = lower($1)", email)
         .fetch_optional(&state.db)
         .await?;
     let mut tx = state.db.begin().await?;
@@ -144,24 +142,29 @@ pub async fn add(
             Validator::default().name("name", name).finish()?;
             password::check_strength("password", &password)?;
             let id = Uuid::now_v7();
-            sqlx::query("INSERT INTO users (id, email, name, password_hash) VALUES ($1, $2, $3, $4)")
-                .bind(id)
-                .bind(email)
-                .bind(name.trim())
-                .bind(state.passwords.hash(password).await?)
-                .execute(&mut *tx)
-                .await
-                .on_constraint("users_email_key", || Error::conflict("email-taken", "the e-mail was just taken"))?;
+            let password_hash = state.passwords.hash(password).await?;
+            sqlx::query!(
+                "INSERT INTO users (id, email, name, password_hash) VALUES ($1, $2, $3, $4)",
+                id,
+                email,
+                name.trim(),
+                password_hash,
+            )
+            .execute(&mut *tx)
+            .await
+            .on_constraint("users_email_key", || Error::conflict("email-taken", "the e-mail was just taken"))?;
             id
         }
     };
-    sqlx::query("INSERT INTO memberships (workgroup_id, user_id, permissions) VALUES ($1, $2, $3)")
-        .bind(workgroup_id)
-        .bind(user_id)
-        .bind(new.permissions.normalized().names())
-        .execute(&mut *tx)
-        .await
-        .on_constraint("memberships_pkey", || Error::conflict("already-member", "the person is already a member"))?;
+    sqlx::query!(
+        "INSERT INTO memberships (workgroup_id, user_id, permissions) VALUES ($1, $2, $3)",
+        workgroup_id,
+        user_id,
+        &new.permissions.normalized().names() as &[&str],
+    )
+    .execute(&mut *tx)
+    .await
+    .on_constraint("memberships_pkey", || Error::conflict("already-member", "the person is already a member"))?;
     tx.commit().await?;
     state.auth.forget_standing(user_id, workgroup_id);
     Ok((StatusCode::CREATED, Json(fetch(&state.db, workgroup_id, user_id).await?)))
@@ -202,12 +205,14 @@ pub async fn update(
     let permissions = changes.permissions.normalized();
     let mut tx = state.db.begin().await?;
     let managers_before = managers(&mut tx, workgroup_id).await?;
-    let updated = sqlx::query("UPDATE memberships SET permissions = $3 WHERE workgroup_id = $1 AND user_id = $2")
-        .bind(workgroup_id)
-        .bind(user_id)
-        .bind(permissions.names())
-        .execute(&mut *tx)
-        .await?;
+    let updated = sqlx::query!(
+        "UPDATE memberships SET permissions = $3 WHERE workgroup_id = $1 AND user_id = $2",
+        workgroup_id,
+        user_id,
+        &permissions.names() as &[&str],
+    )
+    .execute(&mut *tx)
+    .await?;
     if updated.rows_affected() == 0 {
         return Err(Error::NotFound);
     }
@@ -234,11 +239,10 @@ pub async fn remove(
     user.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
     let mut tx = state.db.begin().await?;
     let managers_before = managers(&mut tx, workgroup_id).await?;
-    let removed = sqlx::query("DELETE FROM memberships WHERE workgroup_id = $1 AND user_id = $2")
-        .bind(workgroup_id)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?;
+    let removed =
+        sqlx::query!("DELETE FROM memberships WHERE workgroup_id = $1 AND user_id = $2", workgroup_id, user_id)
+            .execute(&mut *tx)
+            .await?;
     if removed.rows_affected() == 0 {
         return Err(Error::NotFound);
     }
@@ -252,11 +256,12 @@ pub async fn remove(
 /// Locks the workgroup row (so that two concurrent demotions cannot both pass) and counts
 /// its members with `manage_workgroup`.
 async fn managers(tx: &mut sqlx::PgConnection, workgroup_id: Uuid) -> Result<i64> {
-    sqlx::query("SELECT 1 FROM workgroups WHERE id = $1 FOR UPDATE").bind(workgroup_id).execute(&mut *tx).await?;
-    Ok(sqlx::query_scalar(
-        "SELECT count(*) FROM memberships WHERE workgroup_id = $1 AND 'manage_workgroup' = ANY (permissions)",
+    super::api::lock(&mut *tx, workgroup_id).await?;
+    Ok(sqlx::query_scalar!(
+        r#"SELECT count(*) AS "managers!" FROM memberships
+           WHERE workgroup_id = $1 AND 'manage_workgroup' = ANY (permissions)"#,
+        workgroup_id,
     )
-    .bind(workgroup_id)
     .fetch_one(&mut *tx)
     .await?)
 }

@@ -12,7 +12,7 @@ use crate::http::fields::Name;
 use crate::http::{Error, Json, Page, PageParams, Path, Query, Result, ResultExt, Validator};
 use crate::state::AppState;
 
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Site {
     pub id: Uuid,
     pub workgroup_id: Uuid,
@@ -74,9 +74,10 @@ impl utoipa::PartialSchema for TimeZone {
 
 impl utoipa::ToSchema for TimeZone {}
 
-macro_rules! site_columns {
-    () => {
-        "id, workgroup_id, name, time_zone, created_at"
+/// A checked statement reading [`Site`]s: `before` + the columns + `after`.
+macro_rules! query_sites {
+    ($before:literal, $after:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(Site, $before + "id, workgroup_id, name, time_zone, created_at" + $after $(, $arg)*)
     };
 }
 
@@ -108,14 +109,13 @@ pub async fn list(
 ) -> Result<Json<Page<Site>>> {
     caller.access(&state.db, workgroup_id).await?;
     let limit = page.limit()?;
-    let rows = sqlx::query_as::<_, Site>(concat!(
+    let rows = query_sites!(
         "SELECT ",
-        site_columns!(),
-        " FROM sites WHERE workgroup_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
-    ))
-    .bind(workgroup_id)
-    .bind(page.after::<Uuid>()?)
-    .bind(limit + 1)
+        " FROM sites WHERE workgroup_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
+        workgroup_id,
+        page.after::<Uuid>()?,
+        limit + 1,
+    )
     .fetch_all(&state.db)
     .await?;
     Ok(Json(Page::from_rows(rows, limit, |s| s.id)))
@@ -136,14 +136,14 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Site>)> {
     user.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
     validate(Some(&new.name), Some(&new.time_zone))?;
-    let site = sqlx::query_as::<_, Site>(concat!(
+    let site = query_sites!(
         "INSERT INTO sites (id, workgroup_id, name, time_zone) VALUES ($1, $2, $3, $4) RETURNING ",
-        site_columns!()
-    ))
-    .bind(Uuid::now_v7())
-    .bind(workgroup_id)
-    .bind(new.name.trim())
-    .bind(&*new.time_zone)
+        "",
+        Uuid::now_v7(),
+        workgroup_id,
+        new.name.trim(),
+        &*new.time_zone,
+    )
     .fetch_one(&state.db)
     .await
     .on_constraint("sites_name_key", name_taken)?;
@@ -161,15 +161,9 @@ pub async fn get(
     Path((workgroup_id, site_id)): Path<(Uuid, Uuid)>,
 ) -> Result<Json<Site>> {
     caller.access(&state.db, workgroup_id).await?;
-    let site = sqlx::query_as::<_, Site>(concat!(
-        "SELECT ",
-        site_columns!(),
-        " FROM sites WHERE workgroup_id = $1 AND id = $2"
-    ))
-    .bind(workgroup_id)
-    .bind(site_id)
-    .fetch_one(&state.db)
-    .await?;
+    let site = query_sites!("SELECT ", " FROM sites WHERE workgroup_id = $1 AND id = $2", workgroup_id, site_id)
+        .fetch_one(&state.db)
+        .await?;
     Ok(Json(site))
 }
 
@@ -188,15 +182,15 @@ pub async fn update(
 ) -> Result<Json<Site>> {
     user.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
     validate(changes.name.as_deref(), changes.time_zone.as_deref())?;
-    let site = sqlx::query_as::<_, Site>(concat!(
+    let site = query_sites!(
         "UPDATE sites SET name = coalesce($3, name), time_zone = coalesce($4, time_zone)
          WHERE workgroup_id = $1 AND id = $2 RETURNING ",
-        site_columns!()
-    ))
-    .bind(workgroup_id)
-    .bind(site_id)
-    .bind(changes.name.as_deref().map(str::trim))
-    .bind(changes.time_zone.as_deref())
+        "",
+        workgroup_id,
+        site_id,
+        changes.name.as_deref().map(str::trim),
+        changes.time_zone.as_deref(),
+    )
     .fetch_one(&state.db)
     .await
     .on_constraint("sites_name_key", name_taken)?;
@@ -215,9 +209,7 @@ pub async fn delete(
     Path((workgroup_id, site_id)): Path<(Uuid, Uuid)>,
 ) -> Result<StatusCode> {
     user.access(&state.db, workgroup_id).await?.require(Permission::ManageWorkgroup)?;
-    let deleted = sqlx::query("DELETE FROM sites WHERE workgroup_id = $1 AND id = $2")
-        .bind(workgroup_id)
-        .bind(site_id)
+    let deleted = sqlx::query!("DELETE FROM sites WHERE workgroup_id = $1 AND id = $2", workgroup_id, site_id)
         .execute(&state.db)
         .await
         .on_constraint("devices_site_fkey", || {

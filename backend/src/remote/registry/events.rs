@@ -57,12 +57,12 @@ impl Registry {
     /// workgroup with `None`): their sessions there end, wherever they are served. The
     /// heartbeat finds any this misses (a session opened meanwhile, a lost notification).
     pub async fn authority_lost(&self, user_id: Uuid, workgroup_id: Option<Uuid>) -> Result<(), sqlx::Error> {
-        let sessions: Vec<Uuid> = sqlx::query_scalar(
+        let sessions = sqlx::query_scalar!(
             "SELECT id FROM remote_sessions
              WHERE user_id = $1 AND ($2::uuid IS NULL OR workgroup_id = $2) AND ended_at IS NULL",
+            user_id,
+            workgroup_id,
         )
-        .bind(user_id)
-        .bind(workgroup_id)
         .fetch_all(&self.0.db)
         .await?;
         for session_id in sessions {
@@ -75,11 +75,12 @@ impl Registry {
     /// to a lapsed period): its sessions end, wherever they are served. A lapse that comes
     /// with time alone is found by the heartbeat.
     pub async fn subscription_ended(&self, workgroup_id: Uuid) -> Result<(), sqlx::Error> {
-        let sessions: Vec<Uuid> =
-            sqlx::query_scalar("SELECT id FROM remote_sessions WHERE workgroup_id = $1 AND ended_at IS NULL")
-                .bind(workgroup_id)
-                .fetch_all(&self.0.db)
-                .await?;
+        let sessions = sqlx::query_scalar!(
+            "SELECT id FROM remote_sessions WHERE workgroup_id = $1 AND ended_at IS NULL",
+            workgroup_id,
+        )
+        .fetch_all(&self.0.db)
+        .await?;
         for session_id in sessions {
             self.broadcast(Event::Lapsed(session_id)).await?;
         }
@@ -99,7 +100,7 @@ impl Registry {
     /// Applied here at once, and on every replica through `NOTIFY`.
     async fn broadcast(&self, event: Event) -> Result<(), sqlx::Error> {
         self.apply(&event);
-        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(event.encode()).execute(&self.0.db).await?;
+        sqlx::query!("SELECT pg_notify($1, $2)", CHANNEL, event.encode()).execute(&self.0.db).await?;
         Ok(())
     }
 

@@ -95,17 +95,17 @@ impl Registry {
         if let Some(old) = self.0.tunnels.lock().expect("tunnels lock").insert(device_id, tunnel.clone()) {
             old.closed.cancel();
         }
-        let registered = sqlx::query(
+        let registered = sqlx::query!(
             "INSERT INTO device_tunnels (device_id, tunnel_id, replica_id, replica_url, remote_address)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (device_id) DO UPDATE SET tunnel_id = $2, replica_id = $3, replica_url = $4,
                  remote_address = $5, connected_at = now(), heartbeat_at = now()",
+            device_id,
+            tunnel.id,
+            self.0.replica_id,
+            self.0.replica_url,
+            ipnet::IpNet::from(address),
         )
-        .bind(device_id)
-        .bind(tunnel.id)
-        .bind(self.0.replica_id)
-        .bind(&self.0.replica_url)
-        .bind(address)
         .execute(&self.0.db)
         .await;
         if let Err(error) = registered {
@@ -134,16 +134,18 @@ impl Registry {
             }
         }
         let result = async {
-            sqlx::query("DELETE FROM device_tunnels WHERE device_id = $1 AND tunnel_id = $2")
-                .bind(tunnel.device_id)
-                .bind(tunnel.id)
-                .execute(&self.0.db)
-                .await?;
-            sqlx::query(
+            sqlx::query!(
+                "DELETE FROM device_tunnels WHERE device_id = $1 AND tunnel_id = $2",
+                tunnel.device_id,
+                tunnel.id,
+            )
+            .execute(&self.0.db)
+            .await?;
+            sqlx::query!(
                 "UPDATE remote_sessions SET ended_at = now(), close_reason = 'tunnel_lost'
                  WHERE id = ANY($1) AND ended_at IS NULL",
+                &riders,
             )
-            .bind(&riders)
             .execute(&self.0.db)
             .await
         }
@@ -159,13 +161,13 @@ impl Registry {
 
     /// The address of the other replica holding the scanner's tunnel, if one does.
     pub async fn locate(&self, device_id: Uuid) -> Result<Option<String>, sqlx::Error> {
-        sqlx::query_scalar(
+        sqlx::query_scalar!(
             "SELECT replica_url FROM device_tunnels
              WHERE device_id = $1 AND replica_id <> $2 AND heartbeat_at > now() - $3 * interval '1 second'",
+            device_id,
+            self.0.replica_id,
+            self.stale_after_secs(),
         )
-        .bind(device_id)
-        .bind(self.0.replica_id)
-        .bind(self.stale_after_secs())
         .fetch_optional(&self.0.db)
         .await
     }
@@ -198,8 +200,7 @@ impl Registry {
         if tokio::time::timeout(Duration::from_secs(10), self.0.tasks.wait()).await.is_err() {
             tracing::warn!("remote-control sessions still ending at shutdown");
         }
-        let _ = sqlx::query("DELETE FROM device_tunnels WHERE replica_id = $1")
-            .bind(self.0.replica_id)
+        let _ = sqlx::query!("DELETE FROM device_tunnels WHERE replica_id = $1", self.0.replica_id)
             .execute(&self.0.db)
             .await;
     }

@@ -75,16 +75,52 @@ pub struct Finding {
     pub description: Option<String>,
 }
 
-/// The columns of [`Finding`]: a macro for static statements, [`FINDING_COLUMNS`] for built ones.
-macro_rules! finding_columns {
-    () => {
-        "id, scan_id, device_id, kind, seen_at, port, protocol, state, service, banner, host(ip) AS ip, \
-         mac::text AS mac, description"
+// Each row type's columns are written twice, side by side: plain for the search's built
+// statements, and with their Rust types for the checked ones. One list cannot serve both:
+// `query_as!` takes only string literals (no constant, no nested macro), and the type
+// annotations would rename the columns `FromRow` decodes by name. Keep each pair alike.
+
+/// The columns of [`SecurityScan`], for built statements.
+const SCAN_COLUMNS: &str = "id, device_id, kind, attempt, outcome, host(target) AS target, started_at, finished_at, \
+     error, open_ports, ids_suspected, ids_reasons, hosts_found, changes";
+
+/// A checked statement reading [`SecurityScan`]s: `query_scans!(before, after, args…)` is
+/// `before` + the columns of [`SCAN_COLUMNS`] + `after`. `changes` takes its type from the
+/// field (`_`): spelled out, it would not fit a column name (63 bytes).
+macro_rules! query_scans {
+    ($before:literal, $after:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            $crate::security::api::history::SecurityScan,
+            $before
+                + r#"id, device_id, kind AS "kind: crate::security::queue::ScanKind", attempt, outcome,
+                     host(target) AS target, started_at, finished_at, error, open_ports, ids_suspected, ids_reasons,
+                     hosts_found, changes AS "changes: _""#
+                + $after
+            $(, $arg)*
+        )
     };
 }
-pub(super) use finding_columns;
+pub(super) use query_scans;
 
-pub(super) const FINDING_COLUMNS: &str = finding_columns!();
+/// The columns of [`Finding`], for built statements.
+const FINDING_COLUMNS: &str = "id, scan_id, device_id, kind, seen_at, port, protocol, state, service, banner, \
+     host(ip) AS ip, mac::text AS mac, description";
+
+/// A checked statement reading [`Finding`]s: `query_findings!(before, after, args…)` is
+/// `before` + the columns of [`FINDING_COLUMNS`] + `after`.
+macro_rules! query_findings {
+    ($before:literal, $after:literal $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            $crate::security::api::history::Finding,
+            $before
+                + r#"id, scan_id, device_id, kind AS "kind: crate::security::queue::ScanKind", seen_at, port, protocol,
+                     state, service, banner, host(ip) AS ip, mac::text AS mac, description"#
+                + $after
+            $(, $arg)*
+        )
+    };
+}
+pub(super) use query_findings;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -162,10 +198,7 @@ pub async fn history(
     caller.access(&state.db, workgroup_id).await?.require(Permission::ControlDevices)?;
     let page = PageParams { limit: filter.limit, cursor: filter.cursor.clone() };
     let limit = page.limit()?;
-    let mut sql = QueryBuilder::new(
-        "SELECT id, device_id, kind, attempt, outcome, host(target) AS target, started_at, finished_at, error, open_ports,
-                ids_suspected, ids_reasons, hosts_found, changes FROM security_scans",
-    );
+    let mut sql = QueryBuilder::new(format!("SELECT {SCAN_COLUMNS} FROM security_scans"));
     push_history_filter(&mut sql, workgroup_id, &filter, "finished_at");
     // A port, address or MAC selects the scans that found it.
     if filter.port.is_some() || filter.ip.is_some() || filter.mac.is_some() {

@@ -61,15 +61,15 @@ async fn set_enabled(
     let mut changed = 0;
     let mut tx = db.begin().await?;
     for kind in kinds {
-        changed += sqlx::query(
+        changed += sqlx::query!(
             "INSERT INTO security_scan_settings (device_id, kind, workgroup_id, enabled)
              SELECT id, $3, workgroup_id, $4 FROM devices WHERE workgroup_id = $1 AND id = ANY($2)
              ON CONFLICT (device_id, kind) DO UPDATE SET enabled = EXCLUDED.enabled, updated_at = now()",
+            workgroup_id,
+            devices,
+            kind as _,
+            enabled,
         )
-        .bind(workgroup_id)
-        .bind(devices)
-        .bind(kind)
-        .bind(enabled)
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::history::{Finding, ScanChanges, SecurityScan, finding_columns};
+use super::history::{Finding, ScanChanges, SecurityScan, query_findings, query_scans};
 use crate::auth::{Caller, Permission};
 use crate::http::{Json, Page, PageParams, Path, Query, Result};
 use crate::security::queue::ScanKind;
@@ -66,7 +66,6 @@ pub struct DeviceScans {
     pub external: KindStatus,
 }
 
-#[derive(sqlx::FromRow)]
 struct StatusRow {
     device_id: Uuid,
     kind: ScanKind,
@@ -149,31 +148,35 @@ pub async fn list(
     caller.access(&state.db, workgroup_id).await?.require(Permission::ControlDevices)?;
     let page = PageParams { limit: filter.limit, cursor: filter.cursor };
     let limit = page.limit()?;
-    let devices: Vec<(Uuid, String, Uuid)> = sqlx::query_as(
+    let devices = sqlx::query!(
         "SELECT id, name, site_id FROM devices
          WHERE workgroup_id = $1 AND ($2::uuid IS NULL OR site_id = $2) AND ($3::uuid IS NULL OR id = $3)
            AND ($4::uuid IS NULL OR id > $4)
          ORDER BY id LIMIT $5",
+        workgroup_id,
+        filter.site_id,
+        filter.device_id,
+        page.after::<Uuid>()?,
+        limit + 1,
     )
-    .bind(workgroup_id)
-    .bind(filter.site_id)
-    .bind(filter.device_id)
-    .bind(page.after::<Uuid>()?)
-    .bind(limit + 1)
     .fetch_all(&state.db)
     .await?;
-    let ids: Vec<Uuid> = devices.iter().map(|d| d.0).collect();
-    let rows: Vec<StatusRow> = sqlx::query_as(
-        "SELECT d.id AS device_id, k.kind, coalesce(s.enabled, false) AS enabled,
-                a.state AS active_state, a.progress, a.last_error AS active_error,
+    let ids: Vec<Uuid> = devices.iter().map(|d| d.id).collect();
+    // Besides the device, its kind and `enabled` (coalesced), every column comes from an outer
+    // join: absent until there is a row to join.
+    let rows = sqlx::query_as!(
+        StatusRow,
+        r#"SELECT d.id AS device_id, k.kind AS "kind!: ScanKind", coalesce(s.enabled, false) AS "enabled!",
+                a.state AS "active_state?", a.progress AS "progress?", a.last_error AS "active_error?",
                 CASE WHEN a.state = 'queued' THEN
                     CASE WHEN k.kind = 'internal' THEN 1 ELSE
                         (SELECT count(*) + 1 FROM security_scan_jobs q
                          WHERE q.state = 'queued' AND q.kind = 'external' AND q.queue_position < a.queue_position) END
                 END AS queue_position,
-                l.state AS last_state, l.last_error, l.finished_at AS last_finished_at,
-                r.id AS scan_id, r.finished_at AS result_at, r.open_ports, r.ids_suspected, r.ids_reasons, r.hosts_found,
-                r.changes
+                l.state AS "last_state?", l.last_error AS "last_error?", l.finished_at AS "last_finished_at?",
+                r.id AS "scan_id?", r.finished_at AS "result_at?", r.open_ports AS "open_ports?",
+                r.ids_suspected AS "ids_suspected?", r.ids_reasons AS "ids_reasons?", r.hosts_found AS "hosts_found?",
+                r.changes AS "changes?: sqlx::types::Json<ScanChanges>"
          FROM devices d
          CROSS JOIN (VALUES ('internal'), ('external')) AS k(kind)
          LEFT JOIN security_scan_settings s ON s.device_id = d.id AND s.kind = k.kind
@@ -183,10 +186,10 @@ pub async fn list(
                             AND j.state IN ('succeeded', 'failed') ORDER BY j.finished_at DESC LIMIT 1) l ON true
          LEFT JOIN LATERAL (SELECT * FROM security_scans sc WHERE sc.workgroup_id = d.workgroup_id AND sc.device_id = d.id
                             AND sc.kind = k.kind AND sc.outcome = 'succeeded' ORDER BY sc.finished_at DESC LIMIT 1) r ON true
-         WHERE d.workgroup_id = $1 AND d.id = ANY($2)",
+         WHERE d.workgroup_id = $1 AND d.id = ANY($2)"#,
+        workgroup_id,
+        &ids,
     )
-    .bind(workgroup_id)
-    .bind(&ids)
     .fetch_all(&state.db)
     .await?;
     let status = |device_id: Uuid, kind: ScanKind| {
@@ -197,12 +200,12 @@ pub async fn list(
     };
     let items = devices
         .into_iter()
-        .map(|(device_id, device_name, site_id)| DeviceScans {
-            device_id,
-            device_name,
-            site_id,
-            internal: status(device_id, ScanKind::Internal),
-            external: status(device_id, ScanKind::External),
+        .map(|d| DeviceScans {
+            device_id: d.id,
+            device_name: d.name,
+            site_id: d.site_id,
+            internal: status(d.id, ScanKind::Internal),
+            external: status(d.id, ScanKind::External),
         })
         .collect();
     Ok(Json(Page::from_rows(items, limit, |d| d.device_id)))
@@ -226,24 +229,22 @@ pub async fn latest(
     Path((workgroup_id, device_id, kind)): Path<(Uuid, Uuid, ScanKind)>,
 ) -> Result<Json<LatestDetails>> {
     caller.access(&state.db, workgroup_id).await?.require(Permission::ControlDevices)?;
-    let scan: SecurityScan = sqlx::query_as(
-        "SELECT id, device_id, kind, attempt, outcome, host(target) AS target, started_at, finished_at, error, open_ports,
-                ids_suspected, ids_reasons, hosts_found, changes
-         FROM security_scans WHERE workgroup_id = $1 AND device_id = $2 AND kind = $3 AND outcome = 'succeeded'
+    let scan: SecurityScan = query_scans!(
+        "SELECT ",
+        " FROM security_scans WHERE workgroup_id = $1 AND device_id = $2 AND kind = $3 AND outcome = 'succeeded'
          ORDER BY finished_at DESC LIMIT 1",
+        workgroup_id,
+        device_id,
+        kind as _,
     )
-    .bind(workgroup_id)
-    .bind(device_id)
-    .bind(kind)
     .fetch_one(&state.db)
     .await?;
-    let findings: Vec<Finding> = sqlx::query_as(concat!(
+    let findings: Vec<Finding> = query_findings!(
         "SELECT ",
-        finding_columns!(),
-        " FROM security_scan_findings WHERE workgroup_id = $1 AND scan_id = $2 ORDER BY port, ip"
-    ))
-    .bind(workgroup_id)
-    .bind(scan.id)
+        " FROM security_scan_findings WHERE workgroup_id = $1 AND scan_id = $2 ORDER BY port, ip",
+        workgroup_id,
+        scan.id,
+    )
     .fetch_all(&state.db)
     .await?;
     Ok(Json(LatestDetails { scan, findings }))

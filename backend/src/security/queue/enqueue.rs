@@ -15,16 +15,16 @@ use super::{ScanKind, log_attempt};
 /// cancellation), are skipped; their settings stay.
 #[tracing::instrument(skip(db))]
 pub async fn enqueue_weekly(db: &PgPool, slot: DateTime<Utc>, now: DateTime<Utc>) -> sqlx::Result<u64> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO security_scan_jobs (id, workgroup_id, device_id, kind, origin, scheduled_for)
          SELECT gen_random_uuid(), e.workgroup_id, e.device_id, e.kind, 'weekly', $1
          FROM security_scan_settings e LEFT JOIN subscriptions s ON s.workgroup_id = e.workgroup_id
          WHERE e.enabled AND subscription_available(s, $1) AND subscription_available(s, $2)
          ORDER BY e.device_id, e.kind
          ON CONFLICT DO NOTHING",
+        slot,
+        now,
     )
-    .bind(slot)
-    .bind(now)
     .execute(db)
     .await?;
     Ok(inserted.rows_affected())
@@ -45,8 +45,8 @@ pub enum RunNow {
 /// waiting or running (the partial unique index decides, so two clicks at once cannot both
 /// succeed).
 pub async fn run_now(db: &PgPool, workgroup_id: Uuid, device_id: Uuid, kind: ScanKind) -> sqlx::Result<RunNow> {
-    let (queued, enabled): (bool, bool) = sqlx::query_as(
-        "WITH enabled AS (
+    let run = sqlx::query!(
+        r#"WITH enabled AS (
              SELECT EXISTS (SELECT 1 FROM security_scan_settings WHERE device_id = $3 AND kind = $4 AND enabled) AS yes
          ), queued AS (
              INSERT INTO security_scan_jobs (id, workgroup_id, device_id, kind, origin)
@@ -54,15 +54,15 @@ pub async fn run_now(db: &PgPool, workgroup_id: Uuid, device_id: Uuid, kind: Sca
              ON CONFLICT (device_id, kind) WHERE state IN ('queued', 'running') DO NOTHING
              RETURNING id
          )
-         SELECT EXISTS (SELECT 1 FROM queued), (SELECT yes FROM enabled)",
+         SELECT EXISTS (SELECT 1 FROM queued) AS "queued!", (SELECT yes FROM enabled) AS "enabled!""#,
+        Uuid::now_v7(),
+        workgroup_id,
+        device_id,
+        kind as _,
     )
-    .bind(Uuid::now_v7())
-    .bind(workgroup_id)
-    .bind(device_id)
-    .bind(kind)
     .fetch_one(db)
     .await?;
-    Ok(match (queued, enabled) {
+    Ok(match (run.queued, run.enabled) {
         (true, _) => RunNow::Queued,
         (false, true) => RunNow::AlreadyScheduled,
         (false, false) => RunNow::Disabled,
@@ -80,8 +80,8 @@ pub async fn withdraw(
     kind: ScanKind,
 ) -> sqlx::Result<u64> {
     const WHY: &str = "the scan was disabled";
-    let withdrawn: Vec<(Uuid, i32, bool)> = sqlx::query_as(
-        "WITH pending AS (
+    let withdrawn = sqlx::query!(
+        r#"WITH pending AS (
              SELECT id, attempt, state = 'running' AS was_running FROM security_scan_jobs
              WHERE workgroup_id = $1 AND device_id = ANY($2) AND kind = $3 AND state IN ('queued', 'running')
              FOR UPDATE
@@ -90,16 +90,16 @@ pub async fn withdraw(
                     lease_expires_at = NULL, last_error = $4
              FROM pending WHERE j.id = pending.id
          )
-         SELECT id, attempt, was_running FROM pending",
+         SELECT id, attempt, was_running AS "was_running!" FROM pending"#,
+        workgroup_id,
+        devices,
+        kind as _,
+        WHY,
     )
-    .bind(workgroup_id)
-    .bind(devices)
-    .bind(kind)
-    .bind(WHY)
     .fetch_all(&mut *tx)
     .await?;
-    for (id, attempt, _) in withdrawn.iter().filter(|(_, _, was_running)| *was_running) {
-        log_attempt(tx, *id, *attempt, "withdrawn", WHY).await?;
+    for job in withdrawn.iter().filter(|job| job.was_running) {
+        log_attempt(tx, job.id, job.attempt, "withdrawn", WHY).await?;
     }
     Ok(withdrawn.len() as u64)
 }

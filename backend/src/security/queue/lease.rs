@@ -10,7 +10,6 @@ use uuid::Uuid;
 
 use super::{Claimed, ScanKind, log_attempt};
 
-#[derive(sqlx::FromRow)]
 struct ClaimedRow {
     id: Uuid,
     workgroup_id: Uuid,
@@ -61,8 +60,9 @@ pub async fn claim_many(
     lease: Duration,
     n: usize,
 ) -> sqlx::Result<Vec<Claimed>> {
-    let mut rows: Vec<ClaimedRow> = sqlx::query_as(
-        "WITH next AS (
+    let mut rows = sqlx::query_as!(
+        ClaimedRow,
+        r#"WITH next AS (
              SELECT id FROM security_scan_jobs
              WHERE state = 'queued' AND kind = $1 AND not_before <= now() AND ($2::uuid IS NULL OR device_id = $2)
              ORDER BY queue_position
@@ -75,14 +75,14 @@ pub async fn claim_many(
              started_at = now()
          FROM next, devices d
          WHERE j.id = next.id AND d.id = j.device_id
-         RETURNING j.id, j.workgroup_id, j.device_id, j.kind, j.attempt, j.started_at, d.public_address AS target,
-                   j.queue_position",
+         RETURNING j.id, j.workgroup_id, j.device_id, j.kind AS "kind: ScanKind", j.attempt,
+                   j.started_at AS "started_at!", d.public_address AS target, j.queue_position"#,
+        kind as _,
+        device_id,
+        worker,
+        lease.as_secs_f64(),
+        i64::try_from(n).unwrap_or(i64::MAX),
     )
-    .bind(kind)
-    .bind(device_id)
-    .bind(worker)
-    .bind(lease.as_secs_f64())
-    .bind(i64::try_from(n).unwrap_or(i64::MAX))
     .fetch_all(db)
     .await?;
     rows.sort_by_key(|r| r.queue_position);
@@ -92,15 +92,15 @@ pub async fn claim_many(
 /// Renews the lease and records progress. `false`: the lease is lost (the attempt was
 /// superseded); stop and write nothing.
 pub async fn heartbeat(db: &PgPool, job: &Claimed, progress: f32, lease: Duration) -> sqlx::Result<bool> {
-    let renewed = sqlx::query(
+    let renewed = sqlx::query!(
         "UPDATE security_scan_jobs SET lease_expires_at = now() + make_interval(secs => $3), heartbeat_at = now(),
                 progress = $4
          WHERE id = $1 AND attempt = $2 AND state = 'running'",
+        job.id,
+        job.attempt,
+        lease.as_secs_f64(),
+        progress,
     )
-    .bind(job.id)
-    .bind(job.attempt)
-    .bind(lease.as_secs_f64())
-    .bind(progress)
     .execute(db)
     .await?;
     Ok(renewed.rows_affected() == 1)
@@ -108,13 +108,13 @@ pub async fn heartbeat(db: &PgPool, job: &Claimed, progress: f32, lease: Duratio
 
 /// Gives a running job back without using up its attempt (graceful shutdown).
 pub async fn hand_back(db: &PgPool, job: &Claimed) -> sqlx::Result<bool> {
-    let returned = sqlx::query(
+    let returned = sqlx::query!(
         "UPDATE security_scan_jobs SET state = 'queued', attempt = attempt - 1, lease_owner = NULL,
                 lease_expires_at = NULL, progress = NULL, started_at = NULL
          WHERE id = $1 AND attempt = $2 AND state = 'running'",
+        job.id,
+        job.attempt,
     )
-    .bind(job.id)
-    .bind(job.attempt)
     .execute(db)
     .await?;
     Ok(returned.rows_affected() == 1)
@@ -124,7 +124,7 @@ pub async fn hand_back(db: &PgPool, job: &Claimed) -> sqlx::Result<bool> {
 /// waits for a retry or ends as failed. Returns how many were rescued.
 pub async fn rescue_expired(db: &PgPool, backoff: Duration) -> sqlx::Result<u64> {
     let mut tx = db.begin().await?;
-    let lost: Vec<(Uuid, i32)> = sqlx::query_as(
+    let lost = sqlx::query!(
         "UPDATE security_scan_jobs
          SET state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
              finished_at = CASE WHEN attempt >= max_attempts THEN now() END,
@@ -134,12 +134,12 @@ pub async fn rescue_expired(db: &PgPool, backoff: Duration) -> sqlx::Result<u64>
          WHERE id IN (SELECT id FROM security_scan_jobs WHERE state = 'running' AND lease_expires_at < now()
                       FOR UPDATE SKIP LOCKED)
          RETURNING id, attempt",
+        backoff.as_secs_f64(),
     )
-    .bind(backoff.as_secs_f64())
     .fetch_all(&mut *tx)
     .await?;
-    for (id, attempt) in &lost {
-        log_attempt(&mut tx, *id, *attempt, "lost", "the scan stopped reporting progress (its worker was lost)")
+    for job in &lost {
+        log_attempt(&mut tx, job.id, job.attempt, "lost", "the scan stopped reporting progress (its worker was lost)")
             .await?;
     }
     tx.commit().await?;
@@ -152,7 +152,7 @@ pub async fn rescue_expired(db: &PgPool, backoff: Duration) -> sqlx::Result<u64>
 pub async fn fail_unclaimed(db: &PgPool, timeout: Duration, backoff: Duration) -> sqlx::Result<u64> {
     let mut tx = db.begin().await?;
     let error = format!("the device did not claim the scan within {} s", timeout.as_secs());
-    let missed: Vec<(Uuid, i32)> = sqlx::query_as(
+    let missed = sqlx::query!(
         "UPDATE security_scan_jobs
          SET attempt = attempt + 1,
              state = CASE WHEN attempt + 1 >= max_attempts THEN 'failed' ELSE 'queued' END,
@@ -163,14 +163,14 @@ pub async fn fail_unclaimed(db: &PgPool, timeout: Duration, backoff: Duration) -
                       WHERE state = 'queued' AND kind = 'internal' AND not_before < now() - make_interval(secs => $1)
                       FOR UPDATE SKIP LOCKED)
          RETURNING id, attempt",
+        timeout.as_secs_f64(),
+        backoff.as_secs_f64(),
+        error,
     )
-    .bind(timeout.as_secs_f64())
-    .bind(backoff.as_secs_f64())
-    .bind(&error)
     .fetch_all(&mut *tx)
     .await?;
-    for (id, attempt) in &missed {
-        log_attempt(&mut tx, *id, *attempt, "failed", &error).await?;
+    for job in &missed {
+        log_attempt(&mut tx, job.id, job.attempt, "failed", &error).await?;
     }
     tx.commit().await?;
     Ok(missed.len() as u64)

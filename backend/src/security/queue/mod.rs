@@ -105,16 +105,16 @@ pub(super) async fn log_attempt(
     outcome: &str,
     error: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO security_scans (id, job_id, workgroup_id, device_id, kind, attempt, outcome, started_at, error)
          SELECT $1, id, workgroup_id, device_id, kind, $3, $4, started_at, $5 FROM security_scan_jobs WHERE id = $2
          ON CONFLICT ON CONSTRAINT security_scans_attempt_key DO NOTHING",
+        Uuid::now_v7(),
+        job_id,
+        attempt,
+        outcome,
+        error,
     )
-    .bind(Uuid::now_v7())
-    .bind(job_id)
-    .bind(attempt)
-    .bind(outcome)
-    .bind(error)
     .execute(&mut *tx)
     .await?;
     Ok(())

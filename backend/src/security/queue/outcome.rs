@@ -49,7 +49,7 @@ async fn finish<'e>(
         ),
         ScanResult::Internal { hosts } => (None, None, None, None, Some(hosts.len() as i32)),
     };
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "WITH done AS (
              UPDATE security_scan_jobs SET state = 'succeeded', finished_at = now(), progress = 1, lease_owner = NULL,
                     lease_expires_at = NULL, last_error = NULL
@@ -59,19 +59,19 @@ async fn finish<'e>(
          INSERT INTO security_scans (id, job_id, workgroup_id, device_id, kind, attempt, outcome, target, started_at,
                                      open_ports, ids_suspected, ids_reasons, hosts_found)
          SELECT $1, $2, $3, $4, $5, $6, 'succeeded', $7, $8, $9, $10, $11, $12 FROM done",
+        scan_id,
+        job.id,
+        job.workgroup_id,
+        job.device_id,
+        job.kind as _,
+        job.attempt,
+        target,
+        job.started_at,
+        open_ports,
+        ids_suspected,
+        ids_reasons.as_deref(),
+        hosts_found,
     )
-    .bind(scan_id)
-    .bind(job.id)
-    .bind(job.workgroup_id)
-    .bind(job.device_id)
-    .bind(job.kind)
-    .bind(job.attempt)
-    .bind(target)
-    .bind(job.started_at)
-    .bind(open_ports)
-    .bind(ids_suspected)
-    .bind(ids_reasons)
-    .bind(hosts_found)
     .execute(db)
     .await?;
     Ok(done.rows_affected() > 0)
@@ -85,35 +85,37 @@ async fn store_findings(
     scan_id: Uuid,
     result: &ScanResult,
 ) -> sqlx::Result<()> {
+    // The macros check a text array as `&[String]`; these borrow their text and hold nulls,
+    // so they are bound as they are (`as _`).
     match result {
         ScanResult::External { ports, .. } => {
-            sqlx::query(
+            sqlx::query!(
                 "INSERT INTO security_scan_findings (id, scan_id, workgroup_id, device_id, kind, seen_at, port, protocol, state, service, banner)
                  SELECT gen_random_uuid(), $1, $2, $3, 'external', now(), * FROM UNNEST($4::int4[], $5::text[], $6::text[], $7::text[], $8::text[])",
+                scan_id,
+                job.workgroup_id,
+                job.device_id,
+                &ports.iter().map(|p| i32::from(p.port)).collect::<Vec<_>>(),
+                ports.iter().map(|p| p.protocol.as_str()).collect::<Vec<_>>() as _,
+                ports.iter().map(|p| p.state.as_str()).collect::<Vec<_>>() as _,
+                ports.iter().map(|p| p.service.as_deref()).collect::<Vec<_>>() as _,
+                ports.iter().map(|p| p.banner.as_deref()).collect::<Vec<_>>() as _,
             )
-            .bind(scan_id)
-            .bind(job.workgroup_id)
-            .bind(job.device_id)
-            .bind(ports.iter().map(|p| i32::from(p.port)).collect::<Vec<_>>())
-            .bind(ports.iter().map(|p| p.protocol.as_str()).collect::<Vec<_>>())
-            .bind(ports.iter().map(|p| p.state.as_str()).collect::<Vec<_>>())
-            .bind(ports.iter().map(|p| p.service.as_deref()).collect::<Vec<_>>())
-            .bind(ports.iter().map(|p| p.banner.as_deref()).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
         }
         ScanResult::Internal { hosts } => {
-            sqlx::query(
+            sqlx::query!(
                 "INSERT INTO security_scan_findings (id, scan_id, workgroup_id, device_id, kind, seen_at, ip, mac, description)
                  SELECT gen_random_uuid(), $1, $2, $3, 'internal', now(), ip, mac::macaddr, description
                  FROM UNNEST($4::inet[], $5::text[], $6::text[]) AS h(ip, mac, description)",
+                scan_id,
+                job.workgroup_id,
+                job.device_id,
+                &hosts.iter().map(|h| ipnet::IpNet::from(h.ip)).collect::<Vec<_>>(),
+                hosts.iter().map(|h| h.mac.as_deref()).collect::<Vec<_>>() as _,
+                hosts.iter().map(|h| h.description.as_deref()).collect::<Vec<_>>() as _,
             )
-            .bind(scan_id)
-            .bind(job.workgroup_id)
-            .bind(job.device_id)
-            .bind(hosts.iter().map(|h| ipnet::IpNet::from(h.ip)).collect::<Vec<_>>())
-            .bind(hosts.iter().map(|h| h.mac.as_deref()).collect::<Vec<_>>())
-            .bind(hosts.iter().map(|h| h.description.as_deref()).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
         }
@@ -125,7 +127,7 @@ async fn store_findings(
 /// scan of its device and kind did not, and what that one found and this one did not. A
 /// host is its address and MAC together; a port its number.
 async fn record_changes<'e>(db: impl sqlx::PgExecutor<'e>, scan_id: Uuid) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "WITH this AS (SELECT id, device_id, kind, finished_at FROM security_scans WHERE id = $1),
          prev AS (
              SELECT s.id FROM security_scans s, this
@@ -146,8 +148,8 @@ async fn record_changes<'e>(db: impl sqlx::PgExecutor<'e>, scan_id: Uuid) -> sql
              'gone_hosts', (SELECT coalesce(jsonb_agg(jsonb_build_object('ip', ip, 'mac', mac) ORDER BY ip), '[]')
                             FROM (SELECT ip, mac FROM was_found WHERE ip IS NOT NULL EXCEPT SELECT ip, mac FROM now_found) h))
          WHERE id = $1 AND EXISTS (SELECT 1 FROM prev)",
+        scan_id,
     )
-    .bind(scan_id)
     .execute(db)
     .await?;
     Ok(())
@@ -157,18 +159,18 @@ async fn record_changes<'e>(db: impl sqlx::PgExecutor<'e>, scan_id: Uuid) -> sql
 /// or, with its attempts used up, ends as "Scan failed". `false` if fenced off.
 pub async fn fail(db: &PgPool, job: &Claimed, error: &str, backoff: Duration) -> sqlx::Result<bool> {
     let mut tx = db.begin().await?;
-    let failed = sqlx::query(
+    let failed = sqlx::query!(
         "UPDATE security_scan_jobs
          SET state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
              finished_at = CASE WHEN attempt >= max_attempts THEN now() END,
              not_before = now() + make_interval(secs => $3 * power(2, attempt - 1)),
              lease_owner = NULL, lease_expires_at = NULL, last_error = $4
          WHERE id = $1 AND attempt = $2 AND state = 'running'",
+        job.id,
+        job.attempt,
+        backoff.as_secs_f64(),
+        error,
     )
-    .bind(job.id)
-    .bind(job.attempt)
-    .bind(backoff.as_secs_f64())
-    .bind(error)
     .execute(&mut *tx)
     .await?;
     if failed.rows_affected() == 0 {
