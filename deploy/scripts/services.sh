@@ -103,6 +103,11 @@ drop_test_leftovers() {
     done
 }
 
+# The tests of several replicas put HAProxy in front of them, as a deployment at scale does.
+ensure_haproxy() {
+    [ -x /usr/sbin/haproxy ] || apt_install haproxy
+}
+
 source "$(dirname "${BASH_SOURCE[0]}")/dev-tls.sh"
 
 ensure_services() {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against real PostgreSQL and RabbitMQ, installing and starting
-# them if needed (and Chromium, TigerVNC's Xvnc, Node.js's packages and the web dashboard's build): formatting,
+# them if needed (and Chromium, TigerVNC's Xvnc, HAProxy, Node.js's packages and the web dashboard's build): formatting,
 # the freshness of the SQL checked at compile time (sqlx.sh check),
 # lint and type checks, then every test of the workspace, the browser tests of the dashboard
 # among them (tests/tests/api/web.rs runs Playwright). Each test creates its own database
@@ -12,6 +12,7 @@ source deploy/scripts/services.sh
 source deploy/scripts/web.sh
 
 ensure_services
+ensure_haproxy
 ensure_browser_tests
 ensure_web_build
 

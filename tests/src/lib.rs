@@ -15,6 +15,7 @@
 //!   staged outages, remote-control sessions, test certificates, captured logs;
 //! - `bench`: what the benchmark binary (`src/bin/bench`) shares.
 
+pub mod balancer;
 pub mod bench;
 pub mod broker;
 pub mod contract;
@@ -67,25 +68,40 @@ impl Drop for TestApp {
     }
 }
 
-/// Another instance of the service on a [`TestApp`]'s database; stopped on drop.
+/// Another instance of the service on a [`TestApp`]'s database, in a tokio runtime of its
+/// own: it can stop gracefully, or die as a crashed process does — [`Replica::kill`] drops
+/// every task, connection and listener it holds at once, telling nobody. Killed on drop.
 pub struct Replica {
     pub base_url: String,
     shutdown: CancellationToken,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Replica {
+    /// Stops it as SIGTERM would, and waits until it has (a killed one is stopped already).
     pub async fn stop(&mut self) {
+        if self.runtime.is_none() {
+            return;
+        }
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {
             server.await.expect("replica task").expect("replica stopped cleanly");
+        }
+        self.kill();
+    }
+
+    /// Ends it at once, as a crash or a SIGKILL would: no graceful shutdown, no goodbyes.
+    pub fn kill(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }
 
 impl Drop for Replica {
     fn drop(&mut self) {
-        self.shutdown.cancel();
+        self.kill();
     }
 }
 
@@ -173,18 +189,35 @@ impl TestApp {
     /// A second replica of the service on the same database (no consumer, scheduler or
     /// workers of its own): for what crosses replicas.
     pub async fn spawn_replica(&self) -> Replica {
+        self.spawn_replica_with(|_| {}).await
+    }
+
+    /// A replica whose configuration (that of [`TestApp::spawn_replica`]) `adjust` changes
+    /// first: its roles, say.
+    pub async fn spawn_replica_with(&self, adjust: impl FnOnce(&mut Config)) -> Replica {
         let mut config = self.config.clone();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
         config.ingest.enabled = false;
         config.security.scheduler = false;
         config.security.workers = 0;
-        let application =
-            Application::build_with_clock(config.clone(), self.clock.clone()).await.expect("build the replica");
-        let base_url = base_url(&config, application.local_addr());
+        adjust(&mut config);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("replica")
+            .enable_all()
+            .build()
+            .expect("a runtime for the replica");
+        let clock = self.clock.clone();
+        let application = runtime
+            .spawn(async move { Application::build_with_clock(config, clock).await })
+            .await
+            .expect("replica start-up task")
+            .expect("build the replica");
+        let base_url = base_url(&self.config, application.local_addr());
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
-        let server = tokio::spawn(async move { application.run_until(stop.cancelled_owned()).await });
-        Replica { base_url, shutdown, server: Some(server) }
+        let server = runtime.spawn(async move { application.run_until(stop.cancelled_owned()).await });
+        Replica { base_url, shutdown, server: Some(server), runtime: Some(runtime) }
     }
 
     /// Polls `/readyz` (database and, with ingest on, the consumer's broker connection).

@@ -14,6 +14,7 @@ mod netns;
 mod openapi;
 mod permissions;
 mod remote;
+mod replicas;
 mod security;
 mod subscriptions;
 mod sync;
