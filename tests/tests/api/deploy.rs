@@ -1,6 +1,9 @@
 //! docker-compose.yml and deploy/Dockerfile cannot run here (no container engine), so they
 //! are checked against the service's configuration instead: every MYSCANNER_* variable is a
-//! real setting of the right type, and names, hosts and ports agree.
+//! real setting of the right type, and names, hosts and ports agree. The Kubernetes
+//! manifests likewise, in `kubernetes`.
+
+mod kubernetes;
 
 use myscanner::config::Config;
 use serde_json::Value;
@@ -33,7 +36,7 @@ fn config_from_env(vars: &[(String, String)]) -> Config {
         }
         *node = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.clone()));
     }
-    serde_json::from_value(tree).unwrap_or_else(|e| panic!("the compose environment does not fit the config: {e}"))
+    serde_json::from_value(tree).unwrap_or_else(|e| panic!("the environment does not fit the config: {e}"))
 }
 
 #[test]
