@@ -143,6 +143,19 @@ pub async fn run(total: i64) {
         d50 / rd50
     );
     println!("  deep page / first page (API): p50 {:.2}×, p99 {:.2}× (target ≤ 2×)", d50 / f50, d99 / f99);
+    // What any request costs through HTTP here, with no authentication and no query: a floor
+    // under the API's figures that the raw baseline does not stand on.
+    let healthz = format!("{}/healthz", fleet.service.base_url);
+    let mut floor = timed(300, || {
+        let (http, url) = (http.clone(), healthz.clone());
+        async move { assert!(http.get(url).send().await.unwrap().status().is_success()) }
+    })
+    .await;
+    let (h50, _) = p50_p99(&mut floor);
+    println!(
+        "  HTTP floor (GET /healthz):     p50 {h50:.2} ms | first page API − raw − floor: {:.2} ms (authentication, rows into structs, JSON)",
+        f50 - rf50 - h50
+    );
 
     // Under load: first pages from many readers at once, through the API and straight from
     // a pool the size of the service's.
