@@ -33,6 +33,7 @@ pub struct Config {
     pub security: SecurityConfig,
     pub remote: RemoteConfig,
     pub subscriptions: SubscriptionsConfig,
+    pub metrics: MetricsConfig,
     pub log: LogConfig,
 }
 
@@ -229,6 +230,22 @@ pub struct SubscriptionsConfig {
     pub grace_days: i32,
 }
 
+/// Prometheus metrics of this replica (`GET /metrics`, the Prometheus text format), served
+/// on a listener of their own so that they never reach the public API's port: plain HTTP,
+/// no authentication, so keep it on loopback or a private network that only Prometheus
+/// reaches. Each replica has its own (ingest, API, tunnels and pools are per replica).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve the metrics listener at all.
+    pub enabled: bool,
+    /// Where `/metrics` is served: `127.0.0.1:9464` by default (the customary port of an
+    /// OpenTelemetry Prometheus exporter), reachable from this machine only; `0.0.0.0:9464`
+    /// for a Prometheus on another machine. Never `server.listen`'s port. Port 0 picks a
+    /// free one. A port already taken stops the service from starting, as `server.listen` does.
+    pub listen: SocketAddr,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -311,6 +328,7 @@ impl Default for Config {
             },
             remote: RemoteConfig { advertise_url: None, idle_timeout_secs: 15 * 60, heartbeat_secs: 10 },
             subscriptions: SubscriptionsConfig { contact: "your MyScanner vendor".into(), grace_days: 14 },
+            metrics: MetricsConfig { enabled: true, listen: SocketAddr::from(([127, 0, 0, 1], 9464)) },
             log: LogConfig { format: LogFormat::Text, filter: "info,sqlx=warn".into() },
         }
     }
@@ -387,8 +405,16 @@ impl Config {
         if !(0..=crate::subscriptions::terms::MAX_GRACE_DAYS).contains(&self.subscriptions.grace_days) {
             bail!("subscriptions.grace_days must be 0–365");
         }
+        if self.metrics.enabled && shares_a_port(self.metrics.listen, self.server.listen) {
+            bail!("metrics.listen must not be server.listen: metrics are never served on the API's port");
+        }
         Ok(())
     }
+}
+
+/// Whether two listen addresses would take the same port (port 0 is a fresh one each time).
+fn shares_a_port(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 /// A configuration value that must never reach a log: `Debug` prints `[redacted]`.
@@ -458,6 +484,35 @@ mod tests {
             assert_eq!(tls.reload_secs, 10);
             Ok(())
         });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's test harness decides the closure's type
+    fn metrics_listen_on_loopback_by_default_and_move_with_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            let metrics = Config::load(None).map_err(|e| e.to_string())?.metrics;
+            assert!(metrics.enabled);
+            assert_eq!(metrics.listen, SocketAddr::from(([127, 0, 0, 1], 9464)));
+            jail.set_env("MYSCANNER_METRICS__LISTEN", "0.0.0.0:9100");
+            jail.set_env("MYSCANNER_METRICS__ENABLED", "false");
+            let metrics = Config::load(None).map_err(|e| e.to_string())?.metrics;
+            assert_eq!((metrics.enabled, metrics.listen.port()), (false, 9100));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn metrics_are_refused_on_the_api_port() {
+        let mut config = Config::default();
+        config.metrics.listen = config.server.listen;
+        assert!(config.validate().unwrap_err().to_string().contains("metrics.listen"));
+        config.metrics.listen = "0.0.0.0:8080".parse().unwrap();
+        assert!(config.validate().is_err(), "all interfaces include the API's");
+        config.metrics.enabled = false;
+        assert!(config.validate().is_ok(), "a listener that is off takes no port");
+        config.metrics = MetricsConfig { enabled: true, listen: "127.0.0.1:0".parse().unwrap() };
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        assert!(config.validate().is_ok(), "port 0 is a fresh port each");
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //! - [`sync`]: reference-scan and load-list sync between the scanners of a site.
 //! - [`subscriptions`]: the plan each workgroup's cloud features need, judged by the
 //!   [`clock`] at each request.
-//! - [`db`]: the PostgreSQL pool and migrations; [`telemetry`]: logging and request spans.
+//! - [`db`]: the PostgreSQL pool and migrations; [`telemetry`]: logging and request spans;
+//!   [`metrics`]: Prometheus metrics, on a listener of their own.
 //! - [`cli`] and [`admin`]: the `myscanner` command and its bootstrap commands.
 
 pub mod admin;
@@ -30,6 +31,7 @@ pub mod db;
 pub mod devices;
 pub mod http;
 pub mod measurements;
+pub mod metrics;
 pub mod remote;
 pub mod security;
 pub mod startup;

@@ -1,6 +1,6 @@
 //! The startup seam: `Application::build(config)` connects, migrates and binds (port 0 in
-//! tests); `run_until(shutdown)` serves (and runs the ingest consumer) until the shutdown
-//! future fires, then drains both.
+//! tests) the API's listener and the metrics' own; `run_until(shutdown)` serves (and runs
+//! the ingest consumer) until the shutdown future fires, then drains both.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,11 +31,13 @@ pub fn app(state: AppState) -> Router {
     let (routes, _) = router::routes().split_for_parts();
     // Paths outside the API are the web dashboard's; unknown API paths stay 404s.
     let routes = routes.fallback(web::serve).with_state(state.clone());
-    layers::apply(routes, &state.config.server)
+    layers::apply(routes, &state.config.server, &state.metrics)
 }
 
 pub struct Application {
     listener: TcpListener,
+    /// `/metrics`, apart from the API (`metrics.listen`), unless `metrics.enabled` is off.
+    metrics_listener: Option<TcpListener>,
     /// The certificate served when `server.tls` is set.
     certificate: Option<Arc<Certificate>>,
     state: AppState,
@@ -54,6 +56,12 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let metrics_listener = match config.metrics.enabled {
+            false => None,
+            true => Some(TcpListener::bind(config.metrics.listen).await.with_context(|| {
+                format!("cannot listen on {} (metrics.listen; or metrics.enabled = false)", config.metrics.listen)
+            })?),
+        };
         // Other replicas reach this one where it actually listens (port 0 picks one).
         if config.remote.advertise_url.is_none() {
             let mut address = listener.local_addr()?;
@@ -63,11 +71,16 @@ impl Application {
             let scheme = if certificate.is_some() { "https" } else { "http" };
             config.remote.advertise_url = Some(format!("{scheme}://{address}"));
         }
-        Ok(Application { listener, certificate, state: AppState::new(db, config, clock)? })
+        Ok(Application { listener, metrics_listener, certificate, state: AppState::new(db, config, clock)? })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Where `/metrics` is served, when it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|l| l.local_addr().expect("a bound listener has an address"))
     }
 
     pub fn state(&self) -> &AppState {
@@ -90,7 +103,14 @@ impl Application {
             true => {
                 let config = &self.state.config;
                 let db = db::connect_pool(&config.database, INGEST_CONNECTIONS).await?;
-                let consumer = Consumer::new(db, &config.broker, config.ingest.clone(), self.state.ingest.clone());
+                self.state.metrics.watch_pool("ingest", db.clone());
+                let consumer = Consumer::new(
+                    db,
+                    &config.broker,
+                    config.ingest.clone(),
+                    self.state.ingest.clone(),
+                    self.state.metrics.clone(),
+                );
                 Some(tokio::spawn(consumer.run(cancel.clone())))
             }
         };
@@ -111,6 +131,11 @@ impl Application {
         // Sync: wakes long polls when any replica commits a change.
         let sync = tokio::spawn(self.state.sync.clone().run(self.state.db.clone(), cancel.clone()));
         tracing::info!(address = %self.local_addr(), tls = self.certificate.is_some(), "listening");
+        // Metrics: on their own listener, never the API's.
+        let metrics = self.metrics_listener.map(|listener| {
+            tracing::info!(address = %listener.local_addr().expect("bound"), "metrics listening");
+            tokio::spawn(crate::metrics::serve(listener, self.state.clone(), cancel.clone().cancelled_owned()))
+        });
         let service = app(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let stopped = cancel.clone().cancelled_owned();
         // `tap_io` lends the listeners axum's client-address plumbing.
@@ -129,6 +154,9 @@ impl Application {
         self.state.remote.shutdown().await;
         remote.await?;
         sync.await?;
+        if let Some(metrics) = metrics {
+            metrics.await?;
+        }
         if let Some(ingest) = ingest {
             ingest.await?;
         }

@@ -1,5 +1,5 @@
 //! What every handler can reach: the pool, the configuration and the shared per-replica
-//! parts (rate limits, remote-control registry, sync hub, remembered callers), built once
+//! parts (rate limits, remote-control registry, sync hub, remembered callers, metrics), built once
 //! from the configuration. Kept apart from [`crate::startup`], which binds, serves and
 //! drains: handlers depend on what they can reach, not on how the service starts.
 
@@ -39,12 +39,15 @@ pub struct AppState {
     pub clock: Clock,
     /// Callers remembered for a second (`auth::cache`).
     pub auth: Arc<crate::auth::cache::AuthCache>,
+    /// What this replica counts for Prometheus (`metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {
     pub fn new(db: PgPool, config: Config, clock: Clock) -> anyhow::Result<Self> {
         let jwt = Arc::new(JwtKeys::new(&config.auth));
         let broker = Management::new(&config.broker)?;
+        let metrics = crate::metrics::Metrics::new(config.broker.url.expose());
         let rate_limit =
             Arc::new(RateLimiter::new(config.server.rate_limit_per_minute, config.server.rate_limit_burst));
         let replica_url =
@@ -75,6 +78,7 @@ impl AppState {
             passwords,
             clock,
             auth: Default::default(),
+            metrics,
         })
     }
 }

@@ -43,6 +43,8 @@ impl ServiceProcess {
             .env("MYSCANNER_BROKER__DEVICE_USER_PREFIX", &config.broker.device_user_prefix)
             .env("MYSCANNER_AUTH__JWT_SECRET", config.auth.jwt_secret.expose())
             .env("MYSCANNER_LOG__FILTER", "warn")
+            // Its own metrics port: a service already running here holds the default one.
+            .env("MYSCANNER_METRICS__LISTEN", "127.0.0.1:0")
             // Benchmarks measure the service, not its rate limit.
             .env("MYSCANNER_SERVER__RATE_LIMIT_PER_MINUTE", "100000000")
             .env("MYSCANNER_SERVER__RATE_LIMIT_BURST", "100000")

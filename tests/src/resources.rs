@@ -44,6 +44,8 @@ pub async fn test_config() -> Config {
     config.database.url = Secret::new(create_database().await);
     config.database.max_connections = 5;
     config.server.listen = "127.0.0.1:0".parse().unwrap();
+    // Tests run side by side: each its own metrics port (the default is one per machine).
+    config.metrics.listen = "127.0.0.1:0".parse().unwrap();
     config.auth.jwt_secret = Secret::new(format!("test-secret-{id}"));
     let vhost = format!("myscanner_test_{id}");
     broker::create_vhost(&vhost).await;

@@ -1,5 +1,6 @@
 //! Middleware of the whole API: request ids, tracing, CORS, gzip, timeouts, body limits,
-//! panics, and a last pass that turns any bare error response into problem+json.
+//! panics, a last pass that turns any bare error response into problem+json, and around
+//! them all the request metrics.
 
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use tower_http::trace::TraceLayer;
 
 use super::error::{PROBLEM_JSON, Problem, problem_response, problem_type};
 use crate::config::ServerConfig;
+use crate::metrics::Metrics;
 use crate::telemetry::{RequestDone, RequestSpan};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -42,7 +44,7 @@ async fn hsts(request: Request, next: middleware::Next) -> Response {
     response
 }
 
-pub fn apply(router: Router, config: &ServerConfig) -> Router {
+pub fn apply(router: Router, config: &ServerConfig, metrics: &Metrics) -> Router {
     let origins: Vec<_> = config.cors_allowed_origins.iter().filter_map(|o| o.parse().ok()).collect();
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
@@ -53,6 +55,9 @@ pub fn apply(router: Router, config: &ServerConfig) -> Router {
 
     let router = router.layer(
         ServiceBuilder::new()
+            // Outermost: counts the status the client gets (timeouts and panics included)
+            // and the whole time; by route template, as routing has run (`Router::layer`).
+            .layer(middleware::from_fn_with_state(metrics.clone(), crate::metrics::http::track))
             .layer(SetSensitiveRequestHeadersLayer::new([
                 header::AUTHORIZATION,
                 header::COOKIE,

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use lapin::message::Delivery;
@@ -27,6 +27,7 @@ use super::store::{self, RejectedMessage};
 use super::validate::{self, Incoming, Parsed, Rejection, Row};
 use crate::broker::{self, DEAD_LETTER_EXCHANGE, INGEST_QUEUE};
 use crate::config::{BrokerConfig, IngestConfig};
+use crate::metrics::Metrics;
 
 /// Whether the consumer currently holds a broker connection (for `/readyz`).
 #[derive(Clone, Default)]
@@ -58,6 +59,7 @@ pub struct Consumer {
     user_prefix: String,
     config: IngestConfig,
     status: IngestStatus,
+    metrics: Metrics,
 }
 
 /// Exponential backoff between `min` and `max`.
@@ -84,13 +86,20 @@ impl Backoff {
 }
 
 impl Consumer {
-    pub fn new(db: PgPool, broker: &BrokerConfig, config: IngestConfig, status: IngestStatus) -> Self {
+    pub fn new(
+        db: PgPool,
+        broker: &BrokerConfig,
+        config: IngestConfig,
+        status: IngestStatus,
+        metrics: Metrics,
+    ) -> Self {
         Consumer {
             db,
             broker_url: broker.url.expose().to_owned(),
             user_prefix: broker.device_user_prefix.clone(),
             config,
             status,
+            metrics,
         }
     }
 
@@ -220,10 +229,18 @@ impl Consumer {
         batch: Batch,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<bool> {
-        let Some(rejections) = retrying(shutdown, || self.store(&batch)).await else { return Ok(false) };
+        // Each attempt is timed (or counted as failed) for metrics.
+        let attempt = || async {
+            let started = Instant::now();
+            let stored = self.store(&batch).await;
+            self.metrics.ingest_batch_store(started.elapsed(), stored.is_ok());
+            stored
+        };
+        let Some(rejections) = retrying(shutdown, attempt).await else { return Ok(false) };
         let deliveries = &batch.deliveries;
         for (i, rejection) in &rejections {
             let delivery = &deliveries[*i].1;
+            self.metrics.ingest_rejected(&rejection.reason);
             tracing::warn!(reason = %rejection.reason, routing_key = %delivery.routing_key, "ingest: message rejected");
             dead_letter(dead_letters, delivery, &rejection.reason).await?;
         }
@@ -243,6 +260,7 @@ impl Consumer {
         let Batch { deliveries, rows, row_index, rejections } = batch;
         match store::write(&self.db, rows, &rejected_messages(deliveries, rejections)).await {
             Ok(stored) => {
+                self.metrics.ingest_stored(rows.len(), stored);
                 tracing::debug!(
                     messages = deliveries.len(),
                     stored,
@@ -258,7 +276,7 @@ impl Consumer {
                 let mut rejections = rejections.clone();
                 for (i, row) in row_index.iter().zip(rows) {
                     match store::write(&self.db, std::slice::from_ref(row), &[]).await {
-                        Ok(_) => {}
+                        Ok(stored) => self.metrics.ingest_stored(1, stored),
                         Err(error) if store::is_permanent(&error) => {
                             let reason = match &error {
                                 sqlx::Error::Database(db) => format!("refused by the database: {}", db.message()),

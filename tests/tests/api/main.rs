@@ -9,6 +9,7 @@ mod deploy;
 mod devices;
 mod ingest;
 mod measurements;
+mod metrics;
 mod migrations;
 mod netns;
 mod openapi;

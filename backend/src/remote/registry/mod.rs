@@ -192,6 +192,13 @@ impl Registry {
         self.0.sessions.lock().expect("sessions lock").remove(&session_id);
     }
 
+    /// The tunnels this replica holds open and the sessions it serves (for metrics).
+    pub fn open_counts(&self) -> (usize, usize) {
+        let tunnels =
+            self.0.tunnels.lock().expect("tunnels lock").values().filter(|t| !t.closed.is_cancelled()).count();
+        (tunnels, self.0.sessions.lock().expect("sessions lock").len())
+    }
+
     /// Ends every session and tunnel of this replica and waits (briefly) until each has
     /// recorded its end; scanners reconnect to another replica.
     pub async fn shutdown(&self) {
