@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 /// A pod address standing in for the downward API's `status.podIP`.
-pub const POD_IP: &str = "10.244.3.7";
+pub const POD_IP: &str = "127.0.0.7";
 /// Variables of the pods that are not settings of the service, and why they are there.
 const OTHER_VARIABLES: [&str; 2] = [
     "POD_IP",        // the downward API, for remote.advertise_url
